@@ -1,0 +1,88 @@
+//! The errors the library returns at its boundary. Every message says what happened and, where
+//! there is one, what to do about it.
+
+use std::path::PathBuf;
+
+use crate::ids::{ParseIdError, Version};
+use crate::model::EntityChange;
+use crate::names::InvalidInput;
+
+/// The library's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name, text or other input was refused; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// An identifier could not be parsed.
+    #[error(transparent)]
+    Parse(#[from] ParseIdError),
+    /// An operation named an entity that does not exist; nothing was written.
+    #[error("entity {0:?} not found; create it first (names are exact and case-sensitive)")]
+    EntityNotFound(String),
+    /// The file is not a SQLite database at all.
+    #[error("{} is not a Cairn database (not even SQLite); point --db at a Cairn file or a new path", path.display())]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a SQLite database that some other program owns.
+    #[error("{} is a SQLite database of another application, not a Cairn replica; use a new path", path.display())]
+    NotCairn {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The database was written by a newer Cairn.
+    #[error("{} has schema version {found}, newer than this build reads ({supported}); upgrade Cairn", path.display())]
+    SchemaTooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this build reads.
+        supported: i64,
+    },
+    /// Bytes offered as Automerge changes (an import, a sync message) do not decode.
+    #[error("corrupt change data: {0}; nothing was imported")]
+    CorruptChange(String),
+    /// Stored data failed to load: the database is damaged.
+    #[error("stored document {doc} is damaged: {reason}; restore the file from a backup or re-sync it from a relay")]
+    CorruptStore {
+        /// The document id.
+        doc: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A conditional write found changes after its expected version; nothing was written.
+    #[error("conflict: {} change(s) touched {entities:?} after {expected}; read again and retry", changes.len())]
+    Conflict {
+        /// The version the write expected.
+        expected: Version,
+        /// The entities the write depended on.
+        entities: Vec<String>,
+        /// The changes to those entities after `expected`.
+        changes: Vec<EntityChange>,
+    },
+    /// A version token from another replica database.
+    #[error("version {0} was issued by another replica; versions are only meaningful to the replica that returned them")]
+    ForeignVersion(Version),
+    /// A version token ahead of anything this replica has logged.
+    #[error("version {0} is ahead of this replica (latest is seq {1}); pass a version a read returned")]
+    UnknownVersion(Version, i64),
+    /// A storage failure (disk full, permissions, a lock held too long).
+    #[error("storage error: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// An internal Automerge failure. This is a bug; please report it.
+    #[error("internal document error (please report this): {0}")]
+    Document(#[from] automerge::AutomergeError),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

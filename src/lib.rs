@@ -1,0 +1,91 @@
+//! # Cairn: shared memory for AI agents
+//!
+//! Every agent holds a local replica of a knowledge graph — entities, observations, relations —
+//! as Automerge documents, durable in one SQLite file. Replicas merge without conflict, through a
+//! relay or through a file, and every read says how fresh it is.
+//!
+//! ## A replica
+//!
+//! ```
+//! use cairn::{Op, Replica, Relation, Validity};
+//!
+//! # fn main() -> Result<(), cairn::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let memory = Replica::open(dir.path().join("memory.db"), "planner@laptop")?;
+//! memory.write(&[
+//!     Op::CreateEntity { name: "Alice".into(), entity_type: "person".into(), observations: vec!["likes tea".into()] },
+//!     Op::CreateEntity { name: "ACME".into(), entity_type: "company".into(), observations: vec![] },
+//!     Op::CreateRelation {
+//!         relation: Relation { from: "Alice".into(), relation_type: "works_at".into(), to: "ACME".into() },
+//!         validity: Validity::default(),
+//!     },
+//! ])?;
+//!
+//! let found = memory.search("tea")?;
+//! assert_eq!(found.data.entities[0].name, "Alice");
+//! println!("read at {} ({:?})", found.version, found.freshness);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `Replica` is synchronous and `Send + Sync`; it starts no runtime and spawns nothing. Each
+//! write is one Automerge change per touched shard, committed with its index updates in one
+//! SQLite transaction before the call returns. Several processes may open the same file.
+//!
+//! ## Merge semantics
+//!
+//! * Two replicas that create the same entity concurrently end with one entity holding the
+//!   union of both sides' observations and relations.
+//! * Deletes are observed-remove: they remove what the deleter had seen; an observation or
+//!   relation added concurrently survives.
+//! * Concurrent writes of an entity's type settle on the same winner everywhere, and reads
+//!   report the losing values in [`Entity::conflicts`] until someone writes the type again.
+//! * Nothing is forgotten: [`Replica::history`] reads back every change, deletes included.
+//!
+//! ## Merging without a relay
+//!
+//! ```
+//! # use cairn::{Op, Replica};
+//! # fn main() -> Result<(), cairn::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let a = Replica::open(dir.path().join("a.db"), "alice")?;
+//! let b = Replica::open(dir.path().join("b.db"), "bob")?;
+//! a.write(&[Op::CreateEntity { name: "Tea".into(), entity_type: "drink".into(), observations: vec![] }])?;
+//! let bundle = a.export_since(&b.heads()?)?; // every change b lacks
+//! b.import(&bundle)?;
+//! assert_eq!(b.read_graph()?.data.entities.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The document schema is in `docs/schema.md`, the sync protocol in `docs/protocol.md`, and the
+//! freshness guarantees in `docs/freshness.md`.
+
+mod decode;
+mod error;
+mod exchange;
+mod freshness;
+mod ids;
+mod link;
+mod model;
+mod names;
+mod plan;
+mod replica;
+pub mod schema;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use exchange::Heads;
+pub use freshness::{Freshness, Unseen};
+pub use ids::{DocId, ParseIdError, ReplicaId, Version};
+pub use link::{ChangeSource, Link};
+pub use model::{
+    Entity, EntityChange, Graph, Millis, Observation, Op, Outcome, Read, Receipt, Relation, RelationFact, TypeConflict,
+    Validity, What,
+};
+pub use names::{AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES};
+pub use replica::{now_millis, ImportReport, OpenOptions, Replica, Status, DEFAULT_SEARCH_LIMIT};
+pub use store::Durability;
+
+/// Re-exported so sync drivers and tests use the same Automerge as the core.
+pub use automerge;

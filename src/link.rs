@@ -1,0 +1,161 @@
+//! The link between a replica and whatever syncs it: the sync driver reports connection state
+//! and what the relay announced here; the replica reports new changes there. Plain data behind a
+//! mutex, plus subscriber callbacks, so the core stays free of any async runtime.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::freshness::Freshness;
+use crate::model::Millis;
+
+type Subscriber = Arc<dyn Fn(ChangeSource) + Send + Sync>;
+
+/// Where a change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSource {
+    /// Written through this process (a local write or an import).
+    Local,
+    /// Received from a peer.
+    Remote,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    /// Number of sync drivers attached; `Local` freshness when zero.
+    attached: usize,
+    online: bool,
+    /// When the link went offline (or first tried to connect).
+    offline_since: Millis,
+    /// When this replica last held everything the relay had announced.
+    last_sync: Option<Millis>,
+    /// When the relay first announced something this replica still lacks.
+    behind_since: Option<Millis>,
+    /// Bumped on every change this process logs; `wait_for_change` watches it.
+    generation: u64,
+}
+
+/// Shared state between a replica and its sync drivers.
+#[derive(Default)]
+pub struct Link {
+    state: Mutex<State>,
+    changed: Condvar,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("state", &*self.lock()).finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is plain data updated in single assignments; a panic elsewhere cannot leave it
+        // half-written, so a poisoned lock is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, source: ChangeSource) {
+        self.lock().generation += 1;
+        self.changed.notify_all();
+        let subs: Vec<Subscriber> = self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for s in subs {
+            s(source);
+        }
+    }
+
+    pub(crate) fn notify_local_change(&self) {
+        self.notify(ChangeSource::Local);
+    }
+
+    pub(crate) fn notify_remote_change(&self) {
+        self.notify(ChangeSource::Remote);
+    }
+
+    /// Calls `f` after every change this process logs (from any thread; keep it short and
+    /// non-blocking, e.g. wake an async task).
+    pub fn subscribe(&self, f: impl Fn(ChangeSource) + Send + Sync + 'static) {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::new(f));
+    }
+
+    /// A counter that grows with every change this process logs.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Blocks until the generation passes `seen` or `timeout` elapses; returns the generation.
+    pub fn wait_past(&self, seen: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while state.generation <= seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        state.generation
+    }
+
+    /// A sync driver attaches (freshness stops being `local`); it starts offline.
+    pub fn attach(&self, now: Millis) {
+        let mut s = self.lock();
+        s.attached += 1;
+        if s.attached == 1 {
+            s.online = false;
+            s.offline_since = now;
+        }
+    }
+
+    /// A sync driver detaches.
+    pub fn detach(&self) {
+        let mut s = self.lock();
+        s.attached = s.attached.saturating_sub(1);
+    }
+
+    /// The connection came up.
+    pub fn set_online(&self) {
+        self.lock().online = true;
+    }
+
+    /// The connection went down (or an attempt failed).
+    pub fn set_offline(&self, now: Millis) {
+        let mut s = self.lock();
+        if s.online || s.offline_since == 0 {
+            s.offline_since = now;
+        }
+        s.online = false;
+        s.behind_since = None;
+    }
+
+    /// The relay announced heads this replica lacks.
+    pub fn set_behind(&self, now: Millis) {
+        let mut s = self.lock();
+        s.behind_since.get_or_insert(now);
+    }
+
+    /// This replica holds everything the relay announced.
+    pub fn set_synced(&self, now: Millis) {
+        let mut s = self.lock();
+        s.behind_since = None;
+        s.last_sync = Some(now);
+    }
+
+    /// The freshness a read reports.
+    pub fn freshness(&self) -> Freshness {
+        let s = self.lock();
+        if s.attached == 0 {
+            Freshness::Local
+        } else if !s.online {
+            Freshness::Offline { since: s.offline_since, last_sync: s.last_sync }
+        } else if let Some(since) = s.behind_since {
+            Freshness::Behind { since }
+        } else {
+            match s.last_sync {
+                Some(as_of) => Freshness::Synced { as_of },
+                // Connected but the first exchange has not finished: not yet known to be caught up.
+                None => Freshness::Behind { since: s.offline_since },
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The knowledge graph as an application sees it: entities, observations, relations, the write
+//! operations on them, and what reads and writes return.
+
+use serde::{Deserialize, Serialize};
+
+use crate::freshness::{Freshness, Unseen};
+use crate::ids::Version;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// When a fact was true in the world. Both ends are optional; an open end is unbounded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validity {
+    /// When the fact became true, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<Millis>,
+    /// When the fact stopped being true, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<Millis>,
+}
+
+impl Validity {
+    /// True if the fact holds at world time `t`.
+    pub fn holds_at(&self, t: Millis) -> bool {
+        self.valid_from.is_none_or(|f| f <= t) && self.valid_to.is_none_or(|e| t < e)
+    }
+}
+
+/// A text recorded about an entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The text. Observations of an entity are a set: the same text twice is one observation.
+    pub text: String,
+    /// The agent that recorded it.
+    pub by: String,
+    /// When it was recorded.
+    pub at: Millis,
+    /// When it was true in the world.
+    #[serde(flatten)]
+    pub validity: Validity,
+}
+
+/// Another value an entity's type was set to concurrently; it lost to the reported type and
+/// stays reported until someone writes the type again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeConflict {
+    /// The losing type.
+    pub entity_type: String,
+    /// Who wrote it.
+    pub by: String,
+}
+
+/// A node of the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entity {
+    /// Unique name (exact match).
+    pub name: String,
+    /// The entity's type. Empty only for an entity that was deleted while another agent
+    /// concurrently added an observation or relation to it: the addition survives, the type does not.
+    pub entity_type: String,
+    /// Observations, oldest first.
+    pub observations: Vec<Observation>,
+    /// Who created it (empty if unknown).
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Unresolved concurrent type writes, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<TypeConflict>,
+}
+
+/// A directed edge `(from, relation_type, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Relation {
+    /// Source entity.
+    pub from: String,
+    /// Relation type, in active voice ("works_at").
+    pub relation_type: String,
+    /// Target entity.
+    pub to: String,
+}
+
+/// A relation with who wrote it and when it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationFact {
+    /// The relation.
+    #[serde(flatten)]
+    pub relation: Relation,
+    /// The agent that recorded it.
+    pub by: String,
+    /// When it was recorded.
+    pub at: Millis,
+    /// When it was true in the world.
+    #[serde(flatten)]
+    pub validity: Validity,
+}
+
+/// A graph or part of one: entities ordered by name, relations ordered by (from, type, to).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graph {
+    /// The entities.
+    pub entities: Vec<Entity>,
+    /// The relations.
+    pub relations: Vec<RelationFact>,
+}
+
+/// One write operation. A batch of them is applied atomically, in order, each seeing the
+/// effects of the ones before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Create an entity with initial observations. An entity that already exists is left as it
+    /// is (reported as [`Outcome::AlreadyExists`]), as the reference memory server does.
+    CreateEntity {
+        /// Unique name.
+        name: String,
+        /// Its type.
+        entity_type: String,
+        /// Initial observations.
+        #[serde(default)]
+        observations: Vec<String>,
+    },
+    /// Set an existing entity's type; this also resolves a type conflict.
+    SetEntityType {
+        /// The entity.
+        name: String,
+        /// The new type.
+        entity_type: String,
+    },
+    /// Add an observation to an existing entity (a no-op if the text is already there).
+    AddObservation {
+        /// The entity.
+        entity: String,
+        /// The text.
+        text: String,
+        /// When it is true in the world.
+        #[serde(default)]
+        validity: Validity,
+    },
+    /// Add a relation between two existing entities (a no-op if it is already there).
+    CreateRelation {
+        /// The relation.
+        #[serde(flatten)]
+        relation: Relation,
+        /// When it is true in the world.
+        #[serde(default)]
+        validity: Validity,
+    },
+    /// Delete an entity, its observations and every relation from or to it.
+    DeleteEntity {
+        /// The entity.
+        name: String,
+    },
+    /// Delete one observation.
+    DeleteObservation {
+        /// The entity.
+        entity: String,
+        /// The text.
+        text: String,
+    },
+    /// Delete one relation.
+    DeleteRelation {
+        /// The relation.
+        #[serde(flatten)]
+        relation: Relation,
+    },
+    /// End an observation's validity at `at` and record its replacement, valid from `at`.
+    SupersedeObservation {
+        /// The entity.
+        entity: String,
+        /// The observation that stops being true.
+        old: String,
+        /// The observation that replaces it.
+        new: String,
+        /// World time of the change.
+        at: Millis,
+    },
+    /// End a relation's validity at `at` and record `(from, relation_type, new_to)` from `at`.
+    SupersedeRelation {
+        /// The relation that stops being true.
+        #[serde(flatten)]
+        relation: Relation,
+        /// The new target.
+        new_to: String,
+        /// World time of the change.
+        at: Millis,
+    },
+}
+
+/// What one operation of a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It changed the graph.
+    Applied,
+    /// The entity, observation or relation was already there; nothing was written for it.
+    AlreadyExists,
+    /// The thing to delete was not there; nothing was written for it.
+    NotFound,
+}
+
+/// What a successful write returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The version right after this write (pass it as `expect` to a later conditional write).
+    pub version: Version,
+    /// One outcome per operation, in order.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// What a read returns: its data, the causal version it saw, and how fresh that view is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Read<T> {
+    /// The data read.
+    pub data: T,
+    /// The causal version the read saw.
+    pub version: Version,
+    /// How fresh this replica's view is.
+    pub freshness: Freshness,
+    /// Changes by other agents this agent had not seen before this read.
+    pub unseen: Unseen,
+}
+
+/// An entity-level change, as recorded in history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityChange {
+    /// Position in this replica's change log (compare with [`Version::seq`]).
+    pub seq: i64,
+    /// The entity the change touched.
+    pub entity: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: What,
+    /// The agent that wrote it.
+    pub agent: String,
+    /// When it was written (the change's timestamp).
+    pub at: Millis,
+}
+
+/// What an [`EntityChange`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum What {
+    /// An entity record was written: created, re-created or re-typed.
+    EntitySet {
+        /// The type written.
+        entity_type: String,
+    },
+    /// The entity record was deleted.
+    EntityDeleted,
+    /// An observation was recorded, or its validity changed.
+    ObservationSet {
+        /// The text.
+        text: String,
+        /// Its validity as written.
+        #[serde(flatten)]
+        validity: Validity,
+    },
+    /// An observation was deleted.
+    ObservationDeleted {
+        /// The text.
+        text: String,
+    },
+    /// A relation was recorded, or its validity changed.
+    RelationSet {
+        /// The relation.
+        #[serde(flatten)]
+        relation: Relation,
+        /// Its validity as written.
+        #[serde(flatten)]
+        validity: Validity,
+    },
+    /// A relation was deleted.
+    RelationDeleted {
+        /// The relation.
+        #[serde(flatten)]
+        relation: Relation,
+    },
+}

@@ -1,0 +1,315 @@
+//! Planning a write: validate a batch of operations against the current graph and turn it into
+//! per-document edits, before any document is touched.
+//!
+//! Operations apply in order and each sees the ones before it, so the planner keeps an overlay
+//! of what the batch has done so far on top of the derived index.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::ids::DocId;
+use crate::model::{Millis, Op, Outcome, Relation, Validity};
+use crate::names::{check_name, check_text, InvalidInput, MAX_NAME_BYTES};
+use crate::schema::{observation_key, relation_key, EntityRecord, FactRecord, GraphDocs, MapKind};
+use crate::store::index;
+
+/// One primitive edit of a shard document.
+#[derive(Debug, Clone)]
+pub(crate) enum Edit {
+    PutEntity(String, EntityRecord),
+    PutFact(MapKind, String, FactRecord),
+    Delete(MapKind, String),
+}
+
+/// A validated batch: what each operation does, and the edits per document.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) edits: BTreeMap<DocId, Vec<Edit>>,
+}
+
+/// Checks the syntax of every name and text in a batch, before taking any lock.
+pub(crate) fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
+    let name = |s: &str| check_name("entity name", s, MAX_NAME_BYTES);
+    let etype = |s: &str| check_name("entity type", s, MAX_NAME_BYTES);
+    let rel = |r: &Relation| {
+        name(&r.from)?;
+        name(&r.to)?;
+        check_name("relation type", &r.relation_type, MAX_NAME_BYTES)
+    };
+    let validity = |v: &Validity| match (v.valid_from, v.valid_to) {
+        (Some(from), Some(to)) if to <= from => Err(InvalidInput::EmptyValidity { from, to }),
+        _ => Ok(()),
+    };
+    for op in ops {
+        match op {
+            Op::CreateEntity { name: n, entity_type, observations } => {
+                name(n)?;
+                etype(entity_type)?;
+                observations.iter().try_for_each(|t| check_text(t))?;
+            }
+            Op::SetEntityType { name: n, entity_type } => {
+                name(n)?;
+                etype(entity_type)?;
+            }
+            Op::AddObservation { entity, text, validity: v } => {
+                name(entity)?;
+                check_text(text)?;
+                validity(v)?;
+            }
+            Op::CreateRelation { relation, validity: v } => {
+                rel(relation)?;
+                validity(v)?;
+            }
+            Op::DeleteEntity { name: n } => name(n)?,
+            Op::DeleteObservation { entity, text } => {
+                name(entity)?;
+                check_text(text)?;
+            }
+            Op::DeleteRelation { relation } => rel(relation)?,
+            Op::SupersedeObservation { entity, old, new, .. } => {
+                name(entity)?;
+                check_text(old)?;
+                check_text(new)?;
+            }
+            Op::SupersedeRelation { relation, new_to, .. } => {
+                rel(relation)?;
+                name(new_to)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Plans a validated batch against the index as of this transaction.
+pub(crate) struct Planner<'a> {
+    db: &'a Connection,
+    graph: &'a str,
+    docs: &'a GraphDocs,
+    agent: &'a str,
+    now: Millis,
+    /// Entities the batch created (`Some`, with whether they have a record) or deleted (`None`).
+    entities: HashMap<String, Option<bool>>,
+    observations: HashMap<(String, String), Option<FactRecord>>,
+    relations: HashMap<Relation, Option<FactRecord>>,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    pub(crate) fn new(db: &'a Connection, graph: &'a str, docs: &'a GraphDocs, agent: &'a str, now: Millis) -> Self {
+        Planner {
+            db,
+            graph,
+            docs,
+            agent,
+            now,
+            entities: HashMap::new(),
+            observations: HashMap::new(),
+            relations: HashMap::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Plan {
+        self.plan
+    }
+
+    fn edit(&mut self, entity: &str, edit: Edit) {
+        self.plan.edits.entry(self.docs.shard_for(entity)).or_default().push(edit);
+    }
+
+    fn exists(&self, name: &str) -> Result<bool> {
+        match self.entities.get(name) {
+            Some(state) => Ok(state.is_some()),
+            None => index::entity_exists(self.db, self.graph, name),
+        }
+    }
+
+    fn has_record(&self, name: &str) -> Result<bool> {
+        match self.entities.get(name) {
+            Some(state) => Ok(*state == Some(true)),
+            None => index::entity_has_record(self.db, self.graph, name),
+        }
+    }
+
+    fn require(&self, name: &str) -> Result<()> {
+        if self.exists(name)? { Ok(()) } else { Err(Error::EntityNotFound(name.to_owned())) }
+    }
+
+    fn observation(&self, entity: &str, text: &str) -> Result<Option<FactRecord>> {
+        match self.observations.get(&(entity.to_owned(), text.to_owned())) {
+            Some(state) => Ok(state.clone()),
+            None => index::observation(self.db, self.graph, entity, text),
+        }
+    }
+
+    fn relation(&self, rel: &Relation) -> Result<Option<FactRecord>> {
+        match self.relations.get(rel) {
+            Some(state) => Ok(state.clone()),
+            None => index::relation(self.db, self.graph, rel),
+        }
+    }
+
+    fn fact(&self, validity: Validity) -> FactRecord {
+        FactRecord { by: self.agent.to_owned(), at: self.now, valid_from: validity.valid_from, valid_to: validity.valid_to }
+    }
+
+    fn put_observation(&mut self, entity: &str, text: &str, record: FactRecord) {
+        self.edit(entity, Edit::PutFact(MapKind::Observations, observation_key(entity, text), record.clone()));
+        self.observations.insert((entity.to_owned(), text.to_owned()), Some(record));
+    }
+
+    fn delete_observation(&mut self, entity: &str, text: &str) {
+        self.edit(entity, Edit::Delete(MapKind::Observations, observation_key(entity, text)));
+        self.observations.insert((entity.to_owned(), text.to_owned()), None);
+    }
+
+    fn put_relation(&mut self, rel: &Relation, record: FactRecord) {
+        let key = relation_key(&rel.from, &rel.relation_type, &rel.to);
+        self.edit(&rel.from, Edit::PutFact(MapKind::Relations, key, record.clone()));
+        self.relations.insert(rel.clone(), Some(record));
+    }
+
+    fn delete_relation(&mut self, rel: &Relation) {
+        let key = relation_key(&rel.from, &rel.relation_type, &rel.to);
+        self.edit(&rel.from, Edit::Delete(MapKind::Relations, key));
+        self.relations.insert(rel.clone(), None);
+    }
+
+    /// Who created an entity and when, to carry over when its type is rewritten.
+    fn created(&self, name: &str) -> Result<Option<(String, Millis)>> {
+        Ok(self
+            .db
+            .prepare_cached("SELECT created_by, created_at FROM entities WHERE graph = ?1 AND name = ?2 AND has_record")?
+            .query_row(params![self.graph, name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Plans one operation; an error means the whole batch is refused.
+    pub(crate) fn push(&mut self, op: &Op) -> Result<()> {
+        let outcome = match op {
+            Op::CreateEntity { name, entity_type, observations } => {
+                if self.has_record(name)? {
+                    Outcome::AlreadyExists
+                } else {
+                    let record = EntityRecord { entity_type: entity_type.clone(), by: self.agent.to_owned(), at: self.now };
+                    self.edit(name, Edit::PutEntity(name.clone(), record));
+                    self.entities.insert(name.clone(), Some(true));
+                    for text in observations {
+                        if self.observation(name, text)?.is_none() {
+                            self.put_observation(name, text, self.fact(Validity::default()));
+                        }
+                    }
+                    Outcome::Applied
+                }
+            }
+            Op::SetEntityType { name, entity_type } => {
+                self.require(name)?;
+                let (by, at) = self.created(name)?.unwrap_or_else(|| (self.agent.to_owned(), self.now));
+                self.edit(name, Edit::PutEntity(name.clone(), EntityRecord { entity_type: entity_type.clone(), by, at }));
+                self.entities.insert(name.clone(), Some(true));
+                Outcome::Applied
+            }
+            Op::AddObservation { entity, text, validity } => {
+                self.require(entity)?;
+                if self.observation(entity, text)?.is_some() {
+                    Outcome::AlreadyExists
+                } else {
+                    self.put_observation(entity, text, self.fact(*validity));
+                    Outcome::Applied
+                }
+            }
+            Op::CreateRelation { relation, validity } => {
+                self.require(&relation.from)?;
+                self.require(&relation.to)?;
+                if self.relation(relation)?.is_some() {
+                    Outcome::AlreadyExists
+                } else {
+                    self.put_relation(relation, self.fact(*validity));
+                    Outcome::Applied
+                }
+            }
+            Op::DeleteEntity { name } => {
+                if !self.exists(name)? {
+                    Outcome::NotFound
+                } else {
+                    self.delete_entity(name)?;
+                    Outcome::Applied
+                }
+            }
+            Op::DeleteObservation { entity, text } => {
+                if self.observation(entity, text)?.is_some() {
+                    self.delete_observation(entity, text);
+                    Outcome::Applied
+                } else {
+                    Outcome::NotFound
+                }
+            }
+            Op::DeleteRelation { relation } => {
+                if self.relation(relation)?.is_some() {
+                    self.delete_relation(relation);
+                    Outcome::Applied
+                } else {
+                    Outcome::NotFound
+                }
+            }
+            Op::SupersedeObservation { entity, old, new, at } => {
+                self.require(entity)?;
+                match self.observation(entity, old)? {
+                    None => Outcome::NotFound,
+                    Some(mut ended) => {
+                        ended.valid_to = Some(*at);
+                        self.put_observation(entity, old, ended);
+                        self.put_observation(entity, new, self.fact(Validity { valid_from: Some(*at), valid_to: None }));
+                        Outcome::Applied
+                    }
+                }
+            }
+            Op::SupersedeRelation { relation, new_to, at } => {
+                self.require(new_to)?;
+                match self.relation(relation)? {
+                    None => Outcome::NotFound,
+                    Some(mut ended) => {
+                        ended.valid_to = Some(*at);
+                        self.put_relation(relation, ended);
+                        let next = Relation { to: new_to.clone(), ..relation.clone() };
+                        self.put_relation(&next, self.fact(Validity { valid_from: Some(*at), valid_to: None }));
+                        Outcome::Applied
+                    }
+                }
+            }
+        };
+        self.plan.outcomes.push(outcome);
+        Ok(())
+    }
+
+    /// Deletes what this replica sees of an entity: its record, its observations, and every
+    /// relation from or to it. Anything added concurrently elsewhere survives (observed-remove).
+    fn delete_entity(&mut self, name: &str) -> Result<()> {
+        if self.has_record(name)? {
+            self.edit(name, Edit::Delete(MapKind::Entities, name.to_owned()));
+        }
+        let mut texts = index::observation_texts(self.db, self.graph, name)?;
+        texts.extend(self.observations.keys().filter(|(e, _)| e == name).map(|(_, t)| t.clone()));
+        texts.sort();
+        texts.dedup();
+        for text in texts {
+            if self.observation(name, &text)?.is_some() {
+                self.delete_observation(name, &text);
+            }
+        }
+        let mut rels = index::relations_touching(self.db, self.graph, name)?;
+        rels.extend(self.relations.keys().filter(|r| r.from == name || r.to == name).cloned());
+        rels.sort();
+        rels.dedup();
+        for rel in rels {
+            if self.relation(&rel)?.is_some() {
+                self.delete_relation(&rel);
+            }
+        }
+        self.entities.insert(name.to_owned(), None);
+        Ok(())
+    }
+}

@@ -1,0 +1,379 @@
+//! The document schema (version 1): how a graph is laid out in Automerge documents.
+//!
+//! `docs/schema.md` is the language-neutral statement of this module; keep them in step.
+//!
+//! A graph is one root document and [`SHARD_COUNT`] shard documents. Every document id derives
+//! from the graph name, and every document starts from a *genesis* change that every replica
+//! produces byte for byte (a fixed actor, time 0, the same operations), so replicas that start a
+//! graph offline hold the same objects and merge instead of hiding one side's maps in a conflict.
+//! After genesis no writer ever creates an object that another writer might create concurrently
+//! and then mutate: entity, observation and relation records are immutable maps, replaced whole.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use sha2::{Digest, Sha256};
+
+use crate::ids::DocId;
+use crate::names::GraphName;
+
+/// The schema version written into every document.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// How many shard documents a graph has. Fixed for schema version 1: every replica must agree
+/// on it without talking to anyone, because document ids derive from it.
+pub const SHARD_COUNT: u32 = 32;
+
+/// Separates the parts of an observation or relation key. Names never contain control
+/// characters, so the first separator in a key always ends the entity name.
+pub(crate) const SEP: char = '\u{1f}';
+
+/// Which document of a graph a document id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocKind {
+    /// The root document: schema version, shard count, shard ids.
+    Root,
+    /// Shard `n` of [`SHARD_COUNT`].
+    Shard(u32),
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn derive_doc_id(label: &str) -> DocId {
+    let digest = sha256(&[label.as_bytes()]);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    DocId(id)
+}
+
+/// The shard an entity lives in: the first 8 bytes of SHA-256 of its UTF-8 name, read as a
+/// big-endian unsigned integer, modulo [`SHARD_COUNT`].
+pub fn shard_of(entity: &str) -> u32 {
+    let digest = sha256(&[entity.as_bytes()]);
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(head) % u64::from(SHARD_COUNT)) as u32
+}
+
+/// The document ids of one graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphDocs {
+    /// The root document.
+    pub root: DocId,
+    /// The shard documents, indexed by shard number.
+    pub shards: Vec<DocId>,
+}
+
+impl GraphDocs {
+    /// Derives the ids: the first 16 bytes of SHA-256 of `cairn/v1/<graph>/root` and of
+    /// `cairn/v1/<graph>/shard/<n>`.
+    pub fn of(graph: &GraphName) -> Self {
+        GraphDocs {
+            root: derive_doc_id(&format!("cairn/v1/{graph}/root")),
+            shards: (0..SHARD_COUNT).map(|n| derive_doc_id(&format!("cairn/v1/{graph}/shard/{n}"))).collect(),
+        }
+    }
+
+    /// Every document of the graph, root first.
+    pub fn all(&self) -> impl Iterator<Item = (DocId, DocKind)> + '_ {
+        std::iter::once((self.root, DocKind::Root))
+            .chain(self.shards.iter().enumerate().map(|(n, id)| (*id, DocKind::Shard(n as u32))))
+    }
+
+    /// What a document id is within this graph, if it belongs to it.
+    pub fn kind_of(&self, doc: &DocId) -> Option<DocKind> {
+        self.all().find(|(id, _)| id == doc).map(|(_, kind)| kind)
+    }
+
+    /// The shard document holding an entity.
+    pub fn shard_for(&self, entity: &str) -> DocId {
+        self.shards[shard_of(entity) as usize]
+    }
+}
+
+/// Builds a document's genesis: the same bytes on every replica. The actor is derived from the
+/// document id and is used for this one change only; a replica then writes under its own fresh
+/// actor (see `Replica::open`).
+pub(crate) fn genesis(graph: &GraphName, doc: DocId, kind: DocKind) -> Automerge {
+    let actor = ActorId::from(&sha256(&[b"cairn/v1/genesis/", doc.as_bytes()])[..16]);
+    let mut am = Automerge::new().with_actor(actor);
+    let mut tx = am.transaction();
+    // Genesis cannot fail: it writes fixed keys into the fresh root map of an empty document.
+    let put = |tx: &mut automerge::transaction::Transaction<'_>, k: &str, v: ScalarValue| {
+        tx.put(ROOT, k, v).expect("genesis writes to an empty document");
+    };
+    put(&mut tx, "schema", ScalarValue::Uint(SCHEMA_VERSION));
+    put(&mut tx, "graph", ScalarValue::Str(graph.as_str().into()));
+    match kind {
+        DocKind::Root => {
+            put(&mut tx, "cairn", ScalarValue::Str("root".into()));
+            put(&mut tx, "shard_count", ScalarValue::Uint(u64::from(SHARD_COUNT)));
+            let list = tx.put_object(ROOT, "shards", ObjType::List).expect("genesis list");
+            for (n, id) in GraphDocs::of(graph).shards.iter().enumerate() {
+                tx.insert(&list, n, ScalarValue::Str(id.url().into())).expect("genesis list insert");
+            }
+        }
+        DocKind::Shard(n) => {
+            put(&mut tx, "cairn", ScalarValue::Str("shard".into()));
+            put(&mut tx, "shard", ScalarValue::Uint(u64::from(n)));
+            for map in [ENTITIES, OBSERVATIONS, RELATIONS] {
+                tx.put_object(ROOT, map, ObjType::Map).expect("genesis map");
+            }
+        }
+    }
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_time(0));
+    am
+}
+
+/// The map of entities in a shard: name → entity record.
+pub(crate) const ENTITIES: &str = "entities";
+/// The map of observations in a shard: `<entity>␟<text>` → fact record.
+pub(crate) const OBSERVATIONS: &str = "observations";
+/// The map of relations in a shard: `<from>␟<relation type>␟<to>` → fact record.
+pub(crate) const RELATIONS: &str = "relations";
+
+/// Which of a shard's three maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum MapKind {
+    Entities,
+    Observations,
+    Relations,
+}
+
+/// The object ids of a shard's three maps, read from the document (not assumed), together with
+/// their textual form for matching operations in decoded changes.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) entities: automerge::ObjId,
+    pub(crate) observations: automerge::ObjId,
+    pub(crate) relations: automerge::ObjId,
+    names: [String; 3],
+}
+
+/// A shard document that does not have the schema's structure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document is not a Cairn shard: {0}")]
+pub struct LayoutError(pub(crate) String);
+
+impl Layout {
+    pub(crate) fn of(doc: &Automerge) -> Result<Layout, LayoutError> {
+        let find = |key: &str| -> Result<automerge::ObjId, LayoutError> {
+            let all = doc.get_all(ROOT, key).map_err(|e| LayoutError(e.to_string()))?;
+            if all.len() > 1 {
+                return Err(LayoutError(format!("the {key:?} map was created twice concurrently")));
+            }
+            match doc.get(ROOT, key).map_err(|e| LayoutError(e.to_string()))? {
+                Some((Value::Object(ObjType::Map), id)) => Ok(id),
+                _ => Err(LayoutError(format!("no {key:?} map at the root"))),
+            }
+        };
+        let (entities, observations, relations) = (find(ENTITIES)?, find(OBSERVATIONS)?, find(RELATIONS)?);
+        let names = [entities.to_string(), observations.to_string(), relations.to_string()];
+        Ok(Layout { entities, observations, relations, names })
+    }
+
+    pub(crate) fn map(&self, kind: MapKind) -> &automerge::ObjId {
+        match kind {
+            MapKind::Entities => &self.entities,
+            MapKind::Observations => &self.observations,
+            MapKind::Relations => &self.relations,
+        }
+    }
+
+    /// Which map an object id (as `counter@actor`) names, if any.
+    pub(crate) fn kind_of(&self, obj: &str) -> Option<MapKind> {
+        let kinds = [MapKind::Entities, MapKind::Observations, MapKind::Relations];
+        self.names.iter().position(|n| n == obj).map(|i| kinds[i])
+    }
+}
+
+pub(crate) fn observation_key(entity: &str, text: &str) -> String {
+    format!("{entity}{SEP}{text}")
+}
+
+pub(crate) fn relation_key(from: &str, relation_type: &str, to: &str) -> String {
+    format!("{from}{SEP}{relation_type}{SEP}{to}")
+}
+
+/// Splits `<entity>␟<text>`.
+pub(crate) fn split_observation_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once(SEP)
+}
+
+/// Splits `<from>␟<relation type>␟<to>`.
+pub(crate) fn split_relation_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.splitn(3, SEP);
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// An entity record: `{type, by, at}`. Immutable; a new type is written as a new record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntityRecord {
+    pub(crate) entity_type: String,
+    pub(crate) by: String,
+    pub(crate) at: i64,
+}
+
+/// An observation or relation record: `{by, at, valid_from?, valid_to?}`. Immutable; ending a
+/// fact's validity writes a new record at the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct FactRecord {
+    pub(crate) by: String,
+    pub(crate) at: i64,
+    pub(crate) valid_from: Option<i64>,
+    pub(crate) valid_to: Option<i64>,
+}
+
+fn scalar_time(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::Timestamp(t) | ScalarValue::Int(t) => Some(*t),
+        ScalarValue::Uint(t) => i64::try_from(*t).ok(),
+        ScalarValue::F64(t) if t.is_finite() => Some(*t as i64),
+        _ => None,
+    }
+}
+
+fn scalar_str(v: &ScalarValue) -> Option<String> {
+    match v {
+        ScalarValue::Str(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads one field of a record map; a missing or mistyped field reads as `None`.
+fn field<T>(doc: &Automerge, obj: &automerge::ObjId, key: &str, f: impl Fn(&ScalarValue) -> Option<T>) -> Option<T> {
+    match doc.get(obj, key).ok().flatten() {
+        Some((Value::Scalar(v), _)) => f(&v),
+        _ => None,
+    }
+}
+
+/// Every value at `map[key]`, winner first. More than one means a concurrent write that nobody
+/// has resolved yet.
+pub(crate) fn entity_records(doc: &Automerge, layout: &Layout, name: &str) -> Vec<EntityRecord> {
+    let read = |value: Value<'_>, id: automerge::ObjId| match value {
+        Value::Object(ObjType::Map) => EntityRecord {
+            entity_type: field(doc, &id, "type", scalar_str).unwrap_or_default(),
+            by: field(doc, &id, "by", scalar_str).unwrap_or_default(),
+            at: field(doc, &id, "at", scalar_time).unwrap_or_default(),
+        },
+        // Tolerated for hand-written documents: a bare string is the type.
+        Value::Scalar(v) => EntityRecord { entity_type: scalar_str(&v).unwrap_or_default(), by: String::new(), at: 0 },
+        Value::Object(_) => EntityRecord { entity_type: String::new(), by: String::new(), at: 0 },
+    };
+    let Ok(Some((_, winner))) = doc.get(&layout.entities, name) else { return Vec::new() };
+    let mut out = Vec::new();
+    for (value, id) in doc.get_all(&layout.entities, name).unwrap_or_default() {
+        let record = read(value, id.clone());
+        if id == winner { out.insert(0, record) } else { out.push(record) }
+    }
+    out
+}
+
+/// The winning record at `map[key]`, if the key is present.
+pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) -> Option<FactRecord> {
+    match doc.get(map, key).ok().flatten()? {
+        (Value::Object(ObjType::Map), id) => Some(FactRecord {
+            by: field(doc, &id, "by", scalar_str).unwrap_or_default(),
+            at: field(doc, &id, "at", scalar_time).unwrap_or_default(),
+            valid_from: field(doc, &id, "valid_from", scalar_time),
+            valid_to: field(doc, &id, "valid_to", scalar_time),
+        }),
+        // Any other value still marks the fact as present.
+        _ => Some(FactRecord::default()),
+    }
+}
+
+/// Writes an entity record at `entities[name]`, replacing whatever this replica has seen there.
+pub(crate) fn put_entity(
+    tx: &mut impl Transactable,
+    layout: &Layout,
+    name: &str,
+    record: &EntityRecord,
+) -> Result<(), automerge::AutomergeError> {
+    let obj = tx.put_object(&layout.entities, name, ObjType::Map)?;
+    tx.put(&obj, "type", record.entity_type.as_str())?;
+    tx.put(&obj, "by", record.by.as_str())?;
+    tx.put(&obj, "at", ScalarValue::Timestamp(record.at))?;
+    Ok(())
+}
+
+/// Writes a fact record at `map[key]`, replacing whatever this replica has seen there.
+pub(crate) fn put_fact(
+    tx: &mut impl Transactable,
+    map: &automerge::ObjId,
+    key: &str,
+    record: &FactRecord,
+) -> Result<(), automerge::AutomergeError> {
+    let obj = tx.put_object(map, key, ObjType::Map)?;
+    tx.put(&obj, "by", record.by.as_str())?;
+    tx.put(&obj, "at", ScalarValue::Timestamp(record.at))?;
+    if let Some(t) = record.valid_from {
+        tx.put(&obj, "valid_from", ScalarValue::Timestamp(t))?;
+    }
+    if let Some(t) = record.valid_to {
+        tx.put(&obj, "valid_to", ScalarValue::Timestamp(t))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genesis_is_identical_on_every_replica() {
+        let graph: GraphName = "team".parse().unwrap();
+        let docs = GraphDocs::of(&graph);
+        for (id, kind) in docs.all() {
+            let a = genesis(&graph, id, kind);
+            let b = genesis(&graph, id, kind);
+            assert_eq!(a.get_heads(), b.get_heads(), "{kind:?}");
+        }
+        // And different graphs get different documents.
+        assert_ne!(GraphDocs::of(&"other".parse().unwrap()).root, docs.root);
+    }
+
+    #[test]
+    fn concurrent_genesis_merges_into_one_structure() {
+        let graph: GraphName = "team".parse().unwrap();
+        let id = GraphDocs::of(&graph).shards[3];
+        let mut a = genesis(&graph, id, DocKind::Shard(3));
+        let mut b = genesis(&graph, id, DocKind::Shard(3));
+        a.set_actor(ActorId::random());
+        b.set_actor(ActorId::random());
+        let la = Layout::of(&a).unwrap();
+        let lb = Layout::of(&b).unwrap();
+        let rec = |t: &str| EntityRecord { entity_type: t.into(), by: "x".into(), at: 1 };
+        let mut tx = a.transaction();
+        put_entity(&mut tx, &la, "Alice", &rec("person")).unwrap();
+        tx.commit();
+        let mut tx = b.transaction();
+        put_entity(&mut tx, &lb, "Bob", &rec("person")).unwrap();
+        tx.commit();
+        a.merge(&mut b).unwrap();
+        let layout = Layout::of(&a).expect("still exactly one entities map");
+        assert_eq!(a.keys(&layout.entities).collect::<Vec<_>>(), ["Alice", "Bob"]);
+    }
+
+    #[test]
+    fn shard_hash_is_stable() {
+        // Written in docs/schema.md; other languages check against the same values.
+        assert_eq!(shard_of("Alice"), shard_of("Alice"));
+        let spread: std::collections::HashSet<u32> = (0..1000).map(|i| shard_of(&format!("e{i}"))).collect();
+        assert_eq!(spread.len(), SHARD_COUNT as usize);
+    }
+
+    #[test]
+    fn keys_split_back() {
+        let k = observation_key("Alice", "likes \u{1f} tea");
+        assert_eq!(split_observation_key(&k), Some(("Alice", "likes \u{1f} tea")));
+        let k = relation_key("Alice", "knows", "Bob");
+        assert_eq!(split_relation_key(&k), Some(("Alice", "knows", "Bob")));
+    }
+}

@@ -1,0 +1,121 @@
+//! The in-memory documents of one open store: a cache over the change log.
+//!
+//! A document is loaded the first time something needs it and kept. Before each transaction uses
+//! a document, [`DocCache::catch_up`] applies whatever other processes logged since — that is how
+//! several processes share one file without losing each other's writes.
+
+use std::collections::HashMap;
+
+use automerge::{ActorId, Automerge, Change};
+use rusqlite::Connection;
+
+use super::log;
+use crate::error::{Error, Result};
+use crate::ids::DocId;
+
+/// Loaded documents and how far into the log they are current.
+#[derive(Debug)]
+pub struct DocCache {
+    docs: HashMap<DocId, Automerge>,
+    /// Every cached document holds every change logged up to here.
+    seen_seq: i64,
+    /// The actor this process writes under; set on every document it loads.
+    actor: ActorId,
+}
+
+impl DocCache {
+    /// An empty cache whose documents write under `actor`.
+    pub fn new(actor: ActorId) -> Self {
+        DocCache { docs: HashMap::new(), seen_seq: 0, actor }
+    }
+
+    /// The actor this cache's documents write under.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// Applies to cached documents every change logged since the last call (by this or any other
+    /// process). Call at the start of every transaction, before reading a cached document.
+    pub fn catch_up(&mut self, db: &Connection) -> Result<()> {
+        let max = log::max_seq(db)?;
+        if max == self.seen_seq {
+            return Ok(());
+        }
+        if max < self.seen_seq || self.docs.is_empty() {
+            // The log shrank (the file was replaced) or nothing is cached: start afresh.
+            self.docs.clear();
+            self.seen_seq = max;
+            return Ok(());
+        }
+        let mut per_doc: HashMap<DocId, Vec<Change>> = HashMap::new();
+        let mut stale = Vec::new();
+        for logged in log::changes_after(db, self.seen_seq)? {
+            if !self.docs.contains_key(&logged.doc) {
+                continue;
+            }
+            match logged.bytes {
+                Some(bytes) => {
+                    let change = Change::from_bytes(bytes).map_err(|e| Error::CorruptStore {
+                        doc: logged.doc.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    per_doc.entry(logged.doc).or_default().push(change);
+                }
+                // Folded into a snapshot by another process before we saw it: reload instead.
+                None => stale.push(logged.doc),
+            }
+        }
+        for doc in stale {
+            self.docs.remove(&doc);
+            per_doc.remove(&doc);
+        }
+        for (id, changes) in per_doc {
+            if let Some(doc) = self.docs.get_mut(&id) {
+                doc.apply_changes(changes)?;
+            }
+        }
+        self.seen_seq = max;
+        Ok(())
+    }
+
+    /// Records that this process itself logged everything up to `seq` (its cached documents
+    /// already hold those changes).
+    pub fn mark_seen(&mut self, seq: i64) {
+        self.seen_seq = self.seen_seq.max(seq);
+    }
+
+    /// Returns the document, loading it from the log if needed. With `compact`, a document that
+    /// gathered many loose changes is saved as a snapshot while loading (needs a write transaction).
+    pub fn get(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Automerge>> {
+        if !self.docs.contains_key(&id) {
+            let Some(loaded) = log::load(db, &id)? else { return Ok(None) };
+            let mut doc = loaded.doc;
+            if compact && loaded.loose > log::SNAPSHOT_EVERY {
+                log::snapshot(db, &id, &doc)?;
+            }
+            doc.set_actor(self.actor.clone());
+            self.docs.insert(id, doc);
+        }
+        Ok(self.docs.get_mut(&id))
+    }
+
+    /// Adds a document this process just created (and logged).
+    pub fn insert(&mut self, id: DocId, mut doc: Automerge) {
+        doc.set_actor(self.actor.clone());
+        self.docs.insert(id, doc);
+    }
+
+    /// Forgets every document, e.g. after a failed transaction left them ahead of the file.
+    pub fn clear(&mut self) {
+        self.docs.clear();
+        self.seen_seq = 0;
+    }
+
+    /// Saves every cached document as a snapshot (needs a write transaction, after `catch_up`).
+    pub fn compact_all(&mut self, db: &Connection) -> Result<usize> {
+        for (id, doc) in &self.docs {
+            log::snapshot(db, id, doc)?;
+        }
+        Ok(self.docs.len())
+    }
+}

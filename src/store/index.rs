@@ -1,0 +1,394 @@
+//! The derived index: entities, observations and relations as tables, plus FTS5 search.
+//!
+//! Refreshed from the documents, key by key, in the same transaction that logs the change, so
+//! a reader (in any process) always sees the index and the log agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::Automerge;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::decode::Touched;
+use crate::error::Result;
+use crate::model::{Entity, Graph, Millis, Observation, Relation, RelationFact, TypeConflict, Validity};
+use crate::schema::{self, split_observation_key, split_relation_key, FactRecord, Layout};
+
+/// Which facts a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// Every observation and relation present, whatever its validity.
+    All,
+    /// Only those valid at this world time.
+    ValidAt(Millis),
+}
+
+impl Filter {
+    fn keeps(&self, v: &Validity) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::ValidAt(t) => v.holds_at(*t),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh: document state -> tables.
+
+/// Re-derives every row the touched keys affect from the shard document.
+pub(crate) fn refresh(db: &Connection, graph: &str, doc: &Automerge, layout: &Layout, touched: &Touched) -> Result<()> {
+    for key in &touched.observations {
+        let Some((entity, text)) = split_observation_key(key) else { continue };
+        match schema::fact_record(doc, &layout.observations, key) {
+            Some(r) => {
+                db.prepare_cached(
+                    "INSERT OR REPLACE INTO observations (graph, entity, text, by, at, valid_from, valid_to)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to])?;
+            }
+            None => {
+                db.prepare_cached("DELETE FROM observations WHERE graph = ?1 AND entity = ?2 AND text = ?3")?
+                    .execute(params![graph, entity, text])?;
+            }
+        }
+    }
+    for key in &touched.relations {
+        let Some((src, rtype, dst)) = split_relation_key(key) else { continue };
+        match schema::fact_record(doc, &layout.relations, key) {
+            Some(r) => {
+                db.prepare_cached(
+                    "INSERT OR REPLACE INTO relations (graph, src, rtype, dst, by, at, valid_from, valid_to)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![graph, src, rtype, dst, r.by, r.at, r.valid_from, r.valid_to])?;
+            }
+            None => {
+                db.prepare_cached("DELETE FROM relations WHERE graph = ?1 AND src = ?2 AND rtype = ?3 AND dst = ?4")?
+                    .execute(params![graph, src, rtype, dst])?;
+            }
+        }
+    }
+    for name in &touched.entities {
+        refresh_entity(db, graph, doc, layout, name)?;
+    }
+    Ok(())
+}
+
+/// An entity is visible while it has a record, or while observations or outgoing relations
+/// added concurrently with its deletion keep it alive (they live in its shard, so this is a
+/// check of one document's state and converges like it).
+fn refresh_entity(db: &Connection, graph: &str, doc: &Automerge, layout: &Layout, name: &str) -> Result<()> {
+    let records = schema::entity_records(doc, layout, name);
+    let has_facts: bool = db
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM observations WHERE graph = ?1 AND entity = ?2)
+                 OR EXISTS (SELECT 1 FROM relations WHERE graph = ?1 AND src = ?2)",
+        )?
+        .query_row(params![graph, name], |r| r.get(0))?;
+    let id: Option<i64> = db
+        .prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?
+        .query_row(params![graph, name], |r| r.get(0))
+        .optional()?;
+    if records.is_empty() && !has_facts {
+        if let Some(id) = id {
+            db.prepare_cached("DELETE FROM entities WHERE id = ?1")?.execute([id])?;
+            db.prepare_cached("DELETE FROM search WHERE rowid = ?1")?.execute([id])?;
+        }
+        return Ok(());
+    }
+    let winner = records.first();
+    let entity_type = winner.map(|r| r.entity_type.as_str()).unwrap_or("");
+    let mut losers: Vec<TypeConflict> = Vec::new();
+    for r in records.iter().skip(1) {
+        if r.entity_type != entity_type && !losers.iter().any(|l| l.entity_type == r.entity_type) {
+            losers.push(TypeConflict { entity_type: r.entity_type.clone(), by: r.by.clone() });
+        }
+    }
+    let conflicts = (!losers.is_empty()).then(|| serde_json::to_string(&losers).unwrap_or_default());
+    let (by, at) = winner.map(|r| (r.by.as_str(), r.at)).unwrap_or(("", 0));
+    let id: i64 = db
+        .prepare_cached(
+            "INSERT INTO entities (graph, name, type, has_record, created_by, created_at, conflicts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (graph, name) DO UPDATE SET type = excluded.type, has_record = excluded.has_record,
+                 created_by = excluded.created_by, created_at = excluded.created_at, conflicts = excluded.conflicts
+             RETURNING id",
+        )?
+        .query_row(params![graph, name, entity_type, winner.is_some(), by, at, conflicts], |r| r.get(0))?;
+    db.prepare_cached("DELETE FROM search WHERE rowid = ?1")?.execute([id])?;
+    db.prepare_cached(
+        "INSERT INTO search (rowid, name, type, observations)
+         VALUES (?1, ?2, ?3, (SELECT group_concat(text, char(10)) FROM observations WHERE graph = ?4 AND entity = ?2))",
+    )?
+    .execute(params![id, name, entity_type, graph])?;
+    Ok(())
+}
+
+/// Drops every derived row of a graph (before rebuilding it from the documents).
+pub(crate) fn clear_graph(db: &Connection, graph: &str) -> Result<()> {
+    db.execute("DELETE FROM search WHERE rowid IN (SELECT id FROM entities WHERE graph = ?1)", [graph])?;
+    for table in ["entities", "observations", "relations"] {
+        db.execute(&format!("DELETE FROM {table} WHERE graph = ?1"), [graph])?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Point lookups used while planning a write.
+
+/// Whether an entity is visible (has a record, or facts that keep it alive).
+pub(crate) fn entity_exists(db: &Connection, graph: &str, name: &str) -> Result<bool> {
+    Ok(db
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM entities WHERE graph = ?1 AND name = ?2)")?
+        .query_row(params![graph, name], |r| r.get(0))?)
+}
+
+/// Whether an entity has a record of its own (is not merely kept alive by concurrent additions).
+pub(crate) fn entity_has_record(db: &Connection, graph: &str, name: &str) -> Result<bool> {
+    Ok(db
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM entities WHERE graph = ?1 AND name = ?2 AND has_record)")?
+        .query_row(params![graph, name], |r| r.get(0))?)
+}
+
+/// The record of an observation, if present.
+pub(crate) fn observation(db: &Connection, graph: &str, entity: &str, text: &str) -> Result<Option<FactRecord>> {
+    Ok(db
+        .prepare_cached(
+            "SELECT by, at, valid_from, valid_to FROM observations WHERE graph = ?1 AND entity = ?2 AND text = ?3",
+        )?
+        .query_row(params![graph, entity, text], fact_row)
+        .optional()?)
+}
+
+/// The record of a relation, if present.
+pub(crate) fn relation(db: &Connection, graph: &str, rel: &Relation) -> Result<Option<FactRecord>> {
+    Ok(db
+        .prepare_cached(
+            "SELECT by, at, valid_from, valid_to FROM relations
+             WHERE graph = ?1 AND src = ?2 AND rtype = ?3 AND dst = ?4",
+        )?
+        .query_row(params![graph, rel.from, rel.relation_type, rel.to], fact_row)
+        .optional()?)
+}
+
+fn fact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FactRecord> {
+    Ok(FactRecord { by: r.get(0)?, at: r.get(1)?, valid_from: r.get(2)?, valid_to: r.get(3)? })
+}
+
+/// Texts of every observation of an entity.
+pub(crate) fn observation_texts(db: &Connection, graph: &str, entity: &str) -> Result<Vec<String>> {
+    let mut stmt = db.prepare_cached("SELECT text FROM observations WHERE graph = ?1 AND entity = ?2")?;
+    let rows = stmt.query_map(params![graph, entity], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every relation from or to an entity.
+pub(crate) fn relations_touching(db: &Connection, graph: &str, entity: &str) -> Result<Vec<Relation>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT src, rtype, dst FROM relations WHERE graph = ?1 AND src = ?2
+         UNION SELECT src, rtype, dst FROM relations WHERE graph = ?1 AND dst = ?2",
+    )?;
+    let rows = stmt.query_map(params![graph, entity], |r| {
+        Ok(Relation { from: r.get(0)?, relation_type: r.get(1)?, to: r.get(2)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+fn parse_conflicts(json: Option<String>) -> Vec<TypeConflict> {
+    json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default()
+}
+
+/// Loads entities (with their observations) selected by a SQL condition on `entities e`.
+fn load_entities(db: &Connection, graph: &str, filter: Filter, ids: &[i64]) -> Result<Vec<Entity>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut ent = db.prepare_cached(
+        "SELECT name, type, created_by, created_at, conflicts FROM entities WHERE id = ?1 AND graph = ?2",
+    )?;
+    let mut obs = db.prepare_cached(
+        "SELECT text, by, at, valid_from, valid_to FROM observations
+         WHERE graph = ?1 AND entity = ?2 ORDER BY at, text",
+    )?;
+    for id in ids {
+        let Some(mut entity) = ent
+            .query_row(params![id, graph], |r| {
+                Ok(Entity {
+                    name: r.get(0)?,
+                    entity_type: r.get(1)?,
+                    observations: Vec::new(),
+                    created_by: r.get(2)?,
+                    created_at: r.get(3)?,
+                    conflicts: parse_conflicts(r.get(4)?),
+                })
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        let rows = obs.query_map(params![graph, entity.name], observation_row)?;
+        for o in rows {
+            let o = o?;
+            if filter.keeps(&o.validity) {
+                entity.observations.push(o);
+            }
+        }
+        out.push(entity);
+    }
+    Ok(out)
+}
+
+fn observation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Observation> {
+    Ok(Observation {
+        text: r.get(0)?,
+        by: r.get(1)?,
+        at: r.get(2)?,
+        validity: Validity { valid_from: r.get(3)?, valid_to: r.get(4)? },
+    })
+}
+
+fn relation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationFact> {
+    Ok(RelationFact {
+        relation: Relation { from: r.get(0)?, relation_type: r.get(1)?, to: r.get(2)? },
+        by: r.get(3)?,
+        at: r.get(4)?,
+        validity: Validity { valid_from: r.get(5)?, valid_to: r.get(6)? },
+    })
+}
+
+/// The whole graph, in one pass over each table.
+pub(crate) fn read_graph(db: &Connection, graph: &str, filter: Filter) -> Result<Graph> {
+    let mut entities: BTreeMap<String, Entity> = BTreeMap::new();
+    let mut stmt =
+        db.prepare_cached("SELECT name, type, created_by, created_at, conflicts FROM entities WHERE graph = ?1")?;
+    for row in stmt.query_map([graph], |r| {
+        Ok(Entity {
+            name: r.get(0)?,
+            entity_type: r.get(1)?,
+            observations: Vec::new(),
+            created_by: r.get(2)?,
+            created_at: r.get(3)?,
+            conflicts: parse_conflicts(r.get(4)?),
+        })
+    })? {
+        let e = row?;
+        entities.insert(e.name.clone(), e);
+    }
+    let mut stmt = db.prepare_cached(
+        "SELECT text, by, at, valid_from, valid_to, entity FROM observations WHERE graph = ?1 ORDER BY entity, at, text",
+    )?;
+    let mut rows = stmt.query([graph])?;
+    while let Some(row) = rows.next()? {
+        let o = observation_row(row)?;
+        let entity: String = row.get(5)?;
+        if let Some(e) = entities.get_mut(&entity).filter(|_| filter.keeps(&o.validity)) {
+            e.observations.push(o);
+        }
+    }
+    let mut stmt = db.prepare_cached(
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations WHERE graph = ?1 ORDER BY src, rtype, dst",
+    )?;
+    let relations = stmt
+        .query_map([graph], relation_row)?
+        .filter(|r| r.as_ref().map_or(true, |r| filter.keeps(&r.validity)))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Graph { entities: entities.into_values().collect(), relations })
+}
+
+/// Relations with at least one end among `names` (the reference memory server's rule).
+fn relations_touching_any(db: &Connection, graph: &str, names: &BTreeSet<String>, filter: Filter) -> Result<Vec<RelationFact>> {
+    let mut set = BTreeMap::new();
+    let mut from = db.prepare_cached(
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations WHERE graph = ?1 AND src = ?2",
+    )?;
+    let mut to = db.prepare_cached(
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations WHERE graph = ?1 AND dst = ?2",
+    )?;
+    for name in names {
+        for stmt in [&mut from, &mut to] {
+            for r in stmt.query_map(params![graph, name], relation_row)? {
+                let r = r?;
+                if filter.keeps(&r.validity) {
+                    set.insert(r.relation.clone(), r);
+                }
+            }
+        }
+    }
+    Ok(set.into_values().collect())
+}
+
+/// The named entities (unknown names are skipped) and the relations touching them.
+pub(crate) fn open_nodes(db: &Connection, graph: &str, names: &[String], filter: Filter) -> Result<Graph> {
+    let mut ids = Vec::new();
+    let mut stmt = db.prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?;
+    let wanted: BTreeSet<String> = names.iter().cloned().collect();
+    for name in &wanted {
+        if let Some(id) = stmt.query_row(params![graph, name], |r| r.get::<_, i64>(0)).optional()? {
+            ids.push(id);
+        }
+    }
+    let entities = load_entities(db, graph, filter, &ids)?;
+    let found: BTreeSet<String> = entities.iter().map(|e| e.name.clone()).collect();
+    let relations = relations_touching_any(db, graph, &found, filter)?;
+    Ok(Graph { entities, relations })
+}
+
+/// Quotes a term as an FTS5 string (a phrase: with the trigram tokenizer, a substring match).
+fn fts_phrase(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+fn like_pattern(term: &str) -> String {
+    let mut p = String::from("%");
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Entities whose name, type or observations contain every whitespace-separated term of
+/// `query` (case-insensitive), best BM25 match first; plus the relations touching them. Any
+/// characters are allowed in the query: terms are quoted, never parsed as FTS syntax.
+pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, filter: Filter) -> Result<Graph> {
+    let terms: Vec<&str> = query.split_whitespace().collect();
+    // The trigram index answers terms of three or more characters; shorter ones fall back to
+    // LIKE over the same columns.
+    let (long, short): (Vec<&str>, Vec<&str>) = terms.iter().partition(|t| t.chars().count() >= 3);
+    let mut sql = String::from("SELECT e.id FROM search JOIN entities e ON e.id = search.rowid WHERE e.graph = ?1");
+    let mut args: Vec<String> = vec![graph.to_owned()];
+    if !long.is_empty() {
+        args.push(long.iter().map(|t| fts_phrase(t)).collect::<Vec<_>>().join(" AND "));
+        sql.push_str(&format!(" AND search MATCH ?{}", args.len()));
+    }
+    for t in &short {
+        args.push(like_pattern(t));
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (search.name LIKE ?{n} ESCAPE '\\' OR search.type LIKE ?{n} ESCAPE '\\' \
+             OR search.observations LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    sql.push_str(if long.is_empty() { " ORDER BY e.name" } else { " ORDER BY bm25(search), e.name" });
+    sql.push_str(&format!(" LIMIT {limit}"));
+    let mut stmt = db.prepare(&sql)?;
+    let ids = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let entities = load_entities(db, graph, filter, &ids)?;
+    let found: BTreeSet<String> = entities.iter().map(|e| e.name.clone()).collect();
+    let relations = relations_touching_any(db, graph, &found, filter)?;
+    Ok(Graph { entities, relations })
+}
+
+/// How many entities, observations and relations a graph holds.
+pub(crate) fn counts(db: &Connection, graph: &str) -> Result<(u64, u64, u64)> {
+    let count = |table: &str| -> Result<u64> {
+        Ok(db.query_row(&format!("SELECT count(*) FROM {table} WHERE graph = ?1"), [graph], |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok((count("entities")?, count("observations")?, count("relations")?))
+}

@@ -1,0 +1,395 @@
+//! The documented merge semantics and the replica API, as stories over real SQLite files.
+
+mod common;
+
+use cairn::{Error, Op, Outcome, Relation, Replica, Validity, What};
+use common::*;
+
+#[test]
+fn concurrent_creation_of_one_entity_keeps_the_union() {
+    let dir = tempfile::tempdir().unwrap();
+    // Step 1: Alice and Bob, offline, both create "Tea" with different observations.
+    let a = open(dir.path(), "a.db", "alice");
+    let b = open(dir.path(), "b.db", "bob");
+    a.write(&[entity("Tea", "drink", &["hot"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")]).unwrap();
+    b.write(&[entity("Tea", "drink", &["green"]), entity("Pot", "thing", &[]), relate("Tea", "from", "Pot")]).unwrap();
+    // Step 2: they merge through files.
+    merge(&a, &b);
+    // Step 3: one Tea, holding both observations and both relations, on both sides.
+    for r in [&a, &b] {
+        let g = r.read_graph().unwrap().data;
+        assert_eq!(names(&g), ["Cup", "Pot", "Tea"]);
+        assert_eq!(texts(&g, "Tea"), ["green", "hot"]);
+        assert_eq!(g.relations.len(), 2);
+        assert!(g.entities.iter().all(|e| e.conflicts.is_empty()), "same type twice is no conflict");
+    }
+    assert_eq!(shape(&a.read_graph().unwrap().data), shape(&b.read_graph().unwrap().data));
+}
+
+#[test]
+fn deletes_remove_only_what_the_deleter_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let b = open(dir.path(), "b.db", "bob");
+    a.write(&[entity("Tea", "drink", &["hot"]), entity("Cup", "thing", &[]), relate("Cup", "holds", "Tea")]).unwrap();
+    merge(&a, &b);
+    // Alice deletes Tea (its observation and the relation to it); Bob concurrently adds to it.
+    a.write(&[Op::DeleteEntity { name: "Tea".into() }]).unwrap();
+    b.write(&[observe("Tea", "steeped 3 minutes"), entity("Pot", "thing", &[]), relate("Pot", "pours", "Tea")])
+        .unwrap();
+    merge(&a, &b);
+    for r in [&a, &b] {
+        let g = r.read_graph().unwrap().data;
+        // Bob's addition survives; what Alice saw is gone.
+        assert_eq!(texts(&g, "Tea"), ["steeped 3 minutes"]);
+        let tea = g.entities.iter().find(|e| e.name == "Tea").unwrap();
+        assert_eq!(tea.entity_type, "", "the deleted record's type is not resurrected");
+        let rels: Vec<&Relation> = g.relations.iter().map(|r| &r.relation).collect();
+        assert_eq!(rels, [&rel("Pot", "pours", "Tea")]);
+    }
+    // Writing a type restores the entity fully.
+    b.write(&[Op::SetEntityType { name: "Tea".into(), entity_type: "drink".into() }]).unwrap();
+    let g = b.read_graph().unwrap().data;
+    assert_eq!(g.entities.iter().find(|e| e.name == "Tea").unwrap().entity_type, "drink");
+}
+
+#[test]
+fn a_concurrent_re_add_survives_an_observation_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let b = open(dir.path(), "b.db", "bob");
+    a.write(&[entity("Tea", "drink", &["hot"])]).unwrap();
+    merge(&a, &b);
+    a.write(&[Op::DeleteObservation { entity: "Tea".into(), text: "hot".into() }]).unwrap();
+    // Bob supersedes "hot" at the same time: his write of the observation is not something
+    // Alice saw, so it survives her delete.
+    b.write(&[Op::SupersedeObservation { entity: "Tea".into(), old: "hot".into(), new: "warm".into(), at: 1 }])
+        .unwrap();
+    merge(&a, &b);
+    let all = a.read_graph_as_of(None).unwrap().data;
+    assert_eq!(texts(&all, "Tea"), ["hot", "warm"]);
+    assert_eq!(shape(&all), shape(&b.read_graph_as_of(None).unwrap().data));
+}
+
+#[test]
+fn concurrent_type_writes_pick_one_winner_and_report_the_loser() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let b = open(dir.path(), "b.db", "bob");
+    a.write(&[entity("Pluto", "planet", &[])]).unwrap();
+    merge(&a, &b);
+    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "dwarf planet".into() }]).unwrap();
+    b.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "plutoid".into() }]).unwrap();
+    merge(&a, &b);
+    let pa = a.read_graph().unwrap().data.entities.remove(0);
+    let pb = b.read_graph().unwrap().data.entities.remove(0);
+    assert_eq!(pa.entity_type, pb.entity_type, "same winner everywhere");
+    assert_eq!(pa.conflicts, pb.conflicts);
+    assert_eq!(pa.conflicts.len(), 1);
+    let mut both = [pa.entity_type.as_str(), pa.conflicts[0].entity_type.as_str()];
+    both.sort();
+    assert_eq!(both, ["dwarf planet", "plutoid"]);
+    // Writing the type resolves the conflict, and the resolution merges.
+    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "dwarf planet".into() }]).unwrap();
+    merge(&a, &b);
+    let pb = b.read_graph().unwrap().data.entities.remove(0);
+    assert_eq!(pb.entity_type, "dwarf planet");
+    assert!(pb.conflicts.is_empty());
+    assert_eq!(pb.created_by, "alice", "re-typing keeps who created it");
+}
+
+#[test]
+fn history_reads_back_deleted_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    a.write(&[entity("Tea", "drink", &["hot"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")]).unwrap();
+    a.write(&[Op::DeleteEntity { name: "Tea".into() }]).unwrap();
+    assert!(a.read_graph().unwrap().data.entities.iter().all(|e| e.name != "Tea"));
+    let history = a.history("Tea").unwrap().data;
+    let whats: Vec<&What> = history.iter().map(|c| &c.what).collect();
+    assert!(whats.contains(&&What::EntitySet { entity_type: "drink".into() }));
+    assert!(whats.contains(&&What::ObservationSet { text: "hot".into(), validity: Validity::default() }));
+    assert!(whats.contains(&&What::ObservationDeleted { text: "hot".into() }));
+    assert!(whats.contains(&&What::RelationDeleted { relation: rel("Tea", "in", "Cup") }));
+    assert!(whats.contains(&&What::EntityDeleted));
+    assert!(history.iter().all(|c| c.agent == "alice" && c.at > 0));
+    // The relation shows in the other end's history too.
+    assert!(a.history("Cup").unwrap().data.iter().any(|c| matches!(&c.what, What::RelationSet { .. })));
+    // And history survives compaction and reopening.
+    a.compact().unwrap();
+    drop(a);
+    let a = open(dir.path(), "a.db", "alice");
+    assert_eq!(a.history("Tea").unwrap().data.len(), history.len());
+}
+
+#[test]
+fn supersede_keeps_the_past_readable_as_of_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    a.write(&[entity("Alice", "person", &[]), entity("ACME", "company", &[]), entity("Initech", "company", &[])])
+        .unwrap();
+    a.write(&[
+        Op::AddObservation {
+            entity: "Alice".into(),
+            text: "lives in Paris".into(),
+            validity: Validity { valid_from: Some(1_000), valid_to: None },
+        },
+        relate("Alice", "works_at", "ACME"),
+    ])
+    .unwrap();
+    a.write(&[
+        Op::SupersedeObservation { entity: "Alice".into(), old: "lives in Paris".into(), new: "lives in Oslo".into(), at: 5_000 },
+        Op::SupersedeRelation { relation: rel("Alice", "works_at", "ACME"), new_to: "Initech".into(), at: 5_000 },
+    ])
+    .unwrap();
+    let now = a.read_graph().unwrap().data;
+    assert_eq!(texts(&now, "Alice"), ["lives in Oslo"]);
+    assert_eq!(now.relations.iter().map(|r| r.relation.to.as_str()).collect::<Vec<_>>(), ["Initech"]);
+    let then = a.read_graph_as_of(Some(2_000)).unwrap().data;
+    assert_eq!(texts(&then, "Alice"), ["lives in Paris"]);
+    assert_eq!(then.relations.iter().map(|r| r.relation.to.as_str()).collect::<Vec<_>>(), ["ACME"]);
+    assert_eq!(texts(&a.read_graph_as_of(None).unwrap().data, "Alice"), ["lives in Oslo", "lives in Paris"]);
+}
+
+#[test]
+fn duplicates_and_missing_items_are_reported_not_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let first = a.write(&[entity("Tea", "drink", &["hot"]), entity("Cup", "thing", &[])]).unwrap();
+    assert_eq!(first.outcomes, [Outcome::Applied, Outcome::Applied]);
+    let again = a
+        .write(&[
+            entity("Tea", "something else", &["ignored"]),
+            observe("Tea", "hot"),
+            observe("Tea", "hot"),
+            relate("Tea", "in", "Cup"),
+            relate("Tea", "in", "Cup"),
+            Op::DeleteObservation { entity: "Tea".into(), text: "cold".into() },
+            Op::DeleteRelation { relation: rel("Cup", "in", "Tea") },
+            Op::DeleteEntity { name: "Nobody".into() },
+        ])
+        .unwrap();
+    use Outcome::*;
+    assert_eq!(again.outcomes, [AlreadyExists, AlreadyExists, AlreadyExists, Applied, AlreadyExists, NotFound, NotFound, NotFound]);
+    let g = a.read_graph().unwrap().data;
+    assert_eq!(g.entities.iter().find(|e| e.name == "Tea").unwrap().entity_type, "drink");
+    assert_eq!(texts(&g, "Tea"), ["hot"]);
+    // A write that changes nothing does not move the version.
+    let v = a.read_graph().unwrap().version;
+    assert_eq!(a.write(&[entity("Tea", "drink", &[])]).unwrap().version, v);
+}
+
+#[test]
+fn a_batch_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    a.write(&[entity("Tea", "drink", &[])]).unwrap();
+    let before = a.read_graph().unwrap();
+    // The last operation names an unknown entity: nothing of the batch is written.
+    let err = a.write(&[entity("Cup", "thing", &[]), observe("Tea", "hot"), relate("Tea", "in", "Saucer")]).unwrap_err();
+    assert!(matches!(&err, Error::EntityNotFound(n) if n == "Saucer"), "{err}");
+    assert!(err.to_string().contains("create it first"));
+    let after = a.read_graph().unwrap();
+    assert_eq!(after.version, before.version);
+    assert_eq!(shape(&after.data), shape(&before.data));
+    // And the replica keeps working after the refusal.
+    a.write(&[entity("Saucer", "thing", &[]), relate("Tea", "in", "Saucer")]).unwrap();
+    assert_eq!(a.read_graph().unwrap().data.relations.len(), 1);
+}
+
+#[test]
+fn operations_in_a_batch_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let r = a
+        .write(&[
+            entity("A", "t", &[]),
+            entity("B", "t", &[]),
+            relate("A", "r", "B"),
+            Op::DeleteEntity { name: "B".into() },
+            entity("B", "u", &["back"]),
+        ])
+        .unwrap();
+    assert!(r.outcomes.iter().all(|o| *o == Outcome::Applied));
+    let g = a.read_graph().unwrap().data;
+    assert_eq!(shape(&g), ["A:t:[]:[]", "B:u:[\"back\"]:[]"]);
+}
+
+#[test]
+fn bad_names_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let v = a.read_graph().unwrap().version;
+    let cases: Vec<(Op, &str)> = vec![
+        (entity("", "t", &[]), "entity name is empty"),
+        (entity(&"x".repeat(257), "t", &[]), "257 bytes"),
+        (entity("tab\there", "t", &[]), "control character U+0009"),
+        (entity("ok", "", &[]), "entity type is empty"),
+        (entity("ok", "t", &[""]), "observation text is empty"),
+        (entity("ok", "t", &[&"x".repeat(64 * 1024 + 1)]), "limit is 65536"),
+        (relate("ok", "bad\ntype", "ok"), "relation type"),
+        (
+            Op::AddObservation {
+                entity: "ok".into(),
+                text: "t".into(),
+                validity: Validity { valid_from: Some(10), valid_to: Some(10) },
+            },
+            "validity interval is empty",
+        ),
+    ];
+    for (op, expect) in cases {
+        let err = a.write(&[op]).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains(expect), "{err} should mention {expect:?}");
+    }
+    let err = a.write(&[observe("Ghost", "boo")]).unwrap_err();
+    assert!(matches!(&err, Error::EntityNotFound(n) if n == "Ghost"));
+    assert_eq!(a.read_graph().unwrap().version, v, "nothing was written");
+    assert!(Replica::open(dir.path().join("x.db"), "bad\u{7}agent").is_err());
+}
+
+#[test]
+fn files_that_are_not_cairn_and_corrupt_changes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "these are my notes, not a database\n".repeat(200)).unwrap();
+    let err = Replica::open(&junk, "alice").unwrap_err();
+    assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
+    assert_eq!(std::fs::read_to_string(&junk).unwrap(), "these are my notes, not a database\n".repeat(200));
+
+    let a = open(dir.path(), "a.db", "alice");
+    let b = open(dir.path(), "b.db", "bob");
+    a.write(&[entity("Tea", "drink", &["hot"])]).unwrap();
+    let mut bundle = a.export_since(&b.heads().unwrap()).unwrap();
+    let v = b.read_graph().unwrap().version;
+    // Flip one byte inside the last change: its checksum no longer matches.
+    let n = bundle.len();
+    bundle[n - 5] ^= 0xff;
+    let err = b.import(&bundle).unwrap_err();
+    assert!(matches!(err, Error::CorruptChange(_)), "{err:?}");
+    assert!(b.import(b"garbage").is_err());
+    assert_eq!(b.read_graph().unwrap().version, v, "nothing was imported");
+    // A bundle of another graph is refused too.
+    let other = cairn::Replica::open_with(
+        dir.path().join("o.db"),
+        cairn::OpenOptions::new("carol".parse().unwrap()).graph("other".parse().unwrap()),
+    )
+    .unwrap();
+    other.write(&[entity("X", "t", &[])]).unwrap();
+    let err = b.import(&other.export_since(&cairn::Heads::default()).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("does not belong to graph default"), "{err}");
+}
+
+#[test]
+fn search_matches_substrings_and_accepts_any_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    a.write(&[
+        entity("Alice Smith", "person", &["Loves green tea", "works on project \"Cairn\""]),
+        entity("Bob", "person", &["drinks coffee"]),
+        entity("Teapot", "thing", &[]),
+        relate("Alice Smith", "owns", "Teapot"),
+    ])
+    .unwrap();
+    let found = |q: &str| names(&a.search(q).unwrap().data).into_iter().map(String::from).collect::<Vec<_>>();
+    assert_eq!(found("GREEN"), ["Alice Smith"]);
+    assert_eq!(found("lic"), ["Alice Smith"]);
+    let mut tea = found("tea");
+    tea.sort();
+    assert_eq!(tea, ["Alice Smith", "Teapot"]);
+    assert_eq!(found("person coffee"), ["Bob"]);
+    assert_eq!(found("ob"), ["Bob"]);
+    assert_eq!(found("\"Cairn\""), ["Alice Smith"]);
+    for weird in ["\"", "AND", "OR NOT", "*", "(a", "col:x", "a\"b", "%", "_", "\\", "NEAR(a b)", "^x", "'", ""] {
+        a.search(weird).unwrap_or_else(|e| panic!("{weird:?}: {e}"));
+    }
+    assert_eq!(found("").len(), 3, "an empty query matches everything, like the reference server");
+    // Relations touching a match come along.
+    assert_eq!(a.search("Teapot").unwrap().data.relations.len(), 1);
+}
+
+#[test]
+fn conditional_writes_check_only_the_entities_they_depend_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "shared.db", "alice");
+    let b = open(dir.path(), "shared.db", "bob");
+    a.write(&[entity("Plan", "doc", &["step 1"]), entity("Other", "doc", &[])]).unwrap();
+    let seen = a.read_graph().unwrap().version;
+    // Bob changes an unrelated entity: Alice's conditional write still goes through.
+    b.write(&[observe("Other", "unrelated")]).unwrap();
+    a.write_if(&[observe("Plan", "step 2")], seen, &["Plan".into()]).unwrap();
+    // Bob changes the plan: Alice's next write based on the old version is refused.
+    b.write(&[observe("Plan", "bob's step")]).unwrap();
+    let before = a.read_graph_as_of(None).unwrap().data;
+    let err = a.write_if(&[observe("Plan", "step 3")], seen, &["Plan".into()]).unwrap_err();
+    let Error::Conflict { changes, .. } = &err else { panic!("{err:?}") };
+    assert!(changes.iter().any(|c| c.agent == "bob" && c.entity == "Plan"), "{changes:?}");
+    assert!(changes.iter().all(|c| c.entity == "Plan"));
+    assert_eq!(shape(&a.read_graph_as_of(None).unwrap().data), shape(&before), "nothing written");
+    // Versions from another replica are refused, not misread.
+    let c = open(dir.path(), "other.db", "carol");
+    let foreign = c.read_graph().unwrap().version;
+    assert!(matches!(a.write_if(&[], foreign, &[]), Err(Error::ForeignVersion(_))));
+}
+
+#[test]
+fn reads_report_what_other_agents_changed_since_the_last_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "shared.db", "alice");
+    let b = open(dir.path(), "shared.db", "bob");
+    b.read_graph().unwrap();
+    a.write(&[entity("Tea", "drink", &["hot"])]).unwrap();
+    b.write(&[entity("Coffee", "drink", &[])]).unwrap();
+    let read = b.read_graph().unwrap();
+    assert_eq!(read.unseen.agents, ["alice"]);
+    assert_eq!(read.unseen.entities, ["Tea"]);
+    assert_eq!(read.unseen.count, 2, "the entity and its observation");
+    // Reading moved the cursor.
+    assert!(b.read_graph().unwrap().unseen.is_empty());
+    // The cursor is persisted per agent: a new handle for bob continues from it.
+    a.write(&[observe("Tea", "sweet")]).unwrap();
+    drop(b);
+    let b = open(dir.path(), "shared.db", "bob");
+    assert_eq!(b.status().unwrap().unseen.entities, ["Tea"]);
+    let since = b.changes_since(b.read_graph().unwrap().version, 100).unwrap();
+    assert!(since.data.is_empty());
+}
+
+#[test]
+fn the_index_always_equals_a_rebuild_from_the_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    let b = open(dir.path(), "b.db", "bob");
+    a.write(&[entity("Tea", "drink", &["hot", "green"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")]).unwrap();
+    merge(&a, &b);
+    a.write(&[Op::DeleteEntity { name: "Cup".into() }, Op::SetEntityType { name: "Tea".into(), entity_type: "x".into() }])
+        .unwrap();
+    b.write(&[observe("Cup", "chipped"), Op::SetEntityType { name: "Tea".into(), entity_type: "y".into() }]).unwrap();
+    merge(&a, &b);
+    for r in [&a, &b] {
+        let incremental = shape(&r.read_graph_as_of(None).unwrap().data);
+        r.reindex().unwrap();
+        assert_eq!(shape(&r.read_graph_as_of(None).unwrap().data), incremental);
+    }
+}
+
+#[test]
+fn compaction_keeps_data_history_and_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    for i in 0..50 {
+        a.write(&[entity(&format!("e{i}"), "t", &["x"])]).unwrap();
+    }
+    let before = shape(&a.read_graph().unwrap().data);
+    let heads = a.heads().unwrap();
+    assert_eq!(a.compact().unwrap(), 33);
+    assert_eq!(a.heads().unwrap(), heads);
+    drop(a);
+    let a = open(dir.path(), "a.db", "alice");
+    assert_eq!(shape(&a.read_graph().unwrap().data), before);
+    a.write(&[observe("e1", "after compaction")]).unwrap();
+    let b = open(dir.path(), "b.db", "bob");
+    merge(&a, &b);
+    assert_eq!(texts(&b.read_graph().unwrap().data, "e1"), ["after compaction", "x"]);
+    assert_eq!(b.history("e1").unwrap().data.len(), 3);
+}
