@@ -7,11 +7,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Change, ScalarValue};
+use automerge::{Automerge, Change, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, Relation, Validity, What};
-use crate::schema::{split_observation_key, split_relation_key, Layout, MapKind};
+use crate::schema::{split_observation_key, split_relation_key, EntityRecord, FactRecord, Layout, MapKind};
 
 /// The metadata Cairn writes in every change's message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +48,11 @@ pub(crate) struct Touched {
     pub(crate) entities: BTreeSet<String>,
     pub(crate) observations: BTreeSet<String>,
     pub(crate) relations: BTreeSet<String>,
+    /// For changes this replica just wrote: the value each key now holds (`None`: deleted).
+    /// A local change was made after seeing everything at its keys, so its last write to a key
+    /// is that key's whole state; the index can take it from here instead of reading the
+    /// document again. Empty for changes from peers, which may be concurrent with others.
+    pub(crate) written: HashMap<(MapKind, String), Option<String>>,
 }
 
 impl Touched {
@@ -60,56 +65,72 @@ fn opid_text(counter: u64, actor: &automerge::ActorId) -> String {
     format!("{counter}@{actor}")
 }
 
-fn as_time(v: &ScalarValue) -> Option<Millis> {
-    match v {
-        ScalarValue::Timestamp(t) | ScalarValue::Int(t) => Some(*t),
-        ScalarValue::Uint(t) => i64::try_from(*t).ok(),
-        _ => None,
-    }
+
+/// What a change did at one key: wrote a record there, or removed everything there.
+enum Effect {
+    Set(Option<String>),
+    Removed,
 }
 
-/// Decodes one change of a shard into `(entity, what)` events, and adds the keys it touched to
-/// `touched`. A relation yields an event for both of its ends.
-pub(crate) fn decode(change: &Change, layout: &Layout, touched: &mut Touched) -> Vec<(String, What)> {
+/// Decodes one change of a shard, already applied to `doc`, into `(entity, what)` events, and
+/// adds the keys it touched to `touched`. A relation yields an event for both of its ends.
+///
+/// A delete operation does not always remove a key: Automerge writes a value equal to the
+/// current winner of a conflict as a delete of the losing values. So a delete is read against
+/// the document as of the change itself, and reported as a removal only if nothing is left.
+pub(crate) fn decode(
+    change: &Change,
+    doc: &Automerge,
+    layout: &Layout,
+    local: bool,
+    touched: &mut Touched,
+) -> Vec<(String, What)> {
     let expanded = change.decode();
-    let start = expanded.start_op.get();
-    let actor = &expanded.actor_id;
-
-    // Scalar fields written inside objects this change created, by object id.
-    let mut fields: HashMap<String, HashMap<&str, &ScalarValue>> = HashMap::new();
-    for op in &expanded.operations {
-        if let (OpType::Put(v), Key::Map(k), ObjectId::Id(obj)) = (&op.action, &op.key, &op.obj) {
-            fields.entry(opid_text(obj.0, &obj.1)).or_default().insert(k.as_str(), v);
-        }
-    }
-    let validity_of = |id: &str| {
-        let f = fields.get(id);
-        let get = |k: &str| f.and_then(|f| f.get(k)).and_then(|v| as_time(v));
-        Validity { valid_from: get("valid_from"), valid_to: get("valid_to") }
-    };
-
+    let hash = [change.hash()];
     let mut events = Vec::new();
-    for (i, op) in expanded.operations.iter().enumerate() {
+    let ops = &expanded.operations;
+    for (i, op) in ops.iter().enumerate() {
         let (ObjectId::Id(obj), Key::Map(key)) = (&op.obj, &op.key) else { continue };
         let Some(kind) = layout.kind_of(&opid_text(obj.0, &obj.1)) else { continue };
-        let created = opid_text(start + i as u64, actor);
-        let deleted = matches!(op.action, OpType::Delete);
+        // A delete immediately followed by a put at the same key is one write (see
+        // `schema::put_record`), not an event of its own.
+        let rewrite = ops.get(i + 1).is_some_and(|next| {
+            next.obj == op.obj && next.key == op.key && matches!(next.action, OpType::Put(_))
+        });
+        if matches!(op.action, OpType::Delete) && rewrite {
+            continue;
+        }
+        let effect = match &op.action {
+            OpType::Put(ScalarValue::Str(s)) => Effect::Set(Some(s.to_string())),
+            OpType::Delete => match doc.get_at(layout.map(kind), key.as_str(), &hash).ok().flatten() {
+                None => Effect::Removed,
+                Some((Value::Scalar(v), _)) => Effect::Set(v.as_str().map(str::to_owned)),
+                Some(_) => Effect::Set(None),
+            },
+            // Not how Cairn writes (a hand-made record object, say): present, details unknown.
+            _ => Effect::Set(None),
+        };
+        if local {
+            // A local change was made after seeing everything at its keys, so its last plain
+            // write to a key is that key's whole state. Anything else: read the document.
+            match (&effect, &op.action) {
+                (Effect::Set(Some(v)), OpType::Put(_)) => touched.written.insert((kind, key.to_string()), Some(v.clone())),
+                (Effect::Removed, _) => touched.written.insert((kind, key.to_string()), None),
+                _ => touched.written.remove(&(kind, key.to_string())),
+            };
+        }
+        let fact = |v: &Option<String>| {
+            let r = v.as_deref().map(FactRecord::parse).unwrap_or_default();
+            Validity { valid_from: r.valid_from, valid_to: r.valid_to }
+        };
         match kind {
             MapKind::Entities => {
                 touched.entities.insert(key.to_string());
-                let what = if deleted {
-                    What::EntityDeleted
-                } else {
-                    let entity_type = match &op.action {
-                        OpType::Put(ScalarValue::Str(s)) => s.to_string(),
-                        _ => fields
-                            .get(&created)
-                            .and_then(|f| f.get("type"))
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_owned(),
-                    };
-                    What::EntitySet { entity_type }
+                let what = match &effect {
+                    Effect::Removed => What::EntityDeleted,
+                    Effect::Set(v) => What::EntitySet {
+                        entity_type: v.as_deref().map(EntityRecord::parse).unwrap_or_default().entity_type,
+                    },
                 };
                 events.push((key.to_string(), what));
             }
@@ -118,10 +139,9 @@ pub(crate) fn decode(change: &Change, layout: &Layout, touched: &mut Touched) ->
                 touched.observations.insert(key.to_string());
                 touched.entities.insert(entity.to_owned());
                 let text = text.to_owned();
-                let what = if deleted {
-                    What::ObservationDeleted { text }
-                } else {
-                    What::ObservationSet { text, validity: validity_of(&created) }
+                let what = match &effect {
+                    Effect::Removed => What::ObservationDeleted { text },
+                    Effect::Set(v) => What::ObservationSet { text, validity: fact(v) },
                 };
                 events.push((entity.to_owned(), what));
             }
@@ -130,10 +150,9 @@ pub(crate) fn decode(change: &Change, layout: &Layout, touched: &mut Touched) ->
                 touched.relations.insert(key.to_string());
                 touched.entities.insert(from.to_owned());
                 let relation = Relation { from: from.into(), relation_type: relation_type.into(), to: to.into() };
-                let what = if deleted {
-                    What::RelationDeleted { relation }
-                } else {
-                    What::RelationSet { relation, validity: validity_of(&created) }
+                let what = match &effect {
+                    Effect::Removed => What::RelationDeleted { relation },
+                    Effect::Set(v) => What::RelationSet { relation, validity: fact(v) },
                 };
                 if from != to {
                     events.push((to.to_owned(), what.clone()));

@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::ids::DocId;
 use crate::model::{Millis, Op, Outcome, Relation, Validity};
 use crate::names::{check_name, check_text, InvalidInput, MAX_NAME_BYTES};
-use crate::schema::{observation_key, relation_key, EntityRecord, FactRecord, GraphDocs, MapKind};
+use automerge::transaction::Transactable;
+
+use crate::schema::{self, observation_key, relation_key, EntityRecord, FactRecord, GraphDocs, Layout, MapKind};
 use crate::store::index;
 
 /// One primitive edit of a shard document.
@@ -21,6 +23,24 @@ pub(crate) enum Edit {
     PutEntity(String, EntityRecord),
     PutFact(MapKind, String, FactRecord),
     Delete(MapKind, String),
+}
+
+impl Edit {
+    fn sort_key(&self) -> (MapKind, &str) {
+        match self {
+            Edit::PutEntity(name, _) => (MapKind::Entities, name),
+            Edit::PutFact(map, key, _) | Edit::Delete(map, key) => (*map, key),
+        }
+    }
+
+    /// Applies the edit inside an Automerge transaction on its shard.
+    pub(crate) fn apply(&self, tx: &mut (impl Transactable + automerge::ReadDoc), layout: &Layout) -> Result<(), automerge::AutomergeError> {
+        match self {
+            Edit::PutEntity(name, record) => schema::put_entity(tx, layout, name, record),
+            Edit::PutFact(map, key, record) => schema::put_fact(tx, layout.map(*map), key, record),
+            Edit::Delete(map, key) => tx.delete(layout.map(*map), key.as_str()),
+        }
+    }
 }
 
 /// A validated batch: what each operation does, and the edits per document.
@@ -112,7 +132,12 @@ impl<'a> Planner<'a> {
         }
     }
 
-    pub(crate) fn finish(self) -> Plan {
+    pub(crate) fn finish(mut self) -> Plan {
+        // Automerge inserts keys in sorted order markedly faster (about 1.6x, measured with
+        // automerge 0.12). A stable sort keeps the order of edits to the same key.
+        for edits in self.plan.edits.values_mut() {
+            edits.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        }
         self.plan
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::transaction::{CommitOptions, Transactable};
+use automerge::transaction::CommitOptions;
 use automerge::{ActorId, Automerge, Change, ChangeHash};
 use rusqlite::Connection;
 
@@ -90,6 +90,8 @@ fn ingest(
     kind: DocKind,
     doc: &Automerge,
     changes: &[Change],
+    local: bool,
+    search: &mut index::SearchUpdates,
 ) -> Result<Option<i64>> {
     let layout = match kind {
         DocKind::Shard(_) => Some(Layout::of(doc).map_err(|e| Error::CorruptChange(e.to_string()))?),
@@ -103,14 +105,75 @@ fn ingest(
         let Some(seq) = log::append(db, &id, change, &agent, at)? else { continue };
         newest = Some(seq);
         if let Some(layout) = &layout {
-            let happened = decode::decode(change, layout, &mut touched);
+            let happened = decode::decode(change, doc, layout, local, &mut touched);
             events::insert(db, seq, graph.as_str(), &agent, at, &happened)?;
         }
     }
     if let (Some(layout), false) = (&layout, touched.is_empty()) {
-        index::refresh(db, graph.as_str(), doc, layout, &touched)?;
+        index::refresh(db, graph.as_str(), doc, layout, &touched, search)?;
     }
     Ok(newest)
+}
+
+fn missing_doc(id: &DocId) -> Error {
+    Error::CorruptStore { doc: id.to_string(), reason: "the document is missing from the log".into() }
+}
+
+/// Below this many edits in a batch, editing documents on one thread is faster than starting more.
+const PARALLEL_EDITS: usize = 2_000;
+
+/// Applies each document's edits as one change and returns the changes. Large batches edit
+/// different shards on several threads (Automerge's per-operation cost dominates them); the
+/// threads are scoped and joined before this returns, so nothing outlives the call.
+fn edit_docs(
+    docs: &mut [(DocId, Automerge)],
+    edits: &std::collections::BTreeMap<DocId, Vec<Edit>>,
+    commit: (&str, Millis),
+) -> Result<Vec<(DocId, Change)>> {
+    fn edit_one(id: DocId, doc: &mut Automerge, edits: &[Edit], commit: (&str, Millis)) -> Result<Option<(DocId, Change)>> {
+        let layout = Layout::of(doc).map_err(|e| Error::CorruptStore { doc: id.to_string(), reason: e.to_string() })?;
+        let mut tx = doc.transaction();
+        for edit in edits {
+            edit.apply(&mut tx, &layout)?;
+        }
+        let options = CommitOptions::default().with_message(commit.0).with_time(commit.1);
+        if tx.commit_with(options).0.is_none() {
+            return Ok(None);
+        }
+        let change = doc.get_last_local_change().ok_or_else(|| Error::CorruptStore {
+            doc: id.to_string(),
+            reason: "a committed change is missing".into(),
+        })?;
+        Ok(Some((id, change)))
+    }
+    let run = |chunk: &mut [(DocId, Automerge)]| -> Result<Vec<(DocId, Change)>> {
+        let mut out = Vec::new();
+        for (id, doc) in chunk {
+            if let Some(edits) = edits.get(id) {
+                out.extend(edit_one(*id, doc, edits, commit)?);
+            }
+        }
+        Ok(out)
+    };
+    let total: usize = edits.values().map(Vec::len).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(docs.len());
+    if total < PARALLEL_EDITS || threads < 2 {
+        return run(docs);
+    }
+    let per_thread = docs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = docs.chunks_mut(per_thread).map(|chunk| s.spawn(move || run(chunk))).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            // A panic inside Automerge is a bug; surface it as one rather than unwinding through.
+            let part = h.join().map_err(|_| Error::CorruptStore {
+                doc: "batch".into(),
+                reason: "a document edit panicked (please report this)".into(),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
 }
 
 impl Replica {
@@ -135,7 +198,7 @@ impl Replica {
                 if !present {
                     let doc = schema::genesis(&graph, id, kind);
                     let changes = doc.get_changes(&[]);
-                    ingest(tx, &graph, id, kind, &doc, &changes)?;
+                    ingest(tx, &graph, id, kind, &doc, &changes, false, &mut index::SearchUpdates::default())?;
                 }
             }
             Ok(())
@@ -237,33 +300,21 @@ impl Replica {
             }
             let plan = planner.finish();
             let mut newest = log::max_seq(tx)?;
-            for (id, edits) in &plan.edits {
-                let kind = self.docs.kind_of(id).unwrap_or(DocKind::Root);
-                let doc = cache.get(tx, *id, true)?.ok_or_else(|| Error::CorruptStore {
-                    doc: id.to_string(),
-                    reason: "the document is missing from the log".into(),
-                })?;
-                let layout = Layout::of(doc).map_err(|e| Error::CorruptStore { doc: id.to_string(), reason: e.to_string() })?;
-                let mut t = doc.transaction();
-                for edit in edits {
-                    match edit {
-                        Edit::PutEntity(name, record) => schema::put_entity(&mut t, &layout, name, record)?,
-                        Edit::PutFact(map, key, record) => schema::put_fact(&mut t, layout.map(*map), key, record)?,
-                        Edit::Delete(map, key) => t.delete(layout.map(*map), key.as_str())?,
-                    }
-                }
-                let (hash, _) = t.commit_with(CommitOptions::default().with_message(message.clone()).with_time(now));
-                if hash.is_none() {
-                    continue;
-                }
-                let change = doc.get_last_local_change().ok_or_else(|| Error::CorruptStore {
-                    doc: id.to_string(),
-                    reason: "a committed change is missing".into(),
-                })?;
-                if let Some(seq) = ingest(tx, &self.graph, *id, kind, doc, &[change])? {
+            let mut search = index::SearchUpdates::default();
+            for id in plan.edits.keys() {
+                cache.get(tx, *id, true)?.ok_or_else(|| missing_doc(id))?;
+            }
+            let mut docs = cache.take(plan.edits.keys().copied());
+            let edited = edit_docs(&mut docs, &plan.edits, (&message, now));
+            cache.put_back(docs);
+            for (id, change) in edited? {
+                let kind = self.docs.kind_of(&id).unwrap_or(DocKind::Root);
+                let doc = cache.get(tx, id, false)?.ok_or_else(|| missing_doc(&id))?;
+                if let Some(seq) = ingest(tx, &self.graph, id, kind, doc, &[change], true, &mut search)? {
                     newest = seq;
                 }
             }
+            search.apply(tx)?;
             cache.mark_seen(newest);
             Ok(Receipt { version: self.version(newest), outcomes: plan.outcomes })
         });
@@ -442,6 +493,7 @@ impl Replica {
         let result = store.write(|tx| {
             cache.catch_up(tx)?;
             let mut newest = 0;
+            let mut search = index::SearchUpdates::default();
             for (id, changes) in per_doc {
                 let kind = self.docs.kind_of(&id).unwrap_or(DocKind::Root);
                 let doc = cache.get(tx, id, true)?.ok_or_else(|| Error::CorruptStore {
@@ -453,10 +505,11 @@ impl Replica {
                 doc.apply_changes(changes).map_err(|e| Error::CorruptChange(e.to_string()))?;
                 let applied = doc.get_changes(&before);
                 report.applied += applied.len();
-                if let Some(seq) = ingest(tx, &self.graph, id, kind, doc, &applied)? {
+                if let Some(seq) = ingest(tx, &self.graph, id, kind, doc, &applied, false, &mut search)? {
                     newest = seq;
                 }
             }
+            search.apply(tx)?;
             cache.mark_seen(newest);
             Ok(newest)
         });
@@ -497,6 +550,7 @@ impl Replica {
         store.write(|tx| {
             cache.catch_up(tx)?;
             index::clear_graph(tx, self.graph.as_str())?;
+            let mut search = index::SearchUpdates::default();
             for (id, kind) in self.docs.all() {
                 if kind == DocKind::Root {
                     continue;
@@ -517,9 +571,9 @@ impl Replica {
                     }
                     touched.relations.insert(key);
                 }
-                index::refresh(tx, self.graph.as_str(), doc, &layout, &touched)?;
+                index::refresh(tx, self.graph.as_str(), doc, &layout, &touched, &mut search)?;
             }
-            Ok(())
+            search.apply(tx)
         })
     }
 
@@ -551,7 +605,9 @@ impl Replica {
             let before = am.get_heads();
             am.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
             let applied = am.get_changes(&before);
-            let newest = ingest(tx, &self.graph, doc, kind, am, &applied)?;
+            let mut search = index::SearchUpdates::default();
+            let newest = ingest(tx, &self.graph, doc, kind, am, &applied, false, &mut search)?;
+            search.apply(tx)?;
             if let Some(seq) = newest {
                 cache.mark_seen(seq);
             }

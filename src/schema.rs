@@ -211,22 +211,59 @@ pub(crate) fn split_relation_key(key: &str) -> Option<(&str, &str, &str)> {
     Some((parts.next()?, parts.next()?, parts.next()?))
 }
 
-/// An entity record: `{type, by, at}`. Immutable; a new type is written as a new record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entity record, stored as a JSON string: `{"type":"person","by":"planner@laptop","at":1735689600000}`.
+/// Immutable: a new type is written as a new record at the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct EntityRecord {
+    #[serde(rename = "type")]
     pub(crate) entity_type: String,
+    #[serde(default)]
     pub(crate) by: String,
+    #[serde(default)]
     pub(crate) at: i64,
 }
 
-/// An observation or relation record: `{by, at, valid_from?, valid_to?}`. Immutable; ending a
-/// fact's validity writes a new record at the same key.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// An observation or relation record, stored as a JSON string:
+/// `{"by":"planner@laptop","at":1735689600000,"valid_from":...,"valid_to":...}` (validity optional).
+/// Immutable: ending a fact's validity writes a new record at the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FactRecord {
+    #[serde(default)]
     pub(crate) by: String,
+    #[serde(default)]
     pub(crate) at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) valid_from: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) valid_to: Option<i64>,
+}
+
+// Records are one scalar each, not nested maps: a write is then one Automerge operation per
+// fact instead of four or five, which is what keeps batch writes fast (see BENCHMARKS.md).
+// Serialising these plain structs to JSON cannot fail.
+
+impl EntityRecord {
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a string found at `entities[name]`: a JSON record, or (tolerated for hand-written
+    /// documents) a bare type name.
+    pub(crate) fn parse(s: &str) -> EntityRecord {
+        serde_json::from_str(s).unwrap_or_else(|_| EntityRecord { entity_type: s.to_owned(), by: String::new(), at: 0 })
+    }
+}
+
+impl FactRecord {
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a string found at an observation or relation key; anything unreadable still marks
+    /// the fact as present, with no metadata.
+    pub(crate) fn parse(s: &str) -> FactRecord {
+        serde_json::from_str(s).unwrap_or_default()
+    }
 }
 
 fn scalar_time(v: &ScalarValue) -> Option<i64> {
@@ -245,7 +282,7 @@ fn scalar_str(v: &ScalarValue) -> Option<String> {
     }
 }
 
-/// Reads one field of a record map; a missing or mistyped field reads as `None`.
+/// Reads one field of a hand-written record map; a missing or mistyped field reads as `None`.
 fn field<T>(doc: &Automerge, obj: &automerge::ObjId, key: &str, f: impl Fn(&ScalarValue) -> Option<T>) -> Option<T> {
     match doc.get(obj, key).ok().flatten() {
         Some((Value::Scalar(v), _)) => f(&v),
@@ -253,23 +290,29 @@ fn field<T>(doc: &Automerge, obj: &automerge::ObjId, key: &str, f: impl Fn(&Scal
     }
 }
 
-/// Every value at `map[key]`, winner first. More than one means a concurrent write that nobody
-/// has resolved yet.
-pub(crate) fn entity_records(doc: &Automerge, layout: &Layout, name: &str) -> Vec<EntityRecord> {
-    let read = |value: Value<'_>, id: automerge::ObjId| match value {
-        Value::Object(ObjType::Map) => EntityRecord {
-            entity_type: field(doc, &id, "type", scalar_str).unwrap_or_default(),
-            by: field(doc, &id, "by", scalar_str).unwrap_or_default(),
-            at: field(doc, &id, "at", scalar_time).unwrap_or_default(),
+fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::ObjId) -> EntityRecord {
+    match value {
+        Value::Scalar(v) => match v.as_ref() {
+            ScalarValue::Str(s) => EntityRecord::parse(s),
+            _ => EntityRecord::default(),
         },
-        // Tolerated for hand-written documents: a bare string is the type.
-        Value::Scalar(v) => EntityRecord { entity_type: scalar_str(&v).unwrap_or_default(), by: String::new(), at: 0 },
-        Value::Object(_) => EntityRecord { entity_type: String::new(), by: String::new(), at: 0 },
-    };
+        // Tolerated for documents written by hand with nested maps.
+        Value::Object(ObjType::Map) => EntityRecord {
+            entity_type: field(doc, id, "type", scalar_str).unwrap_or_default(),
+            by: field(doc, id, "by", scalar_str).unwrap_or_default(),
+            at: field(doc, id, "at", scalar_time).unwrap_or_default(),
+        },
+        Value::Object(_) => EntityRecord::default(),
+    }
+}
+
+/// Every value at `entities[name]`, winner first. More than one means a concurrent write that
+/// nobody has resolved yet.
+pub(crate) fn entity_records(doc: &Automerge, layout: &Layout, name: &str) -> Vec<EntityRecord> {
     let Ok(Some((_, winner))) = doc.get(&layout.entities, name) else { return Vec::new() };
     let mut out = Vec::new();
     for (value, id) in doc.get_all(&layout.entities, name).unwrap_or_default() {
-        let record = read(value, id.clone());
+        let record = read_entity(doc, value, &id);
         if id == winner { out.insert(0, record) } else { out.push(record) }
     }
     out
@@ -277,49 +320,53 @@ pub(crate) fn entity_records(doc: &Automerge, layout: &Layout, name: &str) -> Ve
 
 /// The winning record at `map[key]`, if the key is present.
 pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) -> Option<FactRecord> {
-    match doc.get(map, key).ok().flatten()? {
-        (Value::Object(ObjType::Map), id) => Some(FactRecord {
+    Some(match doc.get(map, key).ok().flatten()? {
+        (Value::Scalar(v), _) => match v.as_ref() {
+            ScalarValue::Str(s) => FactRecord::parse(s),
+            _ => FactRecord::default(),
+        },
+        (Value::Object(ObjType::Map), id) => FactRecord {
             by: field(doc, &id, "by", scalar_str).unwrap_or_default(),
             at: field(doc, &id, "at", scalar_time).unwrap_or_default(),
             valid_from: field(doc, &id, "valid_from", scalar_time),
             valid_to: field(doc, &id, "valid_to", scalar_time),
-        }),
-        // Any other value still marks the fact as present.
-        _ => Some(FactRecord::default()),
+        },
+        _ => FactRecord::default(),
+    })
+}
+
+/// Puts a record at `map[key]`, replacing every value this replica sees there.
+///
+/// Automerge 0.12 does not write a value equal to the key's current winner: it records only a
+/// delete of the other values (or nothing at all), so the "write" is really the older value, and
+/// a concurrent delete of that older value would remove it. Deleting first and then putting
+/// makes every write a new value, which is what the merge semantics promise.
+fn put_record(tx: &mut (impl Transactable + ReadDoc), map: &automerge::ObjId, key: &str, value: String) -> Result<(), automerge::AutomergeError> {
+    let same = matches!(tx.get(map, key)?, Some((Value::Scalar(v), _)) if v.as_str() == Some(value.as_str()));
+    if same {
+        tx.delete(map, key)?;
     }
+    tx.put(map, key, value)
 }
 
 /// Writes an entity record at `entities[name]`, replacing whatever this replica has seen there.
 pub(crate) fn put_entity(
-    tx: &mut impl Transactable,
+    tx: &mut (impl Transactable + ReadDoc),
     layout: &Layout,
     name: &str,
     record: &EntityRecord,
 ) -> Result<(), automerge::AutomergeError> {
-    let obj = tx.put_object(&layout.entities, name, ObjType::Map)?;
-    tx.put(&obj, "type", record.entity_type.as_str())?;
-    tx.put(&obj, "by", record.by.as_str())?;
-    tx.put(&obj, "at", ScalarValue::Timestamp(record.at))?;
-    Ok(())
+    put_record(tx, &layout.entities, name, record.to_json())
 }
 
 /// Writes a fact record at `map[key]`, replacing whatever this replica has seen there.
 pub(crate) fn put_fact(
-    tx: &mut impl Transactable,
+    tx: &mut (impl Transactable + ReadDoc),
     map: &automerge::ObjId,
     key: &str,
     record: &FactRecord,
 ) -> Result<(), automerge::AutomergeError> {
-    let obj = tx.put_object(map, key, ObjType::Map)?;
-    tx.put(&obj, "by", record.by.as_str())?;
-    tx.put(&obj, "at", ScalarValue::Timestamp(record.at))?;
-    if let Some(t) = record.valid_from {
-        tx.put(&obj, "valid_from", ScalarValue::Timestamp(t))?;
-    }
-    if let Some(t) = record.valid_to {
-        tx.put(&obj, "valid_to", ScalarValue::Timestamp(t))?;
-    }
-    Ok(())
+    put_record(tx, map, key, record.to_json())
 }
 
 #[cfg(test)]

@@ -89,13 +89,29 @@ fn concurrent_type_writes_pick_one_winner_and_report_the_loser() {
     let mut both = [pa.entity_type.as_str(), pa.conflicts[0].entity_type.as_str()];
     both.sort();
     assert_eq!(both, ["dwarf planet", "plutoid"]);
-    // Writing the type resolves the conflict, and the resolution merges.
-    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "dwarf planet".into() }]).unwrap();
+    // Writing the winning type resolves the conflict (Automerge records this as a delete of the
+    // losing value; it must not read as a deleted entity), and the resolution merges.
+    let winner = pa.entity_type.clone();
+    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: winner.clone() }]).unwrap();
     merge(&a, &b);
-    let pb = b.read_graph().unwrap().data.entities.remove(0);
-    assert_eq!(pb.entity_type, "dwarf planet");
-    assert!(pb.conflicts.is_empty());
-    assert_eq!(pb.created_by, "alice", "re-typing keeps who created it");
+    for r in [&a, &b] {
+        let p = r.read_graph().unwrap().data.entities.remove(0);
+        assert_eq!(p.entity_type, winner);
+        assert!(p.conflicts.is_empty());
+        assert_eq!(p.created_by, "alice", "re-typing keeps who created it");
+        let last = r.history("Pluto").unwrap().data.pop().unwrap();
+        assert_eq!(last.what, What::EntitySet { entity_type: winner.clone() });
+    }
+    // Writing a losing type resolves it too.
+    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "x".into() }]).unwrap();
+    b.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "y".into() }]).unwrap();
+    merge(&a, &b);
+    let p = a.read_graph().unwrap().data.entities.remove(0);
+    let loser = p.conflicts[0].entity_type.clone();
+    b.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: loser.clone() }]).unwrap();
+    merge(&a, &b);
+    let p = a.read_graph().unwrap().data.entities.remove(0);
+    assert_eq!((p.entity_type, p.conflicts.len()), (loser, 0));
 }
 
 #[test]

@@ -99,6 +99,17 @@ impl DocCache {
         Ok(self.docs.get_mut(&id))
     }
 
+    /// Takes documents out of the cache (to edit several at once on different threads); give
+    /// them back with [`DocCache::put_back`]. Documents not loaded are skipped.
+    pub fn take(&mut self, ids: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Automerge)> {
+        ids.into_iter().filter_map(|id| self.docs.remove(&id).map(|doc| (id, doc))).collect()
+    }
+
+    /// Returns documents taken with [`DocCache::take`].
+    pub fn put_back(&mut self, docs: Vec<(DocId, Automerge)>) {
+        self.docs.extend(docs);
+    }
+
     /// Adds a document this process just created (and logged).
     pub fn insert(&mut self, id: DocId, mut doc: Automerge) {
         doc.set_actor(self.actor.clone());

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::decode::Touched;
 use crate::error::Result;
 use crate::model::{Entity, Graph, Millis, Observation, Relation, RelationFact, TypeConflict, Validity};
-use crate::schema::{self, split_observation_key, split_relation_key, FactRecord, Layout};
+use crate::schema::{self, split_observation_key, split_relation_key, EntityRecord, FactRecord, Layout, MapKind};
 
 /// Which facts a read returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +34,54 @@ impl Filter {
 // ---------------------------------------------------------------------------------------------
 // Refresh: document state -> tables.
 
+/// Search rows to rewrite when a transaction ends.
+///
+/// FTS5 flushes its pending inserts to disk whenever a statement opens a savepoint, so one
+/// search write per entity would cost one flush (and segment merge) each; two set-based
+/// statements at the end of the transaction cost one in all.
+#[derive(Debug, Default)]
+pub(crate) struct SearchUpdates {
+    /// Entity row ids whose search row is stale; each is deleted and, if the entity still
+    /// exists, written again.
+    stale: BTreeSet<i64>,
+}
+
+impl SearchUpdates {
+    /// Writes the pending search rows. Call last in the transaction.
+    pub(crate) fn apply(self, db: &Connection) -> Result<()> {
+        if self.stale.is_empty() {
+            return Ok(());
+        }
+        // Serialising a list of integers cannot fail.
+        let ids = serde_json::to_string(&self.stale).unwrap_or_default();
+        db.prepare_cached("DELETE FROM search WHERE rowid IN (SELECT value FROM json_each(?1))")?.execute([&ids])?;
+        db.prepare_cached(
+            "INSERT INTO search (rowid, name, type, observations)
+             SELECT e.id, e.name, e.type, (SELECT group_concat(o.text, char(10)) FROM observations o
+                                            WHERE o.graph = e.graph AND o.entity = e.name)
+             FROM entities e WHERE e.id IN (SELECT value FROM json_each(?1))",
+        )?
+        .execute([&ids])?;
+        Ok(())
+    }
+}
+
 /// Re-derives every row the touched keys affect from the shard document.
-pub(crate) fn refresh(db: &Connection, graph: &str, doc: &Automerge, layout: &Layout, touched: &Touched) -> Result<()> {
+pub(crate) fn refresh(
+    db: &Connection,
+    graph: &str,
+    doc: &Automerge,
+    layout: &Layout,
+    touched: &Touched,
+    search: &mut SearchUpdates,
+) -> Result<()> {
+    let fact = |kind: MapKind, map: &automerge::ObjId, key: &str| match touched.written.get(&(kind, key.to_owned())) {
+        Some(written) => written.as_deref().map(FactRecord::parse),
+        None => schema::fact_record(doc, map, key),
+    };
     for key in &touched.observations {
         let Some((entity, text)) = split_observation_key(key) else { continue };
-        match schema::fact_record(doc, &layout.observations, key) {
+        match fact(MapKind::Observations, &layout.observations, key) {
             Some(r) => {
                 db.prepare_cached(
                     "INSERT OR REPLACE INTO observations (graph, entity, text, by, at, valid_from, valid_to)
@@ -54,7 +97,7 @@ pub(crate) fn refresh(db: &Connection, graph: &str, doc: &Automerge, layout: &La
     }
     for key in &touched.relations {
         let Some((src, rtype, dst)) = split_relation_key(key) else { continue };
-        match schema::fact_record(doc, &layout.relations, key) {
+        match fact(MapKind::Relations, &layout.relations, key) {
             Some(r) => {
                 db.prepare_cached(
                     "INSERT OR REPLACE INTO relations (graph, src, rtype, dst, by, at, valid_from, valid_to)
@@ -69,7 +112,11 @@ pub(crate) fn refresh(db: &Connection, graph: &str, doc: &Automerge, layout: &La
         }
     }
     for name in &touched.entities {
-        refresh_entity(db, graph, doc, layout, name)?;
+        let records = match touched.written.get(&(MapKind::Entities, name.clone())) {
+            Some(written) => written.as_deref().map(EntityRecord::parse).into_iter().collect(),
+            None => schema::entity_records(doc, layout, name),
+        };
+        refresh_entity(db, graph, records, name, search)?;
     }
     Ok(())
 }
@@ -77,8 +124,13 @@ pub(crate) fn refresh(db: &Connection, graph: &str, doc: &Automerge, layout: &La
 /// An entity is visible while it has a record, or while observations or outgoing relations
 /// added concurrently with its deletion keep it alive (they live in its shard, so this is a
 /// check of one document's state and converges like it).
-fn refresh_entity(db: &Connection, graph: &str, doc: &Automerge, layout: &Layout, name: &str) -> Result<()> {
-    let records = schema::entity_records(doc, layout, name);
+fn refresh_entity(
+    db: &Connection,
+    graph: &str,
+    records: Vec<EntityRecord>,
+    name: &str,
+    search: &mut SearchUpdates,
+) -> Result<()> {
     let has_facts: bool = db
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM observations WHERE graph = ?1 AND entity = ?2)
@@ -92,7 +144,7 @@ fn refresh_entity(db: &Connection, graph: &str, doc: &Automerge, layout: &Layout
     if records.is_empty() && !has_facts {
         if let Some(id) = id {
             db.prepare_cached("DELETE FROM entities WHERE id = ?1")?.execute([id])?;
-            db.prepare_cached("DELETE FROM search WHERE rowid = ?1")?.execute([id])?;
+            search.stale.insert(id);
         }
         return Ok(());
     }
@@ -115,12 +167,7 @@ fn refresh_entity(db: &Connection, graph: &str, doc: &Automerge, layout: &Layout
              RETURNING id",
         )?
         .query_row(params![graph, name, entity_type, winner.is_some(), by, at, conflicts], |r| r.get(0))?;
-    db.prepare_cached("DELETE FROM search WHERE rowid = ?1")?.execute([id])?;
-    db.prepare_cached(
-        "INSERT INTO search (rowid, name, type, observations)
-         VALUES (?1, ?2, ?3, (SELECT group_concat(text, char(10)) FROM observations WHERE graph = ?4 AND entity = ?2))",
-    )?
-    .execute(params![id, name, entity_type, graph])?;
+    search.stale.insert(id);
     Ok(())
 }
 

@@ -1,0 +1,219 @@
+//! Core benchmarks on seeded workloads. Prints a table; record it in BENCHMARKS.md.
+//!
+//!     cargo bench --bench core                 # everything (1k, 10k, 100k entities)
+//!     cargo bench --bench core -- --quick      # 1k and 10k only
+//!
+//! Figures: durable single-write latency (new entity; observation on a random existing entity)
+//! at three graph sizes, batch import throughput, cold open time and resident memory, search
+//! latency, and the merge of two replicas that each wrote 1k changes offline.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cairn::{Durability, Op, OpenOptions, Replica, Validity};
+
+/// A small deterministic generator (PCG-style LCG), so every run writes the same workload.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const WORDS: &[&str] = &[
+    "tea", "project", "deadline", "meeting", "python", "rust", "customer", "invoice", "design", "review", "budget",
+    "launch", "server", "memory", "graph", "agent", "planner", "research", "paper", "draft",
+];
+
+fn sentence(rng: &mut Rng, i: u64) -> String {
+    let w = |rng: &mut Rng| WORDS[rng.below(WORDS.len() as u64) as usize];
+    format!("{} {} {} note {i}", w(rng), w(rng), w(rng))
+}
+
+fn open(path: &Path, agent: &str, durability: Durability) -> Replica {
+    Replica::open_with(path, OpenOptions::new(agent.parse().unwrap()).durability(durability)).unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Fills a replica with `n` entities (2 observations each, a relation every other one) in
+/// batches; returns facts per second.
+fn fill(replica: &Replica, n: u64, rng: &mut Rng) -> f64 {
+    const BATCH: u64 = 5_000;
+    let start = Instant::now();
+    let mut facts = 0u64;
+    let mut i = 0;
+    while i < n {
+        let mut ops = Vec::new();
+        for j in i..(i + BATCH).min(n) {
+            ops.push(Op::CreateEntity {
+                name: format!("entity-{j}"),
+                entity_type: ["person", "project", "document"][(j % 3) as usize].into(),
+                observations: vec![sentence(rng, j), sentence(rng, j + 1)],
+            });
+            facts += 3;
+            if j % 2 == 1 {
+                ops.push(Op::CreateRelation {
+                    relation: cairn::Relation {
+                        from: format!("entity-{j}"),
+                        relation_type: "relates_to".into(),
+                        to: format!("entity-{}", j - 1),
+                    },
+                    validity: Validity::default(),
+                });
+                facts += 1;
+            }
+        }
+        replica.write(&ops).unwrap();
+        i += BATCH;
+    }
+    facts as f64 / start.elapsed().as_secs_f64()
+}
+
+fn latencies(mut f: impl FnMut(u64), n: u64) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let t = Instant::now();
+        f(i);
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Run in a fresh process: cold open, first read, first write, then memory with every shard loaded.
+fn cold_open(path: &str, n: u64) {
+    let t = Instant::now();
+    let replica = open(Path::new(path), "bench", Durability::Full);
+    let opened = t.elapsed();
+    let status = replica.status().unwrap();
+    let t = Instant::now();
+    replica
+        .write(&[Op::AddObservation { entity: "entity-7".into(), text: "cold write".into(), validity: Validity::default() }])
+        .unwrap();
+    let first_write = t.elapsed();
+    let (rss_open, _) = rss_kib();
+    let mut rng = Rng(99);
+    for i in 0..2_000 {
+        let e = format!("entity-{}", rng.below(n));
+        replica.write(&[Op::AddObservation { entity: e, text: format!("warm {i}"), validity: Validity::default() }]).unwrap();
+    }
+    let (rss_loaded, hwm) = rss_kib();
+    println!(
+        "open {} | first write (loads a shard) {} | RSS after open {} MiB, all shards loaded {} MiB (peak {} MiB) | {} entities, db {} MiB",
+        ms(opened),
+        ms(first_write),
+        rss_open / 1024,
+        rss_loaded / 1024,
+        hwm / 1024,
+        status.entities,
+        status.database_bytes / (1 << 20)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("cold-open") {
+        return cold_open(&args[2], args[3].parse().unwrap());
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let sizes: &[u64] = if quick { &[1_000, 10_000] } else { &[1_000, 10_000, 100_000] };
+    let dir = tempfile::tempdir().unwrap();
+    println!("durability FULL (synchronous=FULL, WAL) unless noted; each write is its own SQLite transaction\n");
+    for &n in sizes {
+        let path = dir.path().join(format!("g{n}.db"));
+        let replica = open(&path, "bench", Durability::Full);
+        let mut rng = Rng(n);
+        let throughput = fill(&replica, n, &mut rng);
+        let (new_p50, new_p99) = latencies(
+            |i| {
+                replica
+                    .write(&[Op::CreateEntity {
+                        name: format!("new-{i}"),
+                        entity_type: "person".into(),
+                        observations: vec!["fresh".into()],
+                    }])
+                    .unwrap();
+            },
+            1_000,
+        );
+        let (obs_p50, obs_p99) = latencies(
+            |i| {
+                let e = format!("entity-{}", rng.below(n));
+                replica
+                    .write(&[Op::AddObservation { entity: e, text: format!("added {i}"), validity: Validity::default() }])
+                    .unwrap();
+            },
+            1_000,
+        );
+        let mut qrng = Rng(7);
+        let (search_p50, search_p99) = latencies(
+            |i| {
+                let q = format!("{} note {}", WORDS[qrng.below(WORDS.len() as u64) as usize], qrng.below(n) + i % 2);
+                replica.search_limit(&q, 20).unwrap();
+            },
+            300,
+        );
+        println!(
+            "{n:>7} entities | batch import {:>7.0} facts/s | new entity p50 {} p99 {} | observation on existing p50 {} p99 {} | search p50 {} p99 {}",
+            throughput,
+            ms(new_p50),
+            ms(new_p99),
+            ms(obs_p50),
+            ms(obs_p99),
+            ms(search_p50),
+            ms(search_p99)
+        );
+        if n == *sizes.last().unwrap() {
+            drop(replica);
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args(["cold-open", path.to_str().unwrap(), &n.to_string()])
+                .output()
+                .unwrap();
+            print!("{n:>7} entities | {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    // Merge: two replicas that each wrote 1k changes offline (1 change = 1 write).
+    let a = open(&dir.path().join("ma.db"), "alice", Durability::Normal);
+    let b = open(&dir.path().join("mb.db"), "bob", Durability::Normal);
+    let mut seed = Rng(5);
+    fill(&a, 100, &mut seed);
+    b.import(&a.export_since(&b.heads().unwrap()).unwrap()).unwrap();
+    for i in 0..1_000 {
+        a.write(&[Op::AddObservation { entity: format!("entity-{}", i % 100), text: format!("a{i}"), validity: Validity::default() }]).unwrap();
+        b.write(&[Op::AddObservation { entity: format!("entity-{}", (i * 7) % 100), text: format!("b{i}"), validity: Validity::default() }]).unwrap();
+    }
+    let t = Instant::now();
+    let to_b = a.export_since(&b.heads().unwrap()).unwrap();
+    let to_a = b.export_since(&a.heads().unwrap()).unwrap();
+    b.import(&to_b).unwrap();
+    a.import(&to_a).unwrap();
+    let merge = t.elapsed();
+    assert_eq!(a.read_graph().unwrap().data, b.read_graph().unwrap().data);
+    println!("merge of 1k + 1k offline changes (export, import both ways): {}", ms(merge));
+}
