@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::CommitOptions;
-use automerge::{ActorId, Automerge, Change, ChangeHash};
+use automerge::{ActorId, Change, ChangeHash};
 use rusqlite::Connection;
 
 use crate::decode::{self, ChangeMessage, Touched};
@@ -18,8 +18,8 @@ use crate::ids::{DocId, ReplicaId, Version};
 use crate::model::{EntityChange, Graph, Millis, Op, Read, Receipt};
 use crate::names::{AgentName, GraphName};
 use crate::plan::{self, Edit, Planner};
-use crate::schema::{self, DocKind, GraphDocs, Layout};
-use crate::store::{events, index, log, DocCache, Durability, Store};
+use crate::schema::{self, DocKind, GraphDocs};
+use crate::store::{events, index, log, Cached, DocCache, Durability, Store};
 
 /// How many results [`Replica::search`] returns at most.
 pub const DEFAULT_SEARCH_LIMIT: usize = 200;
@@ -87,16 +87,12 @@ fn ingest(
     db: &Connection,
     graph: &GraphName,
     id: DocId,
-    kind: DocKind,
-    doc: &Automerge,
+    cached: &Cached,
     changes: &[Change],
     local: bool,
     search: &mut index::SearchUpdates,
 ) -> Result<Option<i64>> {
-    let layout = match kind {
-        DocKind::Shard(_) => Some(Layout::of(doc).map_err(|e| Error::CorruptChange(e.to_string()))?),
-        DocKind::Root => None,
-    };
+    let (doc, layout) = (&cached.doc, &cached.layout);
     let mut touched = Touched::default();
     let mut newest = None;
     for change in changes {
@@ -126,15 +122,19 @@ const PARALLEL_EDITS: usize = 2_000;
 /// different shards on several threads (Automerge's per-operation cost dominates them); the
 /// threads are scoped and joined before this returns, so nothing outlives the call.
 fn edit_docs(
-    docs: &mut [(DocId, Automerge)],
+    docs: &mut [(DocId, Cached)],
     edits: &std::collections::BTreeMap<DocId, Vec<Edit>>,
     commit: (&str, Millis),
 ) -> Result<Vec<(DocId, Change)>> {
-    fn edit_one(id: DocId, doc: &mut Automerge, edits: &[Edit], commit: (&str, Millis)) -> Result<Option<(DocId, Change)>> {
-        let layout = Layout::of(doc).map_err(|e| Error::CorruptStore { doc: id.to_string(), reason: e.to_string() })?;
+    fn edit_one(id: DocId, cached: &mut Cached, edits: &[Edit], commit: (&str, Millis)) -> Result<Option<(DocId, Change)>> {
+        let Cached { doc, layout } = cached;
+        let layout = layout.as_ref().ok_or_else(|| Error::CorruptStore {
+            doc: id.to_string(),
+            reason: "the document is not a Cairn shard".into(),
+        })?;
         let mut tx = doc.transaction();
         for edit in edits {
-            edit.apply(&mut tx, &layout)?;
+            edit.apply(&mut tx, layout)?;
         }
         let options = CommitOptions::default().with_message(commit.0).with_time(commit.1);
         if tx.commit_with(options).0.is_none() {
@@ -146,7 +146,7 @@ fn edit_docs(
         })?;
         Ok(Some((id, change)))
     }
-    let run = |chunk: &mut [(DocId, Automerge)]| -> Result<Vec<(DocId, Change)>> {
+    let run = |chunk: &mut [(DocId, Cached)]| -> Result<Vec<(DocId, Change)>> {
         let mut out = Vec::new();
         for (id, doc) in chunk {
             if let Some(edits) = edits.get(id) {
@@ -156,8 +156,14 @@ fn edit_docs(
         Ok(out)
     };
     let total: usize = edits.values().map(Vec::len).sum();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(docs.len());
-    if total < PARALLEL_EDITS || threads < 2 {
+    if total < PARALLEL_EDITS {
+        return run(docs);
+    }
+    // Asking the OS is not free (it reads cgroup files); once per process is enough.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cores.min(docs.len());
+    if threads < 2 {
         return run(docs);
     }
     let per_thread = docs.len().div_ceil(threads);
@@ -196,9 +202,9 @@ impl Replica {
             for (id, kind) in docs.all() {
                 let present: bool = stmt.query_row([&id.as_bytes()[..]], |r| r.get(0))?;
                 if !present {
-                    let doc = schema::genesis(&graph, id, kind);
-                    let changes = doc.get_changes(&[]);
-                    ingest(tx, &graph, id, kind, &doc, &changes, false, &mut index::SearchUpdates::default())?;
+                    let genesis = Cached::new(schema::genesis(&graph, id, kind));
+                    let changes = genesis.doc.get_changes(&[]);
+                    ingest(tx, &graph, id, &genesis, &changes, false, &mut index::SearchUpdates::default())?;
                 }
             }
             Ok(())
@@ -308,9 +314,8 @@ impl Replica {
             let edited = edit_docs(&mut docs, &plan.edits, (&message, now));
             cache.put_back(docs);
             for (id, change) in edited? {
-                let kind = self.docs.kind_of(&id).unwrap_or(DocKind::Root);
-                let doc = cache.get(tx, id, false)?.ok_or_else(|| missing_doc(&id))?;
-                if let Some(seq) = ingest(tx, &self.graph, id, kind, doc, &[change], true, &mut search)? {
+                let cached = cache.entry(tx, id, false)?.ok_or_else(|| missing_doc(&id))?;
+                if let Some(seq) = ingest(tx, &self.graph, id, cached, &[change], true, &mut search)? {
                     newest = seq;
                 }
             }
@@ -495,17 +500,13 @@ impl Replica {
             let mut newest = 0;
             let mut search = index::SearchUpdates::default();
             for (id, changes) in per_doc {
-                let kind = self.docs.kind_of(&id).unwrap_or(DocKind::Root);
-                let doc = cache.get(tx, id, true)?.ok_or_else(|| Error::CorruptStore {
-                    doc: id.to_string(),
-                    reason: "the document is missing from the log".into(),
-                })?;
-                let before = doc.get_heads();
+                let cached = cache.entry(tx, id, true)?.ok_or_else(|| missing_doc(&id))?;
+                let before = cached.doc.get_heads();
                 report.offered += changes.len();
-                doc.apply_changes(changes).map_err(|e| Error::CorruptChange(e.to_string()))?;
-                let applied = doc.get_changes(&before);
+                cached.doc.apply_changes(changes).map_err(|e| Error::CorruptChange(e.to_string()))?;
+                let applied = cached.doc.get_changes(&before);
                 report.applied += applied.len();
-                if let Some(seq) = ingest(tx, &self.graph, id, kind, doc, &applied, false, &mut search)? {
+                if let Some(seq) = ingest(tx, &self.graph, id, cached, &applied, false, &mut search)? {
                     newest = seq;
                 }
             }
@@ -555,8 +556,7 @@ impl Replica {
                 if kind == DocKind::Root {
                     continue;
                 }
-                let Some(doc) = cache.get(tx, id, false)? else { continue };
-                let layout = Layout::of(doc).map_err(|e| Error::CorruptStore { doc: id.to_string(), reason: e.to_string() })?;
+                let Some(Cached { doc, layout: Some(layout) }) = cache.entry(tx, id, false)? else { continue };
                 let mut touched = Touched::default();
                 touched.entities.extend(automerge::ReadDoc::keys(doc, &layout.entities));
                 for key in automerge::ReadDoc::keys(doc, &layout.observations) {
@@ -571,7 +571,7 @@ impl Replica {
                     }
                     touched.relations.insert(key);
                 }
-                index::refresh(tx, self.graph.as_str(), doc, &layout, &touched, &mut search)?;
+                index::refresh(tx, self.graph.as_str(), doc, layout, &touched, &mut search)?;
             }
             search.apply(tx)
         })
@@ -593,20 +593,19 @@ impl Replica {
     /// Applies a peer's sync message to `doc`, logging and indexing whatever it brought in one
     /// transaction. Returns how many changes became applied.
     pub fn receive_sync_message(&self, doc: DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
-        let kind = self.docs.kind_of(&doc).ok_or_else(|| Error::CorruptChange(format!("document {doc} does not belong to graph {}", self.graph)))?;
+        if self.docs.kind_of(&doc).is_none() {
+            return Err(Error::CorruptChange(format!("document {doc} does not belong to graph {}", self.graph)));
+        }
         let mut guard = self.lock();
         let Inner { store, cache } = &mut *guard;
         let result = store.write(|tx| {
             cache.catch_up(tx)?;
-            let am = cache.get(tx, doc, true)?.ok_or_else(|| Error::CorruptStore {
-                doc: doc.to_string(),
-                reason: "the document is missing from the log".into(),
-            })?;
-            let before = am.get_heads();
-            am.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
-            let applied = am.get_changes(&before);
+            let cached = cache.entry(tx, doc, true)?.ok_or_else(|| missing_doc(&doc))?;
+            let before = cached.doc.get_heads();
+            cached.doc.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
+            let applied = cached.doc.get_changes(&before);
             let mut search = index::SearchUpdates::default();
-            let newest = ingest(tx, &self.graph, doc, kind, am, &applied, false, &mut search)?;
+            let newest = ingest(tx, &self.graph, doc, cached, &applied, false, &mut search)?;
             search.apply(tx)?;
             if let Some(seq) = newest {
                 cache.mark_seen(seq);

@@ -409,6 +409,18 @@ mod tests {
     }
 
     #[test]
+    fn published_vectors() {
+        // The test vectors in docs/schema.md.
+        assert_eq!(DocId([0; 16]).to_string(), "11111111111111114Ki9Gx");
+        let team = GraphDocs::of(&"team".parse().unwrap());
+        assert_eq!(team.root.to_string(), "aTrAzZbgrCPKWgAfwKP8n8zs3uG");
+        assert_eq!(team.shards[0].to_string(), "4ro4XktmyCcobRq8JhWe9FDBjis");
+        assert_eq!(team.shards[31].to_string(), "3Nt2NcP4DiSG8YcCzjKQfT7Xa9wG");
+        let shards: Vec<u32> = ["Alice", "Bob", "ACME", "東京"].iter().map(|n| shard_of(n)).collect();
+        assert_eq!(shards, [13, 4, 16, 5]);
+    }
+
+    #[test]
     fn shard_hash_is_stable() {
         // Written in docs/schema.md; other languages check against the same values.
         assert_eq!(shard_of("Alice"), shard_of("Alice"));

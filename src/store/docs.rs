@@ -12,11 +12,29 @@ use rusqlite::Connection;
 use super::log;
 use crate::error::{Error, Result};
 use crate::ids::DocId;
+use crate::schema::Layout;
+
+/// A loaded document, with its shard layout when it is a Cairn shard.
+#[derive(Debug)]
+pub struct Cached {
+    /// The document.
+    pub doc: Automerge,
+    /// Where the shard's maps are (`None` for root or non-Cairn documents). Computed once at
+    /// load: the maps are created at genesis and never replaced.
+    pub(crate) layout: Option<Layout>,
+}
+
+impl Cached {
+    pub(crate) fn new(doc: Automerge) -> Self {
+        let layout = Layout::of(&doc).ok();
+        Cached { doc, layout }
+    }
+}
 
 /// Loaded documents and how far into the log they are current.
 #[derive(Debug)]
 pub struct DocCache {
-    docs: HashMap<DocId, Automerge>,
+    docs: HashMap<DocId, Cached>,
     /// Every cached document holds every change logged up to here.
     seen_seq: i64,
     /// The actor this process writes under; set on every document it loads.
@@ -70,8 +88,8 @@ impl DocCache {
             per_doc.remove(&doc);
         }
         for (id, changes) in per_doc {
-            if let Some(doc) = self.docs.get_mut(&id) {
-                doc.apply_changes(changes)?;
+            if let Some(cached) = self.docs.get_mut(&id) {
+                cached.doc.apply_changes(changes)?;
             }
         }
         self.seen_seq = max;
@@ -87,6 +105,11 @@ impl DocCache {
     /// Returns the document, loading it from the log if needed. With `compact`, a document that
     /// gathered many loose changes is saved as a snapshot while loading (needs a write transaction).
     pub fn get(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Automerge>> {
+        Ok(self.entry(db, id, compact)?.map(|c| &mut c.doc))
+    }
+
+    /// Like [`DocCache::get`], with the shard layout.
+    pub fn entry(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Cached>> {
         if !self.docs.contains_key(&id) {
             let Some(loaded) = log::load(db, &id)? else { return Ok(None) };
             let mut doc = loaded.doc;
@@ -94,26 +117,26 @@ impl DocCache {
                 log::snapshot(db, &id, &doc)?;
             }
             doc.set_actor(self.actor.clone());
-            self.docs.insert(id, doc);
+            self.docs.insert(id, Cached::new(doc));
         }
         Ok(self.docs.get_mut(&id))
     }
 
     /// Takes documents out of the cache (to edit several at once on different threads); give
     /// them back with [`DocCache::put_back`]. Documents not loaded are skipped.
-    pub fn take(&mut self, ids: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Automerge)> {
+    pub fn take(&mut self, ids: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Cached)> {
         ids.into_iter().filter_map(|id| self.docs.remove(&id).map(|doc| (id, doc))).collect()
     }
 
     /// Returns documents taken with [`DocCache::take`].
-    pub fn put_back(&mut self, docs: Vec<(DocId, Automerge)>) {
+    pub fn put_back(&mut self, docs: Vec<(DocId, Cached)>) {
         self.docs.extend(docs);
     }
 
     /// Adds a document this process just created (and logged).
     pub fn insert(&mut self, id: DocId, mut doc: Automerge) {
         doc.set_actor(self.actor.clone());
-        self.docs.insert(id, doc);
+        self.docs.insert(id, Cached::new(doc));
     }
 
     /// Forgets every document, e.g. after a failed transaction left them ahead of the file.
@@ -124,8 +147,8 @@ impl DocCache {
 
     /// Saves every cached document as a snapshot (needs a write transaction, after `catch_up`).
     pub fn compact_all(&mut self, db: &Connection) -> Result<usize> {
-        for (id, doc) in &self.docs {
-            log::snapshot(db, id, doc)?;
+        for (id, cached) in &self.docs {
+            log::snapshot(db, id, &cached.doc)?;
         }
         Ok(self.docs.len())
     }

@@ -14,7 +14,7 @@ pub const SNAPSHOT_EVERY: i64 = 500;
 
 /// The newest log position in the file (0 when empty).
 pub fn max_seq(db: &Connection) -> Result<i64> {
-    Ok(db.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+    Ok(db.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes")?.query_row([], |r| r.get(0))?)
 }
 
 /// Appends a change to a document's log. Returns its position, or `None` if the document
