@@ -73,6 +73,7 @@ mod plan;
 mod replica;
 pub mod schema;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use exchange::Heads;
@@ -85,6 +86,7 @@ pub use model::{
 };
 pub use names::{AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES};
 pub use replica::{now_millis, ImportReport, OpenOptions, Replica, Status, DEFAULT_SEARCH_LIMIT};
+pub use schema::{DocKind, GraphDocs};
 pub use store::Durability;
 
 /// Re-exported so sync drivers and tests use the same Automerge as the core.

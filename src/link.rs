@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::freshness::Freshness;
 use crate::model::Millis;
 
-type Subscriber = Arc<dyn Fn(ChangeSource) + Send + Sync>;
+type Subscriber = (u64, Arc<dyn Fn(ChangeSource) + Send + Sync>);
 
 /// Where a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Link {
         self.lock().generation += 1;
         self.changed.notify_all();
         let subs: Vec<Subscriber> = self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for s in subs {
+        for (_, s) in subs {
             s(source);
         }
     }
@@ -73,9 +73,17 @@ impl Link {
     }
 
     /// Calls `f` after every change this process logs (from any thread; keep it short and
-    /// non-blocking, e.g. wake an async task).
-    pub fn subscribe(&self, f: impl Fn(ChangeSource) + Send + Sync + 'static) {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::new(f));
+    /// non-blocking, e.g. wake an async task). Returns an id for [`Link::unsubscribe`].
+    pub fn subscribe(&self, f: impl Fn(ChangeSource) + Send + Sync + 'static) -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push((id, Arc::new(f)));
+        id
+    }
+
+    /// Stops calling a subscriber.
+    pub fn unsubscribe(&self, id: u64) {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).retain(|(i, _)| *i != id);
     }
 
     /// A counter that grows with every change this process logs.

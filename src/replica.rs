@@ -620,6 +620,18 @@ impl Replica {
         result
     }
 
+    /// How many changes the file has logged (any process): a cheap way to notice new ones.
+    pub fn log_position(&self) -> Result<i64> {
+        let mut guard = self.lock();
+        guard.store.read(|tx| log::max_seq(tx))
+    }
+
+    /// An id for this replica's storage, stable for the life of the file; sync peers key what
+    /// they remember about this replica by it.
+    pub fn storage_id(&self) -> String {
+        format!("cairn-{}", self.replica)
+    }
+
     /// The heads of one document as this replica holds them.
     pub fn doc_heads(&self, doc: DocId) -> Result<Vec<ChangeHash>> {
         let mut guard = self.lock();

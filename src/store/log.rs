@@ -29,6 +29,12 @@ pub fn append(db: &Connection, doc: &DocId, change: &Change, agent: &str, at: i6
     Ok((inserted == 1).then(|| db.last_insert_rowid()))
 }
 
+/// Appends a change, reading its agent and time from the change itself (as every writer of a
+/// Cairn document records them). See [`append`].
+pub fn append_change(db: &Connection, doc: &DocId, change: &Change) -> Result<Option<i64>> {
+    append(db, doc, change, &crate::decode::change_agent(change), crate::decode::change_time(change))
+}
+
 fn corrupt(doc: &DocId, reason: impl std::fmt::Display) -> Error {
     Error::CorruptStore { doc: doc.to_string(), reason: reason.to_string() }
 }
@@ -45,6 +51,7 @@ pub struct Loaded {
 /// Loads a document: its snapshot, then every change logged after it. `None` if the file has
 /// nothing of the document.
 pub fn load(db: &Connection, doc: &DocId) -> Result<Option<Loaded>> {
+    let _span = tracing::debug_span!("load", %doc).entered();
     let snapshot: Option<(i64, Vec<u8>)> = db
         .prepare_cached("SELECT upto_seq, bytes FROM snapshots WHERE doc = ?1")?
         .query_row([&doc.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -1,0 +1,281 @@
+//! A replica's side of one connection to a relay (or a serving peer), as a state machine:
+//! `handle(now, input, docs) -> effects`. It speaks the automerge-repo protocol as a client:
+//! join, then one Automerge sync exchange per document, plus head announcements so the replica
+//! can tell when it is behind before the changes themselves arrive.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::sync;
+use automerge::ChangeHash;
+
+use super::wire::{Message, PROTOCOL_VERSION};
+use super::SyncDocs;
+use crate::error::Result;
+use crate::ids::DocId;
+use crate::model::Millis;
+
+/// What drives a session.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The transport connected: start the handshake.
+    Connected,
+    /// A message arrived.
+    Received(Message),
+    /// This replica logged changes (its own writes, another process's, an import).
+    LocalChange,
+    /// Time passed: retry stalled exchanges, give up on a silent handshake.
+    Tick,
+}
+
+/// Whether this replica holds everything the remote side has announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caught {
+    /// Something announced is missing here (or the first exchange has not finished).
+    Behind,
+    /// Every announced head of every document is here.
+    Synced,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send a message.
+    Send(Message),
+    /// Close the connection (the driver reconnects later).
+    Close {
+        /// Why, for the log and the close frame.
+        reason: String,
+    },
+    /// Freshness changed.
+    Freshness(Caught),
+}
+
+/// How a session identifies itself and what it syncs.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// This side's peer id.
+    pub peer_id: String,
+    /// This side's storage id (a replica persists documents, so it has one).
+    pub storage_id: Option<String>,
+    /// The documents to sync.
+    pub docs: Vec<DocId>,
+    /// How long an exchange may wait for an answer before it is restarted.
+    pub resync_after: Millis,
+    /// How long the handshake may wait for the other side's `peer` message.
+    pub handshake_timeout: Millis,
+}
+
+/// Per-document sync state.
+#[derive(Debug, Default)]
+struct DocState {
+    sync: sync::State,
+    /// The remote side's heads, as last announced (in a sync message or a head announcement).
+    announced: Option<Vec<ChangeHash>>,
+    /// When a message for this document last went out.
+    sent_at: Millis,
+}
+
+#[derive(Debug)]
+struct Remote {
+    peer: String,
+    storage_id: Option<String>,
+}
+
+/// One connection's client-side protocol state.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: SessionConfig,
+    remote: Option<Remote>,
+    connected_at: Millis,
+    docs: BTreeMap<DocId, DocState>,
+    /// Documents whose announced heads are not all here.
+    lacking: BTreeSet<DocId>,
+    reported: Option<Caught>,
+}
+
+impl ClientSession {
+    /// A session that has not connected yet.
+    pub fn new(config: SessionConfig) -> Self {
+        ClientSession { config, remote: None, connected_at: 0, docs: BTreeMap::new(), lacking: BTreeSet::new(), reported: None }
+    }
+
+    /// The remote side's peer id, once the handshake finished.
+    pub fn remote_peer(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.peer.as_str())
+    }
+
+    /// Advances the state machine. An `Err` is a local storage failure; protocol faults of the
+    /// other side come back as [`Effect::Close`].
+    pub fn handle(&mut self, now: Millis, input: Input, docs: &mut impl SyncDocs) -> Result<Vec<Effect>> {
+        let mut out = Vec::new();
+        match input {
+            Input::Connected => {
+                // A new connection starts every exchange afresh.
+                self.remote = None;
+                self.connected_at = now;
+                self.docs = self.config.docs.iter().map(|d| (*d, DocState::default())).collect();
+                self.lacking.clear();
+                self.reported = None;
+                out.push(Effect::Send(Message::Join {
+                    sender: self.config.peer_id.clone(),
+                    storage_id: self.config.storage_id.clone(),
+                    ephemeral: false,
+                    versions: Some(vec![PROTOCOL_VERSION.into()]),
+                }));
+            }
+            Input::Received(message) => self.receive(now, message, docs, &mut out)?,
+            Input::LocalChange => {
+                if self.remote.is_some() {
+                    for doc in self.config.docs.clone() {
+                        self.send_sync(now, doc, docs, &mut out)?;
+                    }
+                    // New local changes may be what a lacking document was waiting for (another
+                    // process on this file received them).
+                    self.recheck_lacking(docs)?;
+                }
+            }
+            Input::Tick => {
+                if self.remote.is_none() {
+                    if now - self.connected_at > self.config.handshake_timeout {
+                        out.push(Effect::Close { reason: "the other side did not answer the handshake".into() });
+                    }
+                } else {
+                    // An answer that never came (a lost message) would stall an exchange forever:
+                    // Automerge waits for a reply before it says more. Forget the wait and retry.
+                    for doc in self.config.docs.clone() {
+                        let stalled = self.docs.get(&doc).is_some_and(|s| s.sync.in_flight && now - s.sent_at > self.config.resync_after);
+                        if stalled {
+                            if let Some(s) = self.docs.get_mut(&doc) {
+                                s.sync.in_flight = false;
+                            }
+                            self.send_sync(now, doc, docs, &mut out)?;
+                        }
+                    }
+                    self.recheck_lacking(docs)?;
+                }
+            }
+        }
+        self.report(&mut out);
+        Ok(out)
+    }
+
+    fn receive(&mut self, now: Millis, message: Message, docs: &mut impl SyncDocs, out: &mut Vec<Effect>) -> Result<()> {
+        match message {
+            Message::Peer { sender, storage_id, version, .. } => {
+                if version != PROTOCOL_VERSION {
+                    out.push(Effect::Close { reason: format!("the other side chose protocol version {version:?}") });
+                    return Ok(());
+                }
+                if let Some(storage) = &storage_id {
+                    out.push(Effect::Send(Message::RemoteSubscriptionChange {
+                        sender: self.config.peer_id.clone(),
+                        target: sender.clone(),
+                        add: vec![storage.clone()],
+                        remove: vec![],
+                    }));
+                }
+                self.remote = Some(Remote { peer: sender, storage_id });
+                for doc in self.config.docs.clone() {
+                    self.send_sync(now, doc, docs, out)?;
+                }
+            }
+            Message::Sync { doc, data, .. } | Message::Request { doc, data, .. } => {
+                if self.remote.is_none() {
+                    out.push(Effect::Close { reason: "sync before the handshake".into() });
+                    return Ok(());
+                }
+                let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.docs.contains_key(d)) else {
+                    // Not one of ours: nothing to do with it.
+                    return Ok(());
+                };
+                let msg = match sync::Message::decode(&data) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        out.push(Effect::Close { reason: format!("invalid sync data for {doc}: {e}") });
+                        return Ok(());
+                    }
+                };
+                let heads = msg.heads.clone();
+                let state = self.docs.entry(id).or_default();
+                state.announced = Some(heads);
+                match docs.receive(&id, &mut state.sync, msg) {
+                    Ok(_) => {}
+                    Err(crate::Error::CorruptChange(e)) => {
+                        out.push(Effect::Close { reason: format!("invalid changes for {doc}: {e}") });
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.send_sync(now, id, docs, out)?;
+                self.check(id, docs)?;
+            }
+            Message::RemoteHeadsChanged { doc, new_heads, .. } => {
+                let remote_storage = self.remote.as_ref().and_then(|r| r.storage_id.clone());
+                let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.docs.contains_key(d)) else { return Ok(()) };
+                if let Some(h) = new_heads.into_iter().find(|h| Some(&h.storage_id) == remote_storage.as_ref()) {
+                    self.docs.entry(id).or_default().announced = Some(h.heads);
+                    self.check(id, docs)?;
+                }
+            }
+            Message::Error { message, .. } => {
+                out.push(Effect::Close { reason: format!("the other side reported an error: {message}") });
+            }
+            // Nothing for a client to do: a relay never asks a client for documents it did not
+            // mention, and presence messages are not Cairn's business.
+            Message::DocUnavailable { .. }
+            | Message::Ephemeral { .. }
+            | Message::Join { .. }
+            | Message::Leave { .. }
+            | Message::RemoteSubscriptionChange { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn send_sync(&mut self, now: Millis, doc: DocId, docs: &mut impl SyncDocs, out: &mut Vec<Effect>) -> Result<()> {
+        let Some(remote) = &self.remote else { return Ok(()) };
+        let state = self.docs.entry(doc).or_default();
+        if let Some(msg) = docs.generate(&doc, &mut state.sync)? {
+            state.sent_at = now;
+            out.push(Effect::Send(Message::Sync {
+                sender: self.config.peer_id.clone(),
+                target: remote.peer.clone(),
+                doc: doc.to_string(),
+                data: msg.encode(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, doc: DocId, docs: &mut impl SyncDocs) -> Result<()> {
+        let announced = self.docs.get(&doc).and_then(|s| s.announced.clone());
+        match announced {
+            Some(heads) if !docs.has_all(&doc, &heads)? => self.lacking.insert(doc),
+            _ => self.lacking.remove(&doc),
+        };
+        Ok(())
+    }
+
+    fn recheck_lacking(&mut self, docs: &mut impl SyncDocs) -> Result<()> {
+        for doc in self.lacking.clone() {
+            self.check(doc, docs)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every document's remote heads are known and here.
+    pub fn caught(&self) -> Caught {
+        let all_known = self.remote.is_some() && self.docs.values().all(|s| s.announced.is_some());
+        if all_known && self.lacking.is_empty() { Caught::Synced } else { Caught::Behind }
+    }
+
+    fn report(&mut self, out: &mut Vec<Effect>) {
+        if self.remote.is_none() {
+            return;
+        }
+        let now = self.caught();
+        if self.reported != Some(now) {
+            self.reported = Some(now);
+            out.push(Effect::Freshness(now));
+        }
+    }
+}

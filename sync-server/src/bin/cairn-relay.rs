@@ -1,0 +1,36 @@
+//! `cairn-relay`: the relay on its own (the `cairn relay` command runs the same code).
+//!
+//!     cairn-relay --listen 127.0.0.1:7878 --data ./relay-data
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+fn usage() -> ! {
+    eprintln!("usage: cairn-relay [--listen ADDR] [--data DIR]\n  --listen ADDR  address to listen on (default 127.0.0.1:7878)\n  --data DIR     where the relay stores graphs (default ./relay-data)");
+    std::process::exit(2)
+}
+
+fn main() {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7878));
+    let mut data = PathBuf::from("relay-data");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => listen = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage()),
+            "--data" => data = args.next().map(PathBuf::from).unwrap_or_else(|| usage()),
+            _ => usage(),
+        }
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1)
+        }
+    };
+    if let Err(e) = runtime.block_on(cairn_sync::run_relay(listen, &data, cairn::Durability::Full)) {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    }
+}

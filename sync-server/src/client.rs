@@ -1,0 +1,284 @@
+//! The sync client: keeps a [`Replica`] in sync with a relay (or a serving peer) from a
+//! background tokio task. It reconnects with jittered exponential backoff, pushes offline
+//! writes on reconnect, and reports connection state and freshness through the replica's link.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use cairn::sync::wire::Message;
+use cairn::sync::{Caught, ClientSession, Effect, Input, SessionConfig};
+use cairn::{now_millis, Replica};
+
+/// How the client connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The relay's websocket URL (`ws://127.0.0.1:7878`).
+    pub url: String,
+    /// A bearer token, if the relay requires one.
+    pub token: Option<String>,
+    /// First reconnect delay; it doubles up to `max_backoff`, with jitter.
+    pub min_backoff: Duration,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+    /// How often to look for changes made by other processes and retry stalled exchanges.
+    pub tick: Duration,
+    /// Largest message accepted from the relay.
+    pub max_message_bytes: usize,
+}
+
+impl ClientOptions {
+    /// Defaults for `url`: backoff from 100 ms to 10 s, a 200 ms tick, 64 MiB messages.
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientOptions {
+            url: url.into(),
+            token: None,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            tick: Duration::from_millis(200),
+            max_message_bytes: 64 << 20,
+        }
+    }
+
+    /// Sets the bearer token.
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+}
+
+/// A running sync client. Dropping it stops the task too, but [`SyncClient::stop`] waits for a
+/// clean close.
+#[derive(Debug)]
+pub struct SyncClient {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    connected: watch::Receiver<bool>,
+}
+
+impl SyncClient {
+    /// Starts syncing `replica` in a task on the current tokio runtime.
+    pub fn spawn(replica: Arc<Replica>, options: ClientOptions) -> SyncClient {
+        let (stop, stop_rx) = watch::channel(false);
+        let (connected_tx, connected) = watch::channel(false);
+        let task = tokio::spawn(run(replica, options, stop_rx, connected_tx));
+        SyncClient { stop, task: Some(task), connected }
+    }
+
+    /// Whether the connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Waits until the connection is up (or `timeout` passes); returns whether it is.
+    pub async fn wait_connected(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.connected.wait_for(|c| *c)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Closes the connection cleanly and ends the task; the replica reads as `local` again.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SyncClient {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A sync client on a thread of its own, for programs without a tokio runtime.
+#[derive(Debug)]
+pub struct SyncThread {
+    client: Option<SyncClient>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SyncThread {
+    /// Starts syncing `replica` on a new single-threaded runtime.
+    pub fn spawn(replica: Arc<Replica>, options: ClientOptions) -> std::io::Result<SyncThread> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let client = runtime.block_on(async { SyncClient::spawn(replica, options) });
+        Ok(SyncThread { client: Some(client), runtime: Some(runtime) })
+    }
+
+    /// Stops syncing and waits for the clean close.
+    pub fn stop(mut self) {
+        if let (Some(client), Some(rt)) = (self.client.take(), self.runtime.take()) {
+            rt.block_on(client.stop());
+        }
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    Stopped,
+    Lost(String),
+}
+
+/// A little randomness for jitter, without a dependency: std's per-process random hash keys.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    // Somewhere in [d/2, d): peers that lost the relay together do not all return together.
+    d.mul_f64(0.5 + frac / 2.0)
+}
+
+async fn run(replica: Arc<Replica>, options: ClientOptions, mut stop: watch::Receiver<bool>, connected: watch::Sender<bool>) {
+    let link = replica.link();
+    link.attach(now_millis());
+    let notify = Arc::new(Notify::new());
+    let waker = notify.clone();
+    let subscription = link.subscribe(move |_| waker.notify_one());
+    let mut backoff = options.min_backoff;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let end = match connect(&options).await {
+            Ok(ws) => {
+                backoff = options.min_backoff;
+                link.set_online();
+                let _ = connected.send(true);
+                tracing::info!(url = %options.url, "connected");
+                let end = session(ws, &replica, &options, &notify, &mut stop).await;
+                let _ = connected.send(false);
+                end
+            }
+            Err(e) => End::Lost(e),
+        };
+        link.set_offline(now_millis());
+        match end {
+            End::Stopped => break,
+            End::Lost(why) => tracing::info!(url = %options.url, %why, retry_in = ?backoff, "sync connection lost"),
+        }
+        let delay = jitter(backoff);
+        backoff = (backoff * 2).min(options.max_backoff);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    link.unsubscribe(subscription);
+    link.detach();
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(options: &ClientOptions) -> Result<Ws, String> {
+    let mut request = options.url.as_str().into_client_request().map_err(|e| format!("bad relay URL {}: {e}", options.url))?;
+    if let Some(token) = &options.token {
+        let value = format!("Bearer {token}").parse().map_err(|_| "the token has characters a header cannot carry".to_string())?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let config = WebSocketConfig::default().max_message_size(Some(options.max_message_bytes)).max_frame_size(Some(options.max_message_bytes));
+    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connecting timed out".into()),
+    }
+}
+
+/// Runs one step of the session on a blocking thread (it does SQLite work).
+async fn step(session: ClientSession, replica: &Arc<Replica>, input: Input) -> (ClientSession, Result<Vec<Effect>, String>) {
+    let shared = replica.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let replica = shared;
+        let mut session = session;
+        let mut docs = &*replica;
+        let result = session.handle(now_millis(), input, &mut docs).map_err(|e| e.to_string());
+        (session, result)
+    })
+    .await;
+    match joined {
+        Ok(out) => out,
+        // The step panicked: a bug. Start over with a fresh session on the next connection.
+        Err(e) => (ClientSession::new(session_config(replica)), Err(format!("sync step failed: {e}"))),
+    }
+}
+
+fn session_config(replica: &Replica) -> SessionConfig {
+    let random = cairn::automerge::ActorId::random().to_hex_string();
+    SessionConfig {
+        peer_id: format!("cairn-{}", &random[..16.min(random.len())]),
+        storage_id: Some(replica.storage_id()),
+        docs: replica.docs().all().map(|(id, _)| id).collect(),
+        resync_after: 5_000,
+        handshake_timeout: 5_000,
+    }
+}
+
+async fn session(mut ws: Ws, replica: &Arc<Replica>, options: &ClientOptions, notify: &Notify, stop: &mut watch::Receiver<bool>) -> End {
+    let mut session = ClientSession::new(session_config(replica));
+    let mut input = Some(Input::Connected);
+    let mut tick = tokio::time::interval(options.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = replica.log_position().unwrap_or(0);
+    loop {
+        if let Some(i) = input.take() {
+            let received = matches!(i, Input::Received(_));
+            let (s, result) = step(session, replica, i).await;
+            session = s;
+            let effects = match result {
+                Ok(e) => e,
+                Err(e) => return End::Lost(e),
+            };
+            for effect in effects {
+                match effect {
+                    Effect::Send(m) => {
+                        if let Err(e) = ws.send(WsMessage::Binary(m.encode().into())).await {
+                            return End::Lost(e.to_string());
+                        }
+                    }
+                    Effect::Close { reason } => {
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: reason.clone().into() })).await;
+                        return End::Lost(reason);
+                    }
+                    Effect::Freshness(Caught::Behind) => replica.link().set_behind(now_millis()),
+                    Effect::Freshness(Caught::Synced) => replica.link().set_synced(now_millis()),
+                }
+            }
+            if received && session.caught() == Caught::Synced {
+                replica.link().set_synced(now_millis());
+            }
+            seen = seen.max(replica.log_position().unwrap_or(seen));
+        }
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(WsMessage::Binary(bytes))) => match Message::decode(&bytes) {
+                    Ok(m) => input = Some(Input::Received(m)),
+                    Err(e) => {
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: "malformed message".into() })).await;
+                        return End::Lost(format!("malformed message from the relay: {e}"));
+                    }
+                },
+                Some(Ok(WsMessage::Close(frame))) => return End::Lost(frame.map(|f| f.reason.to_string()).unwrap_or_else(|| "closed".into())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return End::Lost(e.to_string()),
+                None => return End::Lost("connection closed".into()),
+            },
+            _ = notify.notified() => input = Some(Input::LocalChange),
+            _ = tick.tick() => {
+                // Changes other processes logged in this file wake no one here: look for them.
+                let now = replica.log_position().unwrap_or(seen);
+                input = Some(if now != seen { seen = now; Input::LocalChange } else { Input::Tick });
+            }
+            _ = stop.changed() => {
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "detached".into() })).await;
+                return End::Stopped;
+            }
+        }
+    }
+}

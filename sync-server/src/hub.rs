@@ -1,0 +1,396 @@
+//! The relay's routing core, as a state machine: `handle(now, event, docs) -> actions`.
+//!
+//! It answers handshakes, runs one Automerge sync exchange per (connection, document), forwards
+//! what one connection brings to every other connection that has the document open, and
+//! announces the heads it holds to connections that subscribed. Sockets, queues and timers are the
+//! server adapter's business; storage is behind [`SyncDocs`], which persists a change before
+//! `receive` returns — so nothing here forwards what is not durable.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use cairn::automerge::sync;
+use cairn::sync::wire::{Message, RemoteHeads, PROTOCOL_VERSION};
+use cairn::sync::SyncDocs;
+use cairn::{DocId, GraphDocs, GraphName, Millis, Result};
+
+/// A connection's number, assigned by the adapter.
+pub type ConnId = u64;
+
+/// Which documents a connection may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocScope {
+    /// Every document (a relay run without access control, or a peer serving its own graph).
+    Any,
+    /// Only these.
+    Only(HashSet<DocId>),
+}
+
+/// What a connection may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The documents it may see.
+    pub scope: DocScope,
+    /// Whether its changes are accepted.
+    pub write: bool,
+}
+
+impl Access {
+    /// Everything, read and write.
+    pub fn full() -> Self {
+        Access { scope: DocScope::Any, write: true }
+    }
+
+    /// The documents of some graphs.
+    pub fn graphs<'a>(graphs: impl IntoIterator<Item = &'a GraphName>, write: bool) -> Self {
+        let docs = graphs.into_iter().flat_map(|g| GraphDocs::of(g).all().map(|(id, _)| id).collect::<Vec<_>>()).collect();
+        Access { scope: DocScope::Only(docs), write }
+    }
+
+    fn sees(&self, doc: &DocId) -> bool {
+        match &self.scope {
+            DocScope::Any => true,
+            DocScope::Only(docs) => docs.contains(doc),
+        }
+    }
+}
+
+/// What happens to the hub.
+#[derive(Debug)]
+pub enum Event {
+    /// A connection was accepted with this access.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+        /// What it may do.
+        access: Access,
+    },
+    /// A connection sent a message.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: Message,
+    },
+    /// Documents changed outside the protocol (a serving replica's own writes): offer the new
+    /// changes to every connection.
+    DocsChanged,
+    /// A connection's access changed (a token was revoked: `None` closes it).
+    AccessChanged {
+        /// The connection.
+        conn: ConnId,
+        /// The new access, or `None` to close the connection.
+        access: Option<Access>,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// What the adapter must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a message on a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: Message,
+    },
+    /// Close a connection (after sending what was queued before this action).
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for the close frame and the log.
+        reason: String,
+        /// Whether the other side broke the protocol (as opposed to being shut out).
+        protocol_error: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Conn {
+    access: Access,
+    /// The peer id from `join`; `None` until the handshake.
+    peer: Option<String>,
+    /// Sync state per open document.
+    docs: HashMap<DocId, sync::State>,
+    /// Whether it subscribed to this relay's head announcements.
+    subscribed: bool,
+}
+
+/// The hub's identity.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The relay's peer id (`senderId` of every message it sends).
+    pub peer_id: String,
+    /// The relay's storage id, under which it announces its heads.
+    pub storage_id: String,
+}
+
+/// The routing core.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections per open document.
+    open: HashMap<DocId, BTreeSet<ConnId>>,
+}
+
+impl Hub {
+    /// A hub with no connections.
+    pub fn new(config: HubConfig) -> Self {
+        Hub { config, conns: HashMap::new(), open: HashMap::new() }
+    }
+
+    /// How many connections are open.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// How many documents some connection has open.
+    pub fn open_docs(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Advances the hub. An `Err` is a storage failure of the relay itself; whatever the other
+    /// side did wrong comes back as a [`Action::Close`] for its connection only.
+    pub fn handle(&mut self, now: Millis, event: Event, docs: &mut impl SyncDocs) -> Result<Vec<Action>> {
+        let mut out = Vec::new();
+        match event {
+            Event::Connected { conn, access } => {
+                self.conns.insert(conn, Conn { access, peer: None, docs: HashMap::new(), subscribed: false });
+            }
+            Event::Disconnected { conn } => self.drop_conn(conn),
+            Event::AccessChanged { conn, access } => match access {
+                None => {
+                    out.push(Action::Close { conn, reason: "access revoked".into(), protocol_error: false });
+                    self.drop_conn(conn);
+                }
+                Some(access) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.access = access;
+                        let hidden: Vec<DocId> = c.docs.keys().filter(|d| !c.access.sees(d)).copied().collect();
+                        for doc in hidden {
+                            c.docs.remove(&doc);
+                            if let Some(set) = self.open.get_mut(&doc) {
+                                set.remove(&conn);
+                            }
+                        }
+                    }
+                }
+            },
+            Event::DocsChanged => {
+                let open: Vec<DocId> = self.open.keys().copied().collect();
+                for doc in open {
+                    self.announce(now, doc, None, docs, &mut out)?;
+                }
+            }
+            Event::Received { conn, message } => self.receive(now, conn, message, docs, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn drop_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            for doc in c.docs.keys() {
+                if let Some(set) = self.open.get_mut(doc) {
+                    set.remove(&conn);
+                    if set.is_empty() {
+                        self.open.remove(doc);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, conn: ConnId, message: Message, out: &mut Vec<Action>) {
+        out.push(Action::Send { conn, message });
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: String, out: &mut Vec<Action>) {
+        let target = self.conns.get(&conn).and_then(|c| c.peer.clone());
+        self.send(conn, Message::Error { sender: Some(self.config.peer_id.clone()), target, message: reason.clone() }, out);
+        out.push(Action::Close { conn, reason, protocol_error: true });
+        self.drop_conn(conn);
+    }
+
+    fn receive(&mut self, now: Millis, conn: ConnId, message: Message, docs: &mut impl SyncDocs, out: &mut Vec<Action>) -> Result<()> {
+        let Some(c) = self.conns.get_mut(&conn) else { return Ok(()) };
+        let me = self.config.peer_id.clone();
+        let peer = match (&message, &c.peer) {
+            (Message::Join { sender, versions, .. }, _) => {
+                let speaks = versions.as_ref().is_none_or(|v| v.iter().any(|v| v == PROTOCOL_VERSION));
+                if !speaks {
+                    self.refuse(conn, "unsupported protocol version".into(), out);
+                    return Ok(());
+                }
+                c.peer = Some(sender.clone());
+                let answer = Message::Peer {
+                    sender: me,
+                    target: sender.clone(),
+                    storage_id: Some(self.config.storage_id.clone()),
+                    ephemeral: false,
+                    version: PROTOCOL_VERSION.into(),
+                };
+                self.send(conn, answer, out);
+                return Ok(());
+            }
+            (_, None) => {
+                self.refuse(conn, format!("{} before join; send join first", message.kind()), out);
+                return Ok(());
+            }
+            (_, Some(peer)) => peer.clone(),
+        };
+        match message {
+            Message::Request { doc, data, .. } => self.sync(now, conn, &peer, &doc, data, true, docs, out)?,
+            Message::Sync { doc, data, .. } => self.sync(now, conn, &peer, &doc, data, false, docs, out)?,
+            Message::RemoteSubscriptionChange { add, remove, .. } => {
+                let mine = &self.config.storage_id;
+                let c = self.conns.get_mut(&conn).expect("checked above");
+                if add.contains(mine) {
+                    c.subscribed = true;
+                } else if remove.contains(mine) {
+                    c.subscribed = false;
+                }
+                if c.subscribed {
+                    let open: Vec<DocId> = c.docs.keys().copied().collect();
+                    for doc in open {
+                        let heads = docs.heads(&doc)?;
+                        self.send(conn, self.heads_message(now, &peer, doc, heads), out);
+                    }
+                }
+            }
+            Message::Ephemeral { doc, count, session, data, sender, .. } => {
+                let Ok(id) = doc.parse::<DocId>() else { return Ok(()) };
+                let allowed = self.conns.get(&conn).is_some_and(|c| c.access.sees(&id) && c.docs.contains_key(&id));
+                if !allowed {
+                    return Ok(());
+                }
+                for other in self.open.get(&id).cloned().unwrap_or_default() {
+                    let Some(target) = self.conns.get(&other).filter(|_| other != conn).and_then(|o| o.peer.clone()) else {
+                        continue;
+                    };
+                    let m = Message::Ephemeral {
+                        sender: sender.clone(),
+                        target,
+                        doc: doc.clone(),
+                        count,
+                        session: session.clone(),
+                        data: data.clone(),
+                    };
+                    self.send(other, m, out);
+                }
+            }
+            Message::Leave { .. } => {
+                out.push(Action::Close { conn, reason: "peer left".into(), protocol_error: false });
+                self.drop_conn(conn);
+            }
+            Message::Error { message, .. } => {
+                out.push(Action::Close { conn, reason: format!("peer reported: {message}"), protocol_error: false });
+                self.drop_conn(conn);
+            }
+            // Announcements from a client are not the relay's concern.
+            Message::Peer { .. } | Message::DocUnavailable { .. } | Message::RemoteHeadsChanged { .. } | Message::Join { .. } => {}
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // one sync step needs all of it; a struct would only rename them
+    fn sync(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        peer: &str,
+        doc: &str,
+        data: Vec<u8>,
+        request: bool,
+        docs: &mut impl SyncDocs,
+        out: &mut Vec<Action>,
+    ) -> Result<()> {
+        let me = self.config.peer_id.clone();
+        let unavailable = |doc: &str| Message::DocUnavailable { sender: me.clone(), target: peer.to_owned(), doc: doc.to_owned() };
+        // A document outside the connection's access is answered exactly like one that does not
+        // exist, so that access control does not reveal which documents exist.
+        let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.conns[&conn].access.sees(d)) else {
+            self.send(conn, unavailable(doc), out);
+            return Ok(());
+        };
+        let msg = match sync::Message::decode(&data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.refuse(conn, format!("invalid sync data for {doc}: {e}"), out);
+                return Ok(());
+            }
+        };
+        let is_new = !self.conns[&conn].docs.contains_key(&id);
+        if is_new && (request || msg.heads.is_empty()) && !docs.exists(&id)? {
+            self.send(conn, unavailable(doc), out);
+            return Ok(());
+        }
+        if !msg.changes.is_empty() && !self.conns[&conn].access.write {
+            self.refuse(conn, format!("changes refused for {doc}: this token is read-only"), out);
+            return Ok(());
+        }
+        let c = self.conns.get_mut(&conn).expect("checked above");
+        let mut state = c.docs.remove(&id).unwrap_or_default();
+        let applied = match docs.receive(&id, &mut state, msg) {
+            Ok(n) => n,
+            Err(cairn::Error::CorruptChange(e)) => {
+                self.refuse(conn, format!("invalid changes for {doc}: {e}"), out);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let reply = docs.generate(&id, &mut state)?;
+        let c = self.conns.get_mut(&conn).expect("checked above");
+        c.docs.insert(id, state);
+        self.open.entry(id).or_default().insert(conn);
+        if let Some(reply) = reply {
+            self.send(conn, Message::Sync { sender: me, target: peer.to_owned(), doc: doc.to_owned(), data: reply.encode() }, out);
+        }
+        if applied > 0 {
+            self.announce(now, id, Some(conn), docs, out)?;
+        }
+        Ok(())
+    }
+
+    fn heads_message(&self, now: Millis, peer: &str, doc: DocId, heads: Vec<cairn::automerge::ChangeHash>) -> Message {
+        Message::RemoteHeadsChanged {
+            sender: self.config.peer_id.clone(),
+            target: peer.to_owned(),
+            doc: doc.to_string(),
+            new_heads: vec![RemoteHeads { storage_id: self.config.storage_id.clone(), heads, timestamp: now as f64 }],
+        }
+    }
+
+    /// Offers a document's new changes to every connection that has it open (but `except`):
+    /// first the heads to subscribers, so they know they are behind as early as possible, then
+    /// the sync messages that carry the changes.
+    fn announce(&mut self, now: Millis, doc: DocId, except: Option<ConnId>, docs: &mut impl SyncDocs, out: &mut Vec<Action>) -> Result<()> {
+        let targets: Vec<ConnId> = self.open.get(&doc).map(|s| s.iter().copied().filter(|c| Some(*c) != except).collect()).unwrap_or_default();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let heads = docs.heads(&doc)?;
+        for conn in &targets {
+            let Some(c) = self.conns.get(conn) else { continue };
+            if let (true, Some(peer)) = (c.subscribed, &c.peer) {
+                let m = self.heads_message(now, peer, doc, heads.clone());
+                self.send(*conn, m, out);
+            }
+        }
+        for conn in targets {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            let (Some(peer), Some(state)) = (c.peer.clone(), c.docs.get_mut(&doc)) else { continue };
+            if let Some(m) = docs.generate(&doc, state)? {
+                out.push(Action::Send {
+                    conn,
+                    message: Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc: doc.to_string(), data: m.encode() },
+                });
+            }
+        }
+        Ok(())
+    }
+}

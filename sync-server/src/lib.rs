@@ -1,0 +1,123 @@
+//! # cairn-sync: the relay and the sync client
+//!
+//! Cairn replicas sync through a relay that speaks the automerge-repo websocket protocol, so a
+//! stock `@automerge/automerge-repo` client can join too. This crate is the network edge around
+//! the core's sans-IO protocol code:
+//!
+//! * [`Hub`]: the relay's routing core, a pure state machine over [`cairn::sync::SyncDocs`];
+//! * [`RelayStore`]: the relay's storage (SQLite), persisting every change before the hub
+//!   forwards or acknowledges it;
+//! * [`Relay`]: the axum/tokio server around a hub (websocket at `/`, `/healthz`);
+//! * [`SyncClient`]: keeps a [`cairn::Replica`] in sync from a background task.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
+//!
+//! // A relay on loopback, storing in ./relay-data.
+//! let store = RelayStore::open("relay-data".as_ref(), cairn::Durability::Full)?;
+//! let relay = Relay::start(store, RelayConfig::new(cairn_sync::hub_config_for("relay-data".as_ref())));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
+//! tokio::spawn(relay.serve(listener, std::future::pending()));
+//!
+//! // An agent's replica, synced through it.
+//! let replica = Arc::new(cairn::Replica::open("agent.db", "planner@laptop")?);
+//! let client = SyncClient::spawn(replica.clone(), ClientOptions::new("ws://127.0.0.1:7878"));
+//! // ... read and write `replica` as usual; reads now report `synced`, `behind` or `offline`.
+//! client.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod client;
+pub mod hub;
+mod server;
+mod storage;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use client::{ClientOptions, SyncClient, SyncThread};
+pub use hub::{Access, DocScope, Hub, HubConfig};
+pub use server::{Relay, RelayConfig};
+pub use storage::RelayStore;
+
+/// The relay's identity for a data directory: its storage id is kept in the directory, so that
+/// peers that remember what this relay holds are still right after a restart.
+pub fn hub_config_for(dir: &Path) -> HubConfig {
+    let file = dir.join("storage-id");
+    let storage_id = match std::fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => {
+            let id = format!("cairn-relay-{}", cairn::automerge::ActorId::random().to_hex_string());
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&file, &id)) {
+                tracing::warn!(error = %e, "could not save the relay's storage id; it will change on restart");
+            }
+            id
+        }
+    };
+    HubConfig { peer_id: storage_id.clone(), storage_id }
+}
+
+/// Serves a replica's own graph to peers (peer-to-peer, no separate relay): the same hub, with
+/// the replica as its storage. The replica's own writes are offered to connected peers as they
+/// happen.
+pub fn serve_replica(replica: Arc<cairn::Replica>, config: RelayConfig) -> Relay {
+    let relay = Relay::start(replica.clone(), config);
+    let handle = relay.clone();
+    replica.link().subscribe(move |_| handle.notify_docs_changed());
+    relay
+}
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Its storage would not open.
+    #[error("cannot open the relay's storage: {0}")]
+    Storage(#[from] cairn::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another relay running there?")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("relay server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs a relay on `listen`, storing in `data`, until SIGTERM or Ctrl-C; then stops accepting,
+/// closes connections with "going away" and returns. Everything acknowledged is already on disk.
+pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, durability: cairn::Durability) -> Result<(), RelayError> {
+    let store = RelayStore::open(data, durability)?;
+    let relay = Relay::start(store, RelayConfig::new(hub_config_for(data)));
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
+    let local = listener.local_addr().map_err(RelayError::Serve)?;
+    tracing::info!(%local, data = %data.display(), "relay listening (ws://{local}, health at http://{local}/healthz)");
+    relay.serve(listener, shutdown_signal()).await.map_err(RelayError::Serve)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
