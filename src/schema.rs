@@ -44,10 +44,15 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The first 16 bytes of SHA-256 of the label, with the UUID version (4) and variant (RFC 4122)
+/// bits set: automerge-repo document ids are UUIDs, and some implementations (automerge-repo
+/// 1.x, which the stock sync server runs) refuse ids that are not well-formed ones.
 fn derive_doc_id(label: &str) -> DocId {
     let digest = sha256(&[label.as_bytes()]);
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest[..16]);
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
     DocId(id)
 }
 
@@ -70,8 +75,8 @@ pub struct GraphDocs {
 }
 
 impl GraphDocs {
-    /// Derives the ids: the first 16 bytes of SHA-256 of `cairn/v1/<graph>/root` and of
-    /// `cairn/v1/<graph>/shard/<n>`.
+    /// Derives the ids from `cairn/v1/<graph>/root` and `cairn/v1/<graph>/shard/<n>` (see
+    /// `docs/schema.md`).
     pub fn of(graph: &GraphName) -> Self {
         GraphDocs {
             root: derive_doc_id(&format!("cairn/v1/{graph}/root")),
@@ -107,12 +112,12 @@ pub(crate) fn genesis(graph: &GraphName, doc: DocId, kind: DocKind) -> Automerge
     let put = |tx: &mut automerge::transaction::Transaction<'_>, k: &str, v: ScalarValue| {
         tx.put(ROOT, k, v).expect("genesis writes to an empty document");
     };
-    put(&mut tx, "schema", ScalarValue::Uint(SCHEMA_VERSION));
+    put(&mut tx, "schema", ScalarValue::Int(SCHEMA_VERSION as i64));
     put(&mut tx, "graph", ScalarValue::Str(graph.as_str().into()));
     match kind {
         DocKind::Root => {
             put(&mut tx, "cairn", ScalarValue::Str("root".into()));
-            put(&mut tx, "shard_count", ScalarValue::Uint(u64::from(SHARD_COUNT)));
+            put(&mut tx, "shard_count", ScalarValue::Int(i64::from(SHARD_COUNT)));
             let list = tx.put_object(ROOT, "shards", ObjType::List).expect("genesis list");
             for (n, id) in GraphDocs::of(graph).shards.iter().enumerate() {
                 tx.insert(&list, n, ScalarValue::Str(id.url().into())).expect("genesis list insert");
@@ -120,7 +125,7 @@ pub(crate) fn genesis(graph: &GraphName, doc: DocId, kind: DocKind) -> Automerge
         }
         DocKind::Shard(n) => {
             put(&mut tx, "cairn", ScalarValue::Str("shard".into()));
-            put(&mut tx, "shard", ScalarValue::Uint(u64::from(n)));
+            put(&mut tx, "shard", ScalarValue::Int(i64::from(n)));
             for map in [ENTITIES, OBSERVATIONS, RELATIONS] {
                 tx.put_object(ROOT, map, ObjType::Map).expect("genesis map");
             }
@@ -296,6 +301,8 @@ fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::ObjId) -> Enti
             ScalarValue::Str(s) => EntityRecord::parse(s),
             _ => EntityRecord::default(),
         },
+        // A JavaScript writer that assigned a plain string made a text object: read its text.
+        Value::Object(ObjType::Text) => EntityRecord::parse(&doc.text(id).unwrap_or_default()),
         // Tolerated for documents written by hand with nested maps.
         Value::Object(ObjType::Map) => EntityRecord {
             entity_type: field(doc, id, "type", scalar_str).unwrap_or_default(),
@@ -325,6 +332,7 @@ pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) ->
             ScalarValue::Str(s) => FactRecord::parse(s),
             _ => FactRecord::default(),
         },
+        (Value::Object(ObjType::Text), id) => FactRecord::parse(&doc.text(&id).unwrap_or_default()),
         (Value::Object(ObjType::Map), id) => FactRecord {
             by: field(doc, &id, "by", scalar_str).unwrap_or_default(),
             at: field(doc, &id, "at", scalar_time).unwrap_or_default(),
@@ -413,9 +421,9 @@ mod tests {
         // The test vectors in docs/schema.md.
         assert_eq!(DocId([0; 16]).to_string(), "11111111111111114Ki9Gx");
         let team = GraphDocs::of(&"team".parse().unwrap());
-        assert_eq!(team.root.to_string(), "aTrAzZbgrCPKWgAfwKP8n8zs3uG");
-        assert_eq!(team.shards[0].to_string(), "4ro4XktmyCcobRq8JhWe9FDBjis");
-        assert_eq!(team.shards[31].to_string(), "3Nt2NcP4DiSG8YcCzjKQfT7Xa9wG");
+        assert_eq!(team.root.to_string(), "aTrAzZbg393rX9sZ9r2CdbWave8");
+        assert_eq!(team.shards[0].to_string(), "4ro4XktmyCfDh54S9VicZA4sBPR");
+        assert_eq!(team.shards[31].to_string(), "3Nt2NcP4DcZ5PdT1QhfGospcMKt8");
         let shards: Vec<u32> = ["Alice", "Bob", "ACME", "東京"].iter().map(|n| shard_of(n)).collect();
         assert_eq!(shards, [13, 4, 16, 5]);
     }
