@@ -29,7 +29,8 @@ impl Rng {
 /// A 5,000-word vocabulary of pronounceable pseudo-words, drawn with a skew so that a few words
 /// are common and most are rare, as in real notes.
 const VOCABULARY: u64 = 5_000;
-const SYLLABLES: &[&str] = &["ka", "ri", "mo", "te", "lu", "sen", "dra", "pol", "vi", "na", "qua", "zet", "bo", "chi", "fer", "gal"];
+const SYLLABLES: &[&str] =
+    &["ka", "ri", "mo", "te", "lu", "sen", "dra", "pol", "vi", "na", "qua", "zet", "bo", "chi", "fer", "gal"];
 
 fn word(n: u64) -> String {
     let mut w = String::new();
@@ -128,14 +129,20 @@ fn cold_open(path: &str, n: u64) {
     let status = replica.status().unwrap();
     let t = Instant::now();
     replica
-        .write(&[Op::AddObservation { entity: "entity-7".into(), text: "cold write".into(), validity: Validity::default() }])
+        .write(&[Op::AddObservation {
+            entity: "entity-7".into(),
+            text: "cold write".into(),
+            validity: Validity::default(),
+        }])
         .unwrap();
     let first_write = t.elapsed();
     let (rss_open, _) = rss_kib();
     let mut rng = Rng(99);
     for i in 0..2_000 {
         let e = format!("entity-{}", rng.below(n));
-        replica.write(&[Op::AddObservation { entity: e, text: format!("warm {i}"), validity: Validity::default() }]).unwrap();
+        replica
+            .write(&[Op::AddObservation { entity: e, text: format!("warm {i}"), validity: Validity::default() }])
+            .unwrap();
     }
     let (rss_loaded, hwm) = rss_kib();
     println!(
@@ -180,7 +187,11 @@ fn main() {
             |i| {
                 let e = format!("entity-{}", rng.below(n));
                 replica
-                    .write(&[Op::AddObservation { entity: e, text: format!("added {i}"), validity: Validity::default() }])
+                    .write(&[Op::AddObservation {
+                        entity: e,
+                        text: format!("added {i}"),
+                        validity: Validity::default(),
+                    }])
                     .unwrap();
             },
             1_000,
@@ -222,8 +233,18 @@ fn main() {
     fill(&a, 100, &mut seed);
     b.import(&a.export_since(&b.heads().unwrap()).unwrap()).unwrap();
     for i in 0..1_000 {
-        a.write(&[Op::AddObservation { entity: format!("entity-{}", i % 100), text: format!("a{i}"), validity: Validity::default() }]).unwrap();
-        b.write(&[Op::AddObservation { entity: format!("entity-{}", (i * 7) % 100), text: format!("b{i}"), validity: Validity::default() }]).unwrap();
+        a.write(&[Op::AddObservation {
+            entity: format!("entity-{}", i % 100),
+            text: format!("a{i}"),
+            validity: Validity::default(),
+        }])
+        .unwrap();
+        b.write(&[Op::AddObservation {
+            entity: format!("entity-{}", (i * 7) % 100),
+            text: format!("b{i}"),
+            validity: Validity::default(),
+        }])
+        .unwrap();
     }
     let t = Instant::now();
     let to_b = a.export_since(&b.heads().unwrap()).unwrap();

@@ -11,7 +11,7 @@ use automerge::{Automerge, Change, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, Relation, Validity, What};
-use crate::schema::{split_observation_key, split_relation_key, EntityRecord, FactRecord, Layout, MapKind};
+use crate::schema::{EntityRecord, FactRecord, Layout, MapKind, split_observation_key, split_relation_key};
 
 /// The metadata Cairn writes in every change's message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,7 +65,6 @@ fn opid_text(counter: u64, actor: &automerge::ActorId) -> String {
     format!("{counter}@{actor}")
 }
 
-
 /// What a change did at one key: wrote a record there, or removed everything there.
 enum Effect {
     Set(Option<String>),
@@ -94,9 +93,9 @@ pub(crate) fn decode(
         let Some(kind) = layout.kind_of(&opid_text(obj.0, &obj.1)) else { continue };
         // A delete immediately followed by a put at the same key is one write (see
         // `schema::put_record`), not an event of its own.
-        let rewrite = ops.get(i + 1).is_some_and(|next| {
-            next.obj == op.obj && next.key == op.key && matches!(next.action, OpType::Put(_))
-        });
+        let rewrite = ops
+            .get(i + 1)
+            .is_some_and(|next| next.obj == op.obj && next.key == op.key && matches!(next.action, OpType::Put(_)));
         if matches!(op.action, OpType::Delete) && rewrite {
             continue;
         }
@@ -114,7 +113,9 @@ pub(crate) fn decode(
             // A local change was made after seeing everything at its keys, so its last plain
             // write to a key is that key's whole state. Anything else: read the document.
             match (&effect, &op.action) {
-                (Effect::Set(Some(v)), OpType::Put(_)) => touched.written.insert((kind, key.to_string()), Some(v.clone())),
+                (Effect::Set(Some(v)), OpType::Put(_)) => {
+                    touched.written.insert((kind, key.to_string()), Some(v.clone()))
+                }
                 (Effect::Removed, _) => touched.written.insert((kind, key.to_string()), None),
                 _ => touched.written.remove(&(kind, key.to_string())),
             };

@@ -63,7 +63,9 @@ pub enum Error {
         changes: Vec<EntityChange>,
     },
     /// A version token from another replica database.
-    #[error("version {0} was issued by another replica; versions are only meaningful to the replica that returned them")]
+    #[error(
+        "version {0} was issued by another replica; versions are only meaningful to the replica that returned them"
+    )]
     ForeignVersion(Version),
     /// A version token ahead of anything this replica has logged.
     #[error("version {0} is ahead of this replica (latest is seq {1}); pass a version a read returned")]

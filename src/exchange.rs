@@ -20,11 +20,8 @@ pub struct Heads {
 
 impl Serialize for Heads {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let map: BTreeMap<String, Vec<String>> = self
-            .docs
-            .iter()
-            .map(|(d, hs)| (d.to_string(), hs.iter().map(|h| h.to_string()).collect()))
-            .collect();
+        let map: BTreeMap<String, Vec<String>> =
+            self.docs.iter().map(|(d, hs)| (d.to_string(), hs.iter().map(|h| h.to_string()).collect())).collect();
         map.serialize(s)
     }
 }

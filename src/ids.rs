@@ -54,10 +54,7 @@ impl FromStr for DocId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.strip_prefix("automerge:").unwrap_or(s);
-        let bytes = bs58::decode(s)
-            .with_check(None)
-            .into_vec()
-            .map_err(|_| ParseIdError::DocId(s.to_owned()))?;
+        let bytes = bs58::decode(s).with_check(None).into_vec().map_err(|_| ParseIdError::DocId(s.to_owned()))?;
         let bytes: [u8; 16] = bytes.try_into().map_err(|_| ParseIdError::DocId(s.to_owned()))?;
         Ok(DocId(bytes))
     }

@@ -6,9 +6,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::freshness::Freshness;
+use crate::ids::DocId;
 use crate::model::Millis;
 
-type Subscriber = (u64, Arc<dyn Fn(ChangeSource) + Send + Sync>);
+type Subscriber = (u64, Arc<dyn Fn(ChangeSource, &[DocId]) + Send + Sync>);
 
 /// Where a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,26 +56,27 @@ impl Link {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn notify(&self, source: ChangeSource) {
+    fn notify(&self, source: ChangeSource, docs: &[DocId]) {
         self.lock().generation += 1;
         self.changed.notify_all();
         let subs: Vec<Subscriber> = self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (_, s) in subs {
-            s(source);
+            s(source, docs);
         }
     }
 
-    pub(crate) fn notify_local_change(&self) {
-        self.notify(ChangeSource::Local);
+    pub(crate) fn notify_local_change(&self, docs: &[DocId]) {
+        self.notify(ChangeSource::Local, docs);
     }
 
-    pub(crate) fn notify_remote_change(&self) {
-        self.notify(ChangeSource::Remote);
+    pub(crate) fn notify_remote_change(&self, docs: &[DocId]) {
+        self.notify(ChangeSource::Remote, docs);
     }
 
-    /// Calls `f` after every change this process logs (from any thread; keep it short and
-    /// non-blocking, e.g. wake an async task). Returns an id for [`Link::unsubscribe`].
-    pub fn subscribe(&self, f: impl Fn(ChangeSource) + Send + Sync + 'static) -> u64 {
+    /// Calls `f` with the documents that changed after every change this process logs (from
+    /// any thread; keep it short and non-blocking, e.g. wake an async task). Returns an id for
+    /// [`Link::unsubscribe`].
+    pub fn subscribe(&self, f: impl Fn(ChangeSource, &[DocId]) + Send + Sync + 'static) -> u64 {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push((id, Arc::new(f)));

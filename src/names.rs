@@ -69,11 +69,7 @@ pub(crate) fn check_name(what: &'static str, value: &str, max: usize) -> Result<
         return Err(InvalidInput::TooLong { what, len: value.len(), max });
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(InvalidInput::ControlCharacter {
-            what,
-            value: value.to_owned(),
-            code: c as u32,
-        });
+        return Err(InvalidInput::ControlCharacter { what, value: value.to_owned(), code: c as u32 });
     }
     Ok(())
 }
@@ -89,11 +85,7 @@ pub(crate) fn check_text(value: &str) -> Result<(), InvalidInput> {
         return Err(InvalidInput::TooLong { what: WHAT, len: value.len(), max: MAX_TEXT_BYTES });
     }
     if value.contains('\0') {
-        return Err(InvalidInput::ControlCharacter {
-            what: WHAT,
-            value: value.chars().take(80).collect(),
-            code: 0,
-        });
+        return Err(InvalidInput::ControlCharacter { what: WHAT, value: value.chars().take(80).collect(), code: 0 });
     }
     Ok(())
 }

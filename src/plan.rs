@@ -6,15 +6,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::ids::DocId;
 use crate::model::{Millis, Op, Outcome, Relation, Validity};
-use crate::names::{check_name, check_text, InvalidInput, MAX_NAME_BYTES};
+use crate::names::{InvalidInput, MAX_NAME_BYTES, check_name, check_text};
 use automerge::transaction::Transactable;
 
-use crate::schema::{self, observation_key, relation_key, EntityRecord, FactRecord, GraphDocs, Layout, MapKind};
+use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, MapKind, observation_key, relation_key};
 use crate::store::index;
 
 /// One primitive edit of a shard document.
@@ -34,7 +34,11 @@ impl Edit {
     }
 
     /// Applies the edit inside an Automerge transaction on its shard.
-    pub(crate) fn apply(&self, tx: &mut (impl Transactable + automerge::ReadDoc), layout: &Layout) -> Result<(), automerge::AutomergeError> {
+    pub(crate) fn apply(
+        &self,
+        tx: &mut (impl Transactable + automerge::ReadDoc),
+        layout: &Layout,
+    ) -> Result<(), automerge::AutomergeError> {
         match self {
             Edit::PutEntity(name, record) => schema::put_entity(tx, layout, name, record),
             Edit::PutFact(map, key, record) => schema::put_fact(tx, layout.map(*map), key, record),
@@ -178,7 +182,12 @@ impl<'a> Planner<'a> {
     }
 
     fn fact(&self, validity: Validity) -> FactRecord {
-        FactRecord { by: self.agent.to_owned(), at: self.now, valid_from: validity.valid_from, valid_to: validity.valid_to }
+        FactRecord {
+            by: self.agent.to_owned(),
+            at: self.now,
+            valid_from: validity.valid_from,
+            valid_to: validity.valid_to,
+        }
     }
 
     fn put_observation(&mut self, entity: &str, text: &str, record: FactRecord) {
@@ -207,7 +216,9 @@ impl<'a> Planner<'a> {
     fn created(&self, name: &str) -> Result<Option<(String, Millis)>> {
         Ok(self
             .db
-            .prepare_cached("SELECT created_by, created_at FROM entities WHERE graph = ?1 AND name = ?2 AND has_record")?
+            .prepare_cached(
+                "SELECT created_by, created_at FROM entities WHERE graph = ?1 AND name = ?2 AND has_record",
+            )?
             .query_row(params![self.graph, name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
@@ -219,7 +230,8 @@ impl<'a> Planner<'a> {
                 if self.has_record(name)? {
                     Outcome::AlreadyExists
                 } else {
-                    let record = EntityRecord { entity_type: entity_type.clone(), by: self.agent.to_owned(), at: self.now };
+                    let record =
+                        EntityRecord { entity_type: entity_type.clone(), by: self.agent.to_owned(), at: self.now };
                     self.edit(name, Edit::PutEntity(name.clone(), record));
                     self.entities.insert(name.clone(), Some(true));
                     for text in observations {
@@ -233,7 +245,10 @@ impl<'a> Planner<'a> {
             Op::SetEntityType { name, entity_type } => {
                 self.require(name)?;
                 let (by, at) = self.created(name)?.unwrap_or_else(|| (self.agent.to_owned(), self.now));
-                self.edit(name, Edit::PutEntity(name.clone(), EntityRecord { entity_type: entity_type.clone(), by, at }));
+                self.edit(
+                    name,
+                    Edit::PutEntity(name.clone(), EntityRecord { entity_type: entity_type.clone(), by, at }),
+                );
                 self.entities.insert(name.clone(), Some(true));
                 Outcome::Applied
             }
@@ -287,7 +302,11 @@ impl<'a> Planner<'a> {
                     Some(mut ended) => {
                         ended.valid_to = Some(*at);
                         self.put_observation(entity, old, ended);
-                        self.put_observation(entity, new, self.fact(Validity { valid_from: Some(*at), valid_to: None }));
+                        self.put_observation(
+                            entity,
+                            new,
+                            self.fact(Validity { valid_from: Some(*at), valid_to: None }),
+                        );
                         Outcome::Applied
                     }
                 }

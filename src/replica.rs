@@ -19,7 +19,7 @@ use crate::model::{EntityChange, Graph, Millis, Op, Read, Receipt};
 use crate::names::{AgentName, GraphName};
 use crate::plan::{self, Edit, Planner};
 use crate::schema::{self, DocKind, GraphDocs};
-use crate::store::{events, index, log, Cached, DocCache, Durability, Store};
+use crate::store::{Cached, DocCache, Durability, Store, events, index, log};
 
 /// How many results [`Replica::search`] returns at most.
 pub const DEFAULT_SEARCH_LIMIT: usize = 200;
@@ -74,10 +74,7 @@ pub struct Replica {
 
 /// The wall clock, in milliseconds since the Unix epoch.
 pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
 /// Logs changes that `doc` already holds, records their events and refreshes the index for the
@@ -126,7 +123,12 @@ fn edit_docs(
     edits: &std::collections::BTreeMap<DocId, Vec<Edit>>,
     commit: (&str, Millis),
 ) -> Result<Vec<(DocId, Change)>> {
-    fn edit_one(id: DocId, cached: &mut Cached, edits: &[Edit], commit: (&str, Millis)) -> Result<Option<(DocId, Change)>> {
+    fn edit_one(
+        id: DocId,
+        cached: &mut Cached,
+        edits: &[Edit],
+        commit: (&str, Millis),
+    ) -> Result<Option<(DocId, Change)>> {
         let Cached { doc, layout } = cached;
         let layout = layout.as_ref().ok_or_else(|| Error::CorruptStore {
             doc: id.to_string(),
@@ -287,8 +289,7 @@ impl Replica {
     fn transact(&self, ops: &[Op], precondition: Option<(Version, &[String])>) -> Result<Receipt> {
         plan::validate(ops)?;
         let now = now_millis();
-        let message = serde_json::to_string(&ChangeMessage { agent: self.agent.to_string() })
-            .unwrap_or_default();
+        let message = serde_json::to_string(&ChangeMessage { agent: self.agent.to_string() }).unwrap_or_default();
         let mut guard = self.lock();
         let Inner { store, cache } = &mut *guard;
         let result = store.write(|tx| {
@@ -321,15 +322,23 @@ impl Replica {
             }
             search.apply(tx)?;
             cache.mark_seen(newest);
-            Ok(Receipt { version: self.version(newest), outcomes: plan.outcomes })
+            let changed: Vec<DocId> = plan.edits.keys().copied().collect();
+            Ok((Receipt { version: self.version(newest), outcomes: plan.outcomes }, changed))
         });
-        if result.is_err() {
-            // Documents may hold edits the file rolled back: reload them from the file.
-            cache.clear();
-        } else {
-            self.link.notify_local_change();
+        match result {
+            Ok((receipt, changed)) => {
+                drop(guard);
+                if !changed.is_empty() {
+                    self.link.notify_local_change(&changed);
+                }
+                Ok(receipt)
+            }
+            Err(e) => {
+                // Documents may hold edits the file rolled back: reload them from the file.
+                cache.clear();
+                Err(e)
+            }
         }
-        result
     }
 
     // -----------------------------------------------------------------------------------------
@@ -404,6 +413,24 @@ impl Replica {
         })
     }
 
+    /// Waits until a change is logged after `since` (by this or any other process on the file,
+    /// or arriving from a peer), or until `timeout`; returns the changes after `since` (empty on
+    /// timeout). Blocks the calling thread; `cairn_sync::wait_for_change` is the async variant.
+    pub fn wait_for_change(&self, since: Version, timeout: std::time::Duration) -> Result<Read<Vec<EntityChange>>> {
+        // Another process's writes wake nothing here, so the wait also looks at the file every
+        // few milliseconds; this process's own and synced changes wake it at once.
+        const POLL: std::time::Duration = std::time::Duration::from_millis(25);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let generation = self.link.generation();
+            if self.log_position()? > since.seq || std::time::Instant::now() >= deadline {
+                return self.changes_since(since, usize::MAX);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            self.link.wait_past(generation, left.min(POLL));
+        }
+    }
+
     /// The current version and freshness without reading any data (does not move the agent's
     /// read cursor, so it reports unseen changes without marking them seen).
     pub fn status(&self) -> Result<Status> {
@@ -466,7 +493,12 @@ impl Replica {
                 let known: Vec<ChangeHash> = theirs
                     .docs
                     .get(&id)
-                    .map(|hs| hs.iter().filter(|h| automerge::ReadDoc::get_change_by_hash(doc, h).is_some()).copied().collect())
+                    .map(|hs| {
+                        hs.iter()
+                            .filter(|h| automerge::ReadDoc::get_change_by_hash(doc, h).is_some())
+                            .copied()
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let changes = doc.get_changes(&known);
                 if !changes.is_empty() {
@@ -492,14 +524,20 @@ impl Replica {
     }
 
     /// Applies changes to documents and logs what became applicable, in one transaction.
-    fn apply_to_docs(&self, per_doc: impl Iterator<Item = (DocId, Vec<Change>)>, report: &mut ImportReport) -> Result<()> {
+    fn apply_to_docs(
+        &self,
+        per_doc: impl Iterator<Item = (DocId, Vec<Change>)>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
         let mut guard = self.lock();
         let Inner { store, cache } = &mut *guard;
+        let mut changed = Vec::new();
         let result = store.write(|tx| {
             cache.catch_up(tx)?;
             let mut newest = 0;
             let mut search = index::SearchUpdates::default();
             for (id, changes) in per_doc {
+                changed.push(id);
                 let cached = cache.entry(tx, id, true)?.ok_or_else(|| missing_doc(&id))?;
                 let before = cached.doc.get_heads();
                 report.offered += changes.len();
@@ -514,16 +552,17 @@ impl Replica {
             cache.mark_seen(newest);
             Ok(newest)
         });
+        drop(guard);
         match result {
             Ok(newest) => {
                 if newest > 0 {
-                    self.link.notify_local_change();
+                    self.link.notify_local_change(&changed);
                 }
                 report.version = Some(self.version(newest));
                 Ok(())
             }
             Err(e) => {
-                cache.clear();
+                self.lock().cache.clear();
                 Err(e)
             }
         }
@@ -598,6 +637,15 @@ impl Replica {
         }
         let mut guard = self.lock();
         let Inner { store, cache } = &mut *guard;
+        if message.changes.is_empty() {
+            // An acknowledgement or a summary: it moves only the sync state, not the document.
+            return store.read(|tx| {
+                cache.catch_up(tx)?;
+                let cached = cache.entry(tx, doc, false)?.ok_or_else(|| missing_doc(&doc))?;
+                cached.doc.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
+                Ok(0)
+            });
+        }
         let result = store.write(|tx| {
             cache.catch_up(tx)?;
             let cached = cache.entry(tx, doc, true)?.ok_or_else(|| missing_doc(&doc))?;
@@ -613,7 +661,10 @@ impl Replica {
             Ok(applied.len())
         });
         match &result {
-            Ok(n) if *n > 0 => self.link.notify_remote_change(),
+            Ok(n) if *n > 0 => {
+                drop(guard);
+                self.link.notify_remote_change(&[doc]);
+            }
             Ok(_) => {}
             Err(_) => cache.clear(),
         }

@@ -10,7 +10,7 @@
 //! and then mutate: entity, observation and relation records are immutable maps, replaced whole.
 
 use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use sha2::{Digest, Sha256};
 
 use crate::ids::DocId;
@@ -349,7 +349,12 @@ pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) ->
 /// delete of the other values (or nothing at all), so the "write" is really the older value, and
 /// a concurrent delete of that older value would remove it. Deleting first and then putting
 /// makes every write a new value, which is what the merge semantics promise.
-fn put_record(tx: &mut (impl Transactable + ReadDoc), map: &automerge::ObjId, key: &str, value: String) -> Result<(), automerge::AutomergeError> {
+fn put_record(
+    tx: &mut (impl Transactable + ReadDoc),
+    map: &automerge::ObjId,
+    key: &str,
+    value: String,
+) -> Result<(), automerge::AutomergeError> {
     let same = matches!(tx.get(map, key)?, Some((Value::Scalar(v), _)) if v.as_str() == Some(value.as_str()));
     if same {
         tx.delete(map, key)?;

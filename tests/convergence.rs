@@ -30,7 +30,10 @@ enum Action {
     DeleteObservation(usize, usize),
     DeleteRelation(usize, usize),
     /// `to` imports every change `from` has.
-    Merge { from: usize, to: usize },
+    Merge {
+        from: usize,
+        to: usize,
+    },
     /// Several operations in one atomic write.
     Batch(Vec<Action>),
 }
@@ -191,8 +194,10 @@ impl Model {
         for n in 0..NAMES.len() {
             let types: BTreeSet<&str> =
                 self.live(&all, &Key::Entity(n)).iter().filter_map(|&i| self.ops[i].value).map(|t| TYPES[t]).collect();
-            let obs: Vec<&str> =
-                (0..TEXTS.len()).filter(|&t| !self.live(&all, &Key::Observation(n, t)).is_empty()).map(|t| TEXTS[t]).collect();
+            let obs: Vec<&str> = (0..TEXTS.len())
+                .filter(|&t| !self.live(&all, &Key::Observation(n, t)).is_empty())
+                .map(|t| TEXTS[t])
+                .collect();
             let outgoing = (0..NAMES.len()).any(|m| !self.live(&all, &Key::Relation(n, m)).is_empty());
             if !types.is_empty() || !obs.is_empty() || outgoing {
                 entities.insert(NAMES[n].to_string(), (types, obs));
@@ -233,7 +238,8 @@ fn to_op(action: &Action) -> Option<Op> {
 
 fn run_case(actions: &[(usize, Action)]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let replicas: Vec<Replica> = (0..REPLICAS).map(|i| open(dir.path(), &format!("r{i}.db"), &format!("agent{i}"))).collect();
+    let replicas: Vec<Replica> =
+        (0..REPLICAS).map(|i| open(dir.path(), &format!("r{i}.db"), &format!("agent{i}"))).collect();
     let mut model = Model::default();
     for (who, action) in actions {
         match (to_ops(action), action) {
@@ -273,14 +279,23 @@ fn run_case(actions: &[(usize, Action)]) -> Result<(), TestCaseError> {
         if types.is_empty() {
             prop_assert_eq!(&e.entity_type, "");
         } else {
-            prop_assert!(types.contains(e.entity_type.as_str()), "{} type {} not in {:?}", e.name, e.entity_type, types);
+            prop_assert!(
+                types.contains(e.entity_type.as_str()),
+                "{} type {} not in {:?}",
+                e.name,
+                e.entity_type,
+                types
+            );
             let mut reported: BTreeSet<&str> = e.conflicts.iter().map(|c| c.entity_type.as_str()).collect();
             reported.insert(e.entity_type.as_str());
             prop_assert_eq!(&reported, types, "conflicts of {}", e.name);
         }
     }
-    let relations: Vec<String> =
-        g.relations.iter().map(|r| format!("{}-{}->{}", r.relation.from, r.relation.relation_type, r.relation.to)).collect();
+    let relations: Vec<String> = g
+        .relations
+        .iter()
+        .map(|r| format!("{}-{}->{}", r.relation.from, r.relation.relation_type, r.relation.to))
+        .collect();
     prop_assert_eq!(relations, expected_relations);
     // The incrementally maintained index equals a rebuild.
     replicas[0].reindex().unwrap();

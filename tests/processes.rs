@@ -34,7 +34,11 @@ fn worker(args: &[String]) {
     let replica = open(dir, file, agent);
     let mut out = std::io::stdout().lock();
     for i in 0..count {
-        let op = if i % 2 == 0 { entity(&format!("{prefix}-{i}"), "item", &["made"]) } else { observe("Hub", &format!("{prefix}-{i}")) };
+        let op = if i % 2 == 0 {
+            entity(&format!("{prefix}-{i}"), "item", &["made"])
+        } else {
+            observe("Hub", &format!("{prefix}-{i}"))
+        };
         replica.write(&[op]).unwrap();
         writeln!(out, "ok {i}").unwrap();
         out.flush().unwrap();
@@ -58,9 +62,8 @@ fn four_processes_lose_nothing_and_see_each_other() {
     let db = db.to_str().unwrap();
     // Two of the four share an agent name: they must still write under distinct actors.
     let agents = ["p0", "p1", "twin", "twin"];
-    let mut children: Vec<Child> = (0..PROCS)
-        .map(|p| spawn_worker(&[db, agents[p], &format!("p{p}"), &WRITES.to_string(), "wait"]))
-        .collect();
+    let mut children: Vec<Child> =
+        (0..PROCS).map(|p| spawn_worker(&[db, agents[p], &format!("p{p}"), &WRITES.to_string(), "wait"])).collect();
     let mut readers: Vec<_> = children.iter_mut().map(|c| BufReader::new(c.stdout.take().unwrap())).collect();
     for r in &mut readers {
         let mut line = String::new();

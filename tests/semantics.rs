@@ -154,7 +154,12 @@ fn supersede_keeps_the_past_readable_as_of_a_time() {
     ])
     .unwrap();
     a.write(&[
-        Op::SupersedeObservation { entity: "Alice".into(), old: "lives in Paris".into(), new: "lives in Oslo".into(), at: 5_000 },
+        Op::SupersedeObservation {
+            entity: "Alice".into(),
+            old: "lives in Paris".into(),
+            new: "lives in Oslo".into(),
+            at: 5_000,
+        },
         Op::SupersedeRelation { relation: rel("Alice", "works_at", "ACME"), new_to: "Initech".into(), at: 5_000 },
     ])
     .unwrap();
@@ -186,7 +191,10 @@ fn duplicates_and_missing_items_are_reported_not_errors() {
         ])
         .unwrap();
     use Outcome::*;
-    assert_eq!(again.outcomes, [AlreadyExists, AlreadyExists, AlreadyExists, Applied, AlreadyExists, NotFound, NotFound, NotFound]);
+    assert_eq!(
+        again.outcomes,
+        [AlreadyExists, AlreadyExists, AlreadyExists, Applied, AlreadyExists, NotFound, NotFound, NotFound]
+    );
     let g = a.read_graph().unwrap().data;
     assert_eq!(g.entities.iter().find(|e| e.name == "Tea").unwrap().entity_type, "drink");
     assert_eq!(texts(&g, "Tea"), ["hot"]);
@@ -202,7 +210,8 @@ fn a_batch_is_all_or_nothing() {
     a.write(&[entity("Tea", "drink", &[])]).unwrap();
     let before = a.read_graph().unwrap();
     // The last operation names an unknown entity: nothing of the batch is written.
-    let err = a.write(&[entity("Cup", "thing", &[]), observe("Tea", "hot"), relate("Tea", "in", "Saucer")]).unwrap_err();
+    let err =
+        a.write(&[entity("Cup", "thing", &[]), observe("Tea", "hot"), relate("Tea", "in", "Saucer")]).unwrap_err();
     assert!(matches!(&err, Error::EntityNotFound(n) if n == "Saucer"), "{err}");
     assert!(err.to_string().contains("create it first"));
     let after = a.read_graph().unwrap();
@@ -322,6 +331,20 @@ fn search_matches_substrings_and_accepts_any_text() {
     assert_eq!(found("").len(), 3, "an empty query matches everything, like the reference server");
     // Relations touching a match come along.
     assert_eq!(a.search("Teapot").unwrap().data.relations.len(), 1);
+    // The index follows deletes and re-typing.
+    a.write(&[
+        Op::DeleteObservation { entity: "Bob".into(), text: "drinks coffee".into() },
+        Op::SetEntityType { name: "Teapot".into(), entity_type: "vessel".into() },
+    ])
+    .unwrap();
+    assert!(found("coffee").is_empty());
+    assert_eq!(found("vessel"), ["Teapot"]);
+    assert!(found("thing").is_empty());
+    a.write(&[Op::DeleteEntity { name: "Alice Smith".into() }]).unwrap();
+    assert!(found("green").is_empty());
+    a.reindex().unwrap();
+    assert_eq!(found("vessel"), ["Teapot"]);
+    assert!(found("green").is_empty());
 }
 
 #[test]
@@ -376,10 +399,14 @@ fn the_index_always_equals_a_rebuild_from_the_documents() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), "a.db", "alice");
     let b = open(dir.path(), "b.db", "bob");
-    a.write(&[entity("Tea", "drink", &["hot", "green"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")]).unwrap();
-    merge(&a, &b);
-    a.write(&[Op::DeleteEntity { name: "Cup".into() }, Op::SetEntityType { name: "Tea".into(), entity_type: "x".into() }])
+    a.write(&[entity("Tea", "drink", &["hot", "green"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")])
         .unwrap();
+    merge(&a, &b);
+    a.write(&[
+        Op::DeleteEntity { name: "Cup".into() },
+        Op::SetEntityType { name: "Tea".into(), entity_type: "x".into() },
+    ])
+    .unwrap();
     b.write(&[observe("Cup", "chipped"), Op::SetEntityType { name: "Tea".into(), entity_type: "y".into() }]).unwrap();
     merge(&a, &b);
     for r in [&a, &b] {

@@ -19,7 +19,11 @@ fn eight_threads_through_one_replica_lose_nothing() {
             std::thread::spawn(move || {
                 for i in 0..WRITES {
                     // Half the writes create entities, half add to the one entity everyone shares.
-                    let op = if i % 2 == 0 { entity(&format!("t{t}-{i}"), "item", &["made"]) } else { observe("Hub", &format!("t{t}-{i}")) };
+                    let op = if i % 2 == 0 {
+                        entity(&format!("t{t}-{i}"), "item", &["made"])
+                    } else {
+                        observe("Hub", &format!("t{t}-{i}"))
+                    };
                     replica.write(&[op]).unwrap();
                     if i % 10 == 0 {
                         replica.read_graph().unwrap();

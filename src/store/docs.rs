@@ -73,10 +73,8 @@ impl DocCache {
             }
             match logged.bytes {
                 Some(bytes) => {
-                    let change = Change::from_bytes(bytes).map_err(|e| Error::CorruptStore {
-                        doc: logged.doc.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                    let change = Change::from_bytes(bytes)
+                        .map_err(|e| Error::CorruptStore { doc: logged.doc.to_string(), reason: e.to_string() })?;
                     per_doc.entry(logged.doc).or_default().push(change);
                 }
                 // Folded into a snapshot by another process before we saw it: reload instead.
@@ -106,6 +104,18 @@ impl DocCache {
     /// gathered many loose changes is saved as a snapshot while loading (needs a write transaction).
     pub fn get(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Automerge>> {
         Ok(self.entry(db, id, compact)?.map(|c| &mut c.doc))
+    }
+
+    /// The document if it is loaded, without looking at the file. Only for a cache whose file
+    /// no other process writes changes to (the relay's): elsewhere, `catch_up` and `get`.
+    pub fn cached(&self, id: &DocId) -> Option<&Automerge> {
+        self.docs.get(id).map(|c| &c.doc)
+    }
+
+    /// Mutable [`DocCache::cached`], for applying what needs no storage (a sync message without
+    /// changes only moves the sync state).
+    pub fn cached_mut(&mut self, id: &DocId) -> Option<&mut Automerge> {
+        self.docs.get_mut(id).map(|c| &mut c.doc)
     }
 
     /// Like [`DocCache::get`], with the shard layout.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 use crate::freshness::Unseen;
@@ -18,9 +18,8 @@ pub(crate) fn insert(
     at: Millis,
     events: &[(String, What)],
 ) -> Result<()> {
-    let mut stmt = db.prepare_cached(
-        "INSERT INTO events (seq, graph, entity, what, agent, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+    let mut stmt =
+        db.prepare_cached("INSERT INTO events (seq, graph, entity, what, agent, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
     for (entity, what) in events {
         // Serialising a plain enum of strings and integers cannot fail.
         let what = serde_json::to_string(what).unwrap_or_default();
@@ -96,7 +95,9 @@ pub(crate) fn unseen(db: &Connection, graph: &str, agent: &str, after: i64, upto
     let mut count = 0;
     let mut agents = BTreeSet::new();
     let mut entities = BTreeSet::new();
-    for r in stmt.query_map(params![graph, after, upto, agent], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+    for r in
+        stmt.query_map(params![graph, after, upto, agent], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+    {
         let (entity, who) = r?;
         count += 1;
         agents.insert(who);

@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::Automerge;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::decode::Touched;
 use crate::error::Result;
 use crate::model::{Entity, Graph, Millis, Observation, Relation, RelationFact, TypeConflict, Validity};
-use crate::schema::{self, split_observation_key, split_relation_key, EntityRecord, FactRecord, Layout, MapKind};
+use crate::schema::{self, EntityRecord, FactRecord, Layout, MapKind, split_observation_key, split_relation_key};
 
 /// Which facts a read returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,35 +34,80 @@ impl Filter {
 // ---------------------------------------------------------------------------------------------
 // Refresh: document state -> tables.
 
-/// Search rows to rewrite when a transaction ends.
+/// Search rows to write when a transaction ends.
 ///
-/// FTS5 flushes its pending inserts to disk whenever a statement opens a savepoint, so one
-/// search write per entity would cost one flush (and segment merge) each; two set-based
-/// statements at the end of the transaction cost one in all.
+/// FTS5 flushes its pending inserts to disk whenever a statement opens a savepoint, so search
+/// writes interleaved with the other index writes would cost a flush (and a segment merge) each.
+/// They are collected here and written by two set-based statements, last in the transaction.
 #[derive(Debug, Default)]
 pub(crate) struct SearchUpdates {
-    /// Entity row ids whose search row is stale; each is deleted and, if the entity still
-    /// exists, written again.
-    stale: BTreeSet<i64>,
+    /// Search rows to delete.
+    deletes: Vec<i64>,
+    /// Search rows to add, and which row they belong to.
+    inserts: Vec<PendingRow>,
+}
+
+#[derive(Debug)]
+struct PendingRow {
+    graph: String,
+    entity: String,
+    text: String,
+    /// `Some(text)` for an observation's row, `None` for the entity's name-and-type row.
+    observation: Option<String>,
 }
 
 impl SearchUpdates {
     /// Writes the pending search rows. Call last in the transaction.
     pub(crate) fn apply(self, db: &Connection) -> Result<()> {
-        if self.stale.is_empty() {
+        if self.deletes.is_empty() && self.inserts.is_empty() {
             return Ok(());
         }
-        // Serialising a list of integers cannot fail.
-        let ids = serde_json::to_string(&self.stale).unwrap_or_default();
-        db.prepare_cached("DELETE FROM search WHERE rowid IN (SELECT value FROM json_each(?1))")?.execute([&ids])?;
-        db.prepare_cached(
-            "INSERT INTO search (rowid, name, type, observations)
-             SELECT e.id, e.name, e.type, (SELECT group_concat(o.text, char(10)) FROM observations o
-                                            WHERE o.graph = e.graph AND o.entity = e.name)
-             FROM entities e WHERE e.id IN (SELECT value FROM json_each(?1))",
-        )?
-        .execute([&ids])?;
+        // Row ids are assigned here and recorded in the owning tables first: every ordinary
+        // write precedes the two search statements.
+        let mut next: i64 = db
+            .prepare_cached("SELECT rowid FROM search ORDER BY rowid DESC LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0)
+            + 1;
+        let mut rows = Vec::with_capacity(self.inserts.len());
+        for row in &self.inserts {
+            let id = next;
+            next += 1;
+            match &row.observation {
+                Some(text) => db
+                    .prepare_cached("UPDATE observations SET fts = ?1 WHERE graph = ?2 AND entity = ?3 AND text = ?4")?
+                    .execute(params![id, row.graph, row.entity, text])?,
+                None => db
+                    .prepare_cached("UPDATE entities SET fts = ?1 WHERE graph = ?2 AND name = ?3")?
+                    .execute(params![id, row.graph, row.entity])?,
+            };
+            rows.push(serde_json::json!([id, row.graph, row.entity, row.text]));
+        }
+        // Serialising integers and strings cannot fail.
+        if !self.deletes.is_empty() {
+            let ids = serde_json::to_string(&self.deletes).unwrap_or_default();
+            db.prepare_cached("DELETE FROM search WHERE rowid IN (SELECT value FROM json_each(?1))")?
+                .execute([&ids])?;
+        }
+        if !rows.is_empty() {
+            let rows = serde_json::to_string(&rows).unwrap_or_default();
+            db.prepare_cached(
+                "INSERT INTO search (rowid, graph, entity, text)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1)",
+            )?
+            .execute([&rows])?;
+        }
         Ok(())
+    }
+
+    fn add(&mut self, graph: &str, entity: &str, text: String, observation: Option<&str>) {
+        self.inserts.push(PendingRow {
+            graph: graph.to_owned(),
+            entity: entity.to_owned(),
+            text,
+            observation: observation.map(str::to_owned),
+        });
     }
 }
 
@@ -81,18 +126,32 @@ pub(crate) fn refresh(
     };
     for key in &touched.observations {
         let Some((entity, text)) = split_observation_key(key) else { continue };
-        match fact(MapKind::Observations, &layout.observations, key) {
-            Some(r) => {
+        let existing: Option<Option<i64>> = db
+            .prepare_cached("SELECT fts FROM observations WHERE graph = ?1 AND entity = ?2 AND text = ?3")?
+            .query_row(params![graph, entity, text], |r| r.get(0))
+            .optional()?;
+        match (fact(MapKind::Observations, &layout.observations, key), existing) {
+            (Some(r), Some(_)) => {
                 db.prepare_cached(
-                    "INSERT OR REPLACE INTO observations (graph, entity, text, by, at, valid_from, valid_to)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7
+                     WHERE graph = ?1 AND entity = ?2 AND text = ?3",
                 )?
                 .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to])?;
             }
-            None => {
+            (Some(r), None) => {
+                db.prepare_cached(
+                    "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to])?;
+                search.add(graph, entity, text.to_owned(), Some(text));
+            }
+            (None, Some(fts)) => {
                 db.prepare_cached("DELETE FROM observations WHERE graph = ?1 AND entity = ?2 AND text = ?3")?
                     .execute(params![graph, entity, text])?;
+                search.deletes.extend(fts);
             }
+            (None, None) => {}
         }
     }
     for key in &touched.relations {
@@ -137,14 +196,14 @@ fn refresh_entity(
                  OR EXISTS (SELECT 1 FROM relations WHERE graph = ?1 AND src = ?2)",
         )?
         .query_row(params![graph, name], |r| r.get(0))?;
-    let id: Option<i64> = db
-        .prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?
-        .query_row(params![graph, name], |r| r.get(0))
+    let existing: Option<(String, Option<i64>)> = db
+        .prepare_cached("SELECT type, fts FROM entities WHERE graph = ?1 AND name = ?2")?
+        .query_row(params![graph, name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if records.is_empty() && !has_facts {
-        if let Some(id) = id {
-            db.prepare_cached("DELETE FROM entities WHERE id = ?1")?.execute([id])?;
-            search.stale.insert(id);
+        if let Some((_, fts)) = existing {
+            db.prepare_cached("DELETE FROM entities WHERE graph = ?1 AND name = ?2")?.execute(params![graph, name])?;
+            search.deletes.extend(fts);
         }
         return Ok(());
     }
@@ -158,22 +217,28 @@ fn refresh_entity(
     }
     let conflicts = (!losers.is_empty()).then(|| serde_json::to_string(&losers).unwrap_or_default());
     let (by, at) = winner.map(|r| (r.by.as_str(), r.at)).unwrap_or(("", 0));
-    let id: i64 = db
-        .prepare_cached(
-            "INSERT INTO entities (graph, name, type, has_record, created_by, created_at, conflicts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (graph, name) DO UPDATE SET type = excluded.type, has_record = excluded.has_record,
-                 created_by = excluded.created_by, created_at = excluded.created_at, conflicts = excluded.conflicts
-             RETURNING id",
-        )?
-        .query_row(params![graph, name, entity_type, winner.is_some(), by, at, conflicts], |r| r.get(0))?;
-    search.stale.insert(id);
+    db.prepare_cached(
+        "INSERT INTO entities (graph, name, type, has_record, created_by, created_at, conflicts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (graph, name) DO UPDATE SET type = excluded.type, has_record = excluded.has_record,
+             created_by = excluded.created_by, created_at = excluded.created_at, conflicts = excluded.conflicts",
+    )?
+    .execute(params![graph, name, entity_type, winner.is_some(), by, at, conflicts])?;
+    // The name-and-type search row changes only when the type does.
+    match existing {
+        Some((old_type, Some(_))) if old_type == entity_type => {}
+        Some((_, fts)) => {
+            search.deletes.extend(fts);
+            search.add(graph, name, format!("{name}\n{entity_type}"), None);
+        }
+        None => search.add(graph, name, format!("{name}\n{entity_type}"), None),
+    }
     Ok(())
 }
 
 /// Drops every derived row of a graph (before rebuilding it from the documents).
 pub(crate) fn clear_graph(db: &Connection, graph: &str) -> Result<()> {
-    db.execute("DELETE FROM search WHERE rowid IN (SELECT id FROM entities WHERE graph = ?1)", [graph])?;
+    db.execute("DELETE FROM search WHERE graph = ?1", [graph])?;
     for table in ["entities", "observations", "relations"] {
         db.execute(&format!("DELETE FROM {table} WHERE graph = ?1"), [graph])?;
     }
@@ -344,7 +409,12 @@ pub(crate) fn read_graph(db: &Connection, graph: &str, filter: Filter) -> Result
 }
 
 /// Relations with at least one end among `names` (the reference memory server's rule).
-fn relations_touching_any(db: &Connection, graph: &str, names: &BTreeSet<String>, filter: Filter) -> Result<Vec<RelationFact>> {
+fn relations_touching_any(
+    db: &Connection,
+    graph: &str,
+    names: &BTreeSet<String>,
+    filter: Filter,
+) -> Result<Vec<RelationFact>> {
     let mut set = BTreeMap::new();
     let mut from = db.prepare_cached(
         "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations WHERE graph = ?1 AND src = ?2",
@@ -403,29 +473,49 @@ fn like_pattern(term: &str) -> String {
 /// characters are allowed in the query: terms are quoted, never parsed as FTS syntax.
 pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, filter: Filter) -> Result<Graph> {
     let terms: Vec<&str> = query.split_whitespace().collect();
-    // The trigram index answers terms of three or more characters; shorter ones fall back to
-    // LIKE over the same columns.
-    let (long, short): (Vec<&str>, Vec<&str>) = terms.iter().partition(|t| t.chars().count() >= 3);
-    let mut sql = String::from("SELECT e.id FROM search JOIN entities e ON e.id = search.rowid WHERE e.graph = ?1");
-    let mut args: Vec<String> = vec![graph.to_owned()];
-    if !long.is_empty() {
-        args.push(long.iter().map(|t| fts_phrase(t)).collect::<Vec<_>>().join(" AND "));
-        sql.push_str(&format!(" AND search MATCH ?{}", args.len()));
+    let names: Vec<String> = if terms.is_empty() {
+        // An empty query matches everything, as the reference server's does.
+        let mut stmt = db.prepare_cached("SELECT name FROM entities WHERE graph = ?1 ORDER BY name LIMIT ?2")?;
+        let rows = stmt.query_map(params![graph, limit as i64], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    } else {
+        // Each term finds the rows holding it (the trigram index answers terms of three or more
+        // characters; shorter ones fall back to LIKE); an entity matches when every term hit one
+        // of its rows, and ranks by the sum of each term's best BM25 score.
+        let mut parts = Vec::new();
+        let mut args: Vec<String> = vec![graph.to_owned()];
+        for (i, t) in terms.iter().enumerate() {
+            if t.chars().count() >= 3 {
+                args.push(fts_phrase(t));
+                parts.push(format!(
+                    "SELECT entity, {i} AS term, rank AS score FROM search WHERE search MATCH ?{} AND graph = ?1",
+                    args.len()
+                ));
+            } else {
+                args.push(like_pattern(t));
+                parts.push(format!(
+                    "SELECT entity, {i} AS term, 0.0 AS score FROM search WHERE text LIKE ?{} ESCAPE '\\' AND graph = ?1",
+                    args.len()
+                ));
+            }
+        }
+        let sql = format!(
+            "SELECT entity FROM (SELECT entity, term, min(score) AS best FROM ({}) GROUP BY entity, term)
+             GROUP BY entity HAVING count(*) = {} ORDER BY sum(best), entity LIMIT {limit}",
+            parts.join(" UNION ALL "),
+            terms.len()
+        );
+        let mut stmt = db.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut ids = Vec::with_capacity(names.len());
+    let mut stmt = db.prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?;
+    for name in &names {
+        if let Some(id) = stmt.query_row(params![graph, name], |r| r.get::<_, i64>(0)).optional()? {
+            ids.push(id);
+        }
     }
-    for t in &short {
-        args.push(like_pattern(t));
-        let n = args.len();
-        sql.push_str(&format!(
-            " AND (search.name LIKE ?{n} ESCAPE '\\' OR search.type LIKE ?{n} ESCAPE '\\' \
-             OR search.observations LIKE ?{n} ESCAPE '\\')"
-        ));
-    }
-    sql.push_str(if long.is_empty() { " ORDER BY e.name" } else { " ORDER BY bm25(search), e.name" });
-    sql.push_str(&format!(" LIMIT {limit}"));
-    let mut stmt = db.prepare(&sql)?;
-    let ids = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let entities = load_entities(db, graph, filter, &ids)?;
     let found: BTreeSet<String> = entities.iter().map(|e| e.name.clone()).collect();
     let relations = relations_touching_any(db, graph, &found, filter)?;
@@ -435,7 +525,8 @@ pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, fi
 /// How many entities, observations and relations a graph holds.
 pub(crate) fn counts(db: &Connection, graph: &str) -> Result<(u64, u64, u64)> {
     let count = |table: &str| -> Result<u64> {
-        Ok(db.query_row(&format!("SELECT count(*) FROM {table} WHERE graph = ?1"), [graph], |r| r.get::<_, i64>(0))? as u64)
+        Ok(db.query_row(&format!("SELECT count(*) FROM {table} WHERE graph = ?1"), [graph], |r| r.get::<_, i64>(0))?
+            as u64)
     };
     Ok((count("entities")?, count("observations")?, count("relations")?))
 }

@@ -4,7 +4,7 @@
 //! logged after it".
 
 use automerge::{Automerge, Change, ChangeHash};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::ids::DocId;
@@ -80,9 +80,8 @@ pub fn load(db: &Connection, doc: &DocId) -> Result<Option<Loaded>> {
 /// clears the bytes of the changes it folds in. History is kept: the snapshot format holds every
 /// change, and the log rows keep their metadata.
 pub fn snapshot(db: &Connection, doc: &DocId, am: &Automerge) -> Result<()> {
-    let upto: i64 = db.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE doc = ?1", [&doc.0[..]], |r| {
-        r.get(0)
-    })?;
+    let upto: i64 =
+        db.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE doc = ?1", [&doc.0[..]], |r| r.get(0))?;
     db.prepare_cached("INSERT OR REPLACE INTO snapshots (doc, upto_seq, bytes) VALUES (?1, ?2, ?3)")?
         .execute(params![&doc.0[..], upto, am.save()])?;
     db.prepare_cached("UPDATE changes SET bytes = NULL WHERE doc = ?1 AND seq <= ?2 AND bytes IS NOT NULL")?

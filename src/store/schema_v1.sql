@@ -39,6 +39,7 @@ CREATE TABLE entities (
     created_by TEXT    NOT NULL,
     created_at INTEGER NOT NULL,
     conflicts  TEXT,              -- JSON list of losing concurrent types, NULL if none
+    fts        INTEGER,           -- rowid of the entity's name-and-type row in `search`
     UNIQUE (graph, name)
 );
 
@@ -51,6 +52,7 @@ CREATE TABLE observations (
     at         INTEGER NOT NULL,
     valid_from INTEGER,
     valid_to   INTEGER,
+    fts        INTEGER,           -- rowid of the observation's row in `search`
     PRIMARY KEY (graph, entity, text)
 ) WITHOUT ROWID;
 
@@ -67,11 +69,11 @@ CREATE TABLE relations (
 ) WITHOUT ROWID;
 CREATE INDEX relations_by_dst ON relations (graph, dst);
 
--- Derived: full-text search over names, types and observations. The trigram tokenizer gives the
+-- Derived: full-text search. One row per entity (its name and type) and one per observation,
+-- so that adding an observation indexes that observation alone. The trigram tokenizer gives the
 -- reference memory server's case-insensitive substring matching, ranked by BM25.
--- rowid = entities.id.
 CREATE VIRTUAL TABLE search USING fts5 (
-    name, type, observations,
+    graph UNINDEXED, entity UNINDEXED, text,
     tokenize = 'trigram case_sensitive 0'
 );
 

@@ -5,8 +5,8 @@
 mod session;
 pub mod wire;
 
-use automerge::sync;
 use automerge::ChangeHash;
+use automerge::sync;
 
 use crate::error::Result;
 use crate::ids::DocId;

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use automerge::sync;
 use automerge::ChangeHash;
+use automerge::sync;
 
-use super::wire::{Message, PROTOCOL_VERSION};
 use super::SyncDocs;
+use super::wire::{Message, PROTOCOL_VERSION};
 use crate::error::Result;
 use crate::ids::DocId;
 use crate::model::Millis;
@@ -21,8 +21,9 @@ pub enum Input {
     Connected,
     /// A message arrived.
     Received(Message),
-    /// This replica logged changes (its own writes, another process's, an import).
-    LocalChange,
+    /// This replica logged changes (its own writes, another process's, an import) to these
+    /// documents (`None`: possibly any).
+    LocalChange(Option<Vec<DocId>>),
     /// Time passed: retry stalled exchanges, give up on a silent handshake.
     Tick,
 }
@@ -96,7 +97,14 @@ pub struct ClientSession {
 impl ClientSession {
     /// A session that has not connected yet.
     pub fn new(config: SessionConfig) -> Self {
-        ClientSession { config, remote: None, connected_at: 0, docs: BTreeMap::new(), lacking: BTreeSet::new(), reported: None }
+        ClientSession {
+            config,
+            remote: None,
+            connected_at: 0,
+            docs: BTreeMap::new(),
+            lacking: BTreeSet::new(),
+            reported: None,
+        }
     }
 
     /// The remote side's peer id, once the handshake finished.
@@ -124,9 +132,11 @@ impl ClientSession {
                 }));
             }
             Input::Received(message) => self.receive(now, message, docs, &mut out)?,
-            Input::LocalChange => {
+            Input::LocalChange(changed) => {
                 if self.remote.is_some() {
-                    for doc in self.config.docs.clone() {
+                    let mut changed = changed.unwrap_or_else(|| self.config.docs.clone());
+                    changed.retain(|d| self.docs.contains_key(d));
+                    for doc in changed {
                         self.send_sync(now, doc, docs, &mut out)?;
                     }
                     // New local changes may be what a lacking document was waiting for (another
@@ -143,7 +153,10 @@ impl ClientSession {
                     // An answer that never came (a lost message) would stall an exchange forever:
                     // Automerge waits for a reply before it says more. Forget the wait and retry.
                     for doc in self.config.docs.clone() {
-                        let stalled = self.docs.get(&doc).is_some_and(|s| s.sync.in_flight && now - s.sent_at > self.config.resync_after);
+                        let stalled = self
+                            .docs
+                            .get(&doc)
+                            .is_some_and(|s| s.sync.in_flight && now - s.sent_at > self.config.resync_after);
                         if stalled {
                             if let Some(s) = self.docs.get_mut(&doc) {
                                 s.sync.in_flight = false;
@@ -159,7 +172,13 @@ impl ClientSession {
         Ok(out)
     }
 
-    fn receive(&mut self, now: Millis, message: Message, docs: &mut impl SyncDocs, out: &mut Vec<Effect>) -> Result<()> {
+    fn receive(
+        &mut self,
+        now: Millis,
+        message: Message,
+        docs: &mut impl SyncDocs,
+        out: &mut Vec<Effect>,
+    ) -> Result<()> {
         match message {
             Message::Peer { sender, storage_id, version, .. } => {
                 if version != PROTOCOL_VERSION {

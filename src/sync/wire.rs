@@ -427,7 +427,12 @@ impl Message {
         Ok(match f.kind.as_str() {
             "join" => {
                 let (storage_id, ephemeral) = f.metadata();
-                Message::Join { sender: sender()?, storage_id, ephemeral, versions: f.texts("supportedProtocolVersions")? }
+                Message::Join {
+                    sender: sender()?,
+                    storage_id,
+                    ephemeral,
+                    versions: f.texts("supportedProtocolVersions")?,
+                }
             }
             "peer" => {
                 let (storage_id, ephemeral) = f.metadata();
@@ -445,9 +450,21 @@ impl Message {
                 message: f.text("message")?,
             },
             "leave" => Message::Leave { sender: sender()? },
-            "request" => Message::Request { sender: sender()?, target: target()?, doc: f.text("documentId")?, data: f.bytes("data")? },
-            "sync" => Message::Sync { sender: sender()?, target: target()?, doc: f.text("documentId")?, data: f.bytes("data")? },
-            "doc-unavailable" => Message::DocUnavailable { sender: sender()?, target: target()?, doc: f.text("documentId")? },
+            "request" => Message::Request {
+                sender: sender()?,
+                target: target()?,
+                doc: f.text("documentId")?,
+                data: f.bytes("data")?,
+            },
+            "sync" => Message::Sync {
+                sender: sender()?,
+                target: target()?,
+                doc: f.text("documentId")?,
+                data: f.bytes("data")?,
+            },
+            "doc-unavailable" => {
+                Message::DocUnavailable { sender: sender()?, target: target()?, doc: f.text("documentId")? }
+            }
             "ephemeral" => Message::Ephemeral {
                 sender: sender()?,
                 target: target()?,
@@ -482,8 +499,10 @@ impl Message {
                                         return Err(WireError::WrongType { field: "heads", expected: "change hashes" });
                                     };
                                     heads.push(
-                                        parse_head(s)
-                                            .ok_or(WireError::WrongType { field: "heads", expected: "change hashes" })?,
+                                        parse_head(s).ok_or(WireError::WrongType {
+                                            field: "heads",
+                                            expected: "change hashes",
+                                        })?,
                                     );
                                 }
                             }
@@ -493,7 +512,12 @@ impl Message {
                     }
                     new_heads.push(RemoteHeads { storage_id: storage_id.clone(), heads, timestamp });
                 }
-                Message::RemoteHeadsChanged { sender: sender()?, target: target()?, doc: f.text("documentId")?, new_heads }
+                Message::RemoteHeadsChanged {
+                    sender: sender()?,
+                    target: target()?,
+                    doc: f.text("documentId")?,
+                    new_heads,
+                }
             }
             other => return Err(WireError::UnknownType(other.to_owned())),
         })
@@ -606,19 +630,41 @@ mod tests {
         let s = || "peer-a".to_string();
         let t = || "relay".to_string();
         round_trip(Message::Join { sender: s(), storage_id: None, ephemeral: true, versions: Some(vec!["1".into()]) });
-        round_trip(Message::Peer { sender: t(), target: s(), storage_id: Some("st".into()), ephemeral: false, version: "1".into() });
+        round_trip(Message::Peer {
+            sender: t(),
+            target: s(),
+            storage_id: Some("st".into()),
+            ephemeral: false,
+            version: "1".into(),
+        });
         round_trip(Message::Error { sender: Some(t()), target: None, message: "no".into() });
         round_trip(Message::Leave { sender: s() });
         round_trip(Message::Request { sender: s(), target: t(), doc: "d".into(), data: vec![0x42, 0] });
         round_trip(Message::Sync { sender: s(), target: t(), doc: "d".into(), data: vec![1, 2, 3] });
         round_trip(Message::DocUnavailable { sender: t(), target: s(), doc: "d".into() });
-        round_trip(Message::Ephemeral { sender: s(), target: t(), doc: "d".into(), count: 5, session: "x".into(), data: vec![9] });
-        round_trip(Message::RemoteSubscriptionChange { sender: s(), target: t(), add: vec!["st".into()], remove: vec![] });
+        round_trip(Message::Ephemeral {
+            sender: s(),
+            target: t(),
+            doc: "d".into(),
+            count: 5,
+            session: "x".into(),
+            data: vec![9],
+        });
+        round_trip(Message::RemoteSubscriptionChange {
+            sender: s(),
+            target: t(),
+            add: vec!["st".into()],
+            remove: vec![],
+        });
         round_trip(Message::RemoteHeadsChanged {
             sender: t(),
             target: s(),
             doc: "d".into(),
-            new_heads: vec![RemoteHeads { storage_id: "st".into(), heads: vec![ChangeHash([7; 32])], timestamp: 1.75e12 }],
+            new_heads: vec![RemoteHeads {
+                storage_id: "st".into(),
+                heads: vec![ChangeHash([7; 32])],
+                timestamp: 1.75e12,
+            }],
         });
     }
 
@@ -648,7 +694,12 @@ mod tests {
         text(&mut frame, "1");
         assert_eq!(
             Message::decode(&frame).unwrap(),
-            Message::Join { sender: "peer-abc".into(), storage_id: None, ephemeral: true, versions: Some(vec!["1".into()]) }
+            Message::Join {
+                sender: "peer-abc".into(),
+                storage_id: None,
+                ephemeral: true,
+                versions: Some(vec!["1".into()])
+            }
         );
     }
 

@@ -2,19 +2,21 @@
 //! background tokio task. It reconnects with jittered exponential backoff, pushes offline
 //! writes on reconnect, and reports connection state and freshness through the replica's link.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use cairn::sync::wire::Message;
 use cairn::sync::{Caught, ClientSession, Effect, Input, SessionConfig};
-use cairn::{now_millis, Replica};
+use cairn::{DocId, Replica, now_millis};
 
 /// How the client connects.
 #[derive(Debug, Clone)]
@@ -53,6 +55,21 @@ impl ClientOptions {
     }
 }
 
+/// Traffic counters of a sync client (all connections since it started).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes received in protocol frames.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent in protocol frames.
+    pub bytes_out: AtomicU64,
+    /// Frames received.
+    pub frames_in: AtomicU64,
+    /// Frames sent.
+    pub frames_out: AtomicU64,
+    /// Successful connections.
+    pub connects: AtomicU64,
+}
+
 /// A running sync client. Dropping it stops the task too, but [`SyncClient::stop`] waits for a
 /// clean close.
 #[derive(Debug)]
@@ -60,6 +77,7 @@ pub struct SyncClient {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     connected: watch::Receiver<bool>,
+    traffic: Arc<Traffic>,
 }
 
 impl SyncClient {
@@ -67,8 +85,14 @@ impl SyncClient {
     pub fn spawn(replica: Arc<Replica>, options: ClientOptions) -> SyncClient {
         let (stop, stop_rx) = watch::channel(false);
         let (connected_tx, connected) = watch::channel(false);
-        let task = tokio::spawn(run(replica, options, stop_rx, connected_tx));
-        SyncClient { stop, task: Some(task), connected }
+        let traffic = Arc::new(Traffic::default());
+        let task = tokio::spawn(run(replica, options, stop_rx, connected_tx, traffic.clone()));
+        SyncClient { stop, task: Some(task), connected, traffic }
+    }
+
+    /// Traffic so far.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Whether the connection is up right now.
@@ -135,12 +159,22 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + frac / 2.0)
 }
 
-async fn run(replica: Arc<Replica>, options: ClientOptions, mut stop: watch::Receiver<bool>, connected: watch::Sender<bool>) {
+async fn run(
+    replica: Arc<Replica>,
+    options: ClientOptions,
+    mut stop: watch::Receiver<bool>,
+    connected: watch::Sender<bool>,
+    traffic: Arc<Traffic>,
+) {
     let link = replica.link();
     link.attach(now_millis());
     let notify = Arc::new(Notify::new());
-    let waker = notify.clone();
-    let subscription = link.subscribe(move |_| waker.notify_one());
+    let changed: Arc<std::sync::Mutex<BTreeSet<DocId>>> = Arc::default();
+    let (waker, pending) = (notify.clone(), changed.clone());
+    let subscription = link.subscribe(move |_, docs| {
+        pending.lock().unwrap_or_else(|p| p.into_inner()).extend(docs.iter().copied());
+        waker.notify_one();
+    });
     let mut backoff = options.min_backoff;
     loop {
         if *stop.borrow() {
@@ -151,8 +185,9 @@ async fn run(replica: Arc<Replica>, options: ClientOptions, mut stop: watch::Rec
                 backoff = options.min_backoff;
                 link.set_online();
                 let _ = connected.send(true);
+                traffic.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(url = %options.url, "connected");
-                let end = session(ws, &replica, &options, &notify, &mut stop).await;
+                let end = session(ws, &replica, &options, (&notify, &changed), &mut stop, &traffic).await;
                 let _ = connected.send(false);
                 end
             }
@@ -177,12 +212,17 @@ async fn run(replica: Arc<Replica>, options: ClientOptions, mut stop: watch::Rec
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(options: &ClientOptions) -> Result<Ws, String> {
-    let mut request = options.url.as_str().into_client_request().map_err(|e| format!("bad relay URL {}: {e}", options.url))?;
+    let mut request =
+        options.url.as_str().into_client_request().map_err(|e| format!("bad relay URL {}: {e}", options.url))?;
     if let Some(token) = &options.token {
-        let value = format!("Bearer {token}").parse().map_err(|_| "the token has characters a header cannot carry".to_string())?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the token has characters a header cannot carry".to_string())?;
         request.headers_mut().insert("authorization", value);
     }
-    let config = WebSocketConfig::default().max_message_size(Some(options.max_message_bytes)).max_frame_size(Some(options.max_message_bytes));
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(options.max_message_bytes))
+        .max_frame_size(Some(options.max_message_bytes));
     let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok((ws, _))) => Ok(ws),
@@ -192,7 +232,11 @@ async fn connect(options: &ClientOptions) -> Result<Ws, String> {
 }
 
 /// Runs one step of the session on a blocking thread (it does SQLite work).
-async fn step(session: ClientSession, replica: &Arc<Replica>, input: Input) -> (ClientSession, Result<Vec<Effect>, String>) {
+async fn step(
+    session: ClientSession,
+    replica: &Arc<Replica>,
+    input: Input,
+) -> (ClientSession, Result<Vec<Effect>, String>) {
     let shared = replica.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let replica = shared;
@@ -220,7 +264,14 @@ fn session_config(replica: &Replica) -> SessionConfig {
     }
 }
 
-async fn session(mut ws: Ws, replica: &Arc<Replica>, options: &ClientOptions, notify: &Notify, stop: &mut watch::Receiver<bool>) -> End {
+async fn session(
+    mut ws: Ws,
+    replica: &Arc<Replica>,
+    options: &ClientOptions,
+    (notify, changed): (&Notify, &std::sync::Mutex<BTreeSet<DocId>>),
+    stop: &mut watch::Receiver<bool>,
+    traffic: &Traffic,
+) -> End {
     let mut session = ClientSession::new(session_config(replica));
     let mut input = Some(Input::Connected);
     let mut tick = tokio::time::interval(options.tick);
@@ -238,12 +289,17 @@ async fn session(mut ws: Ws, replica: &Arc<Replica>, options: &ClientOptions, no
             for effect in effects {
                 match effect {
                     Effect::Send(m) => {
-                        if let Err(e) = ws.send(WsMessage::Binary(m.encode().into())).await {
+                        let bytes = m.encode();
+                        traffic.frames_out.fetch_add(1, Ordering::Relaxed);
+                        traffic.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        if let Err(e) = ws.send(WsMessage::Binary(bytes.into())).await {
                             return End::Lost(e.to_string());
                         }
                     }
                     Effect::Close { reason } => {
-                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: reason.clone().into() })).await;
+                        let _ = ws
+                            .close(Some(CloseFrame { code: CloseCode::Protocol, reason: reason.clone().into() }))
+                            .await;
                         return End::Lost(reason);
                     }
                     Effect::Freshness(Caught::Behind) => replica.link().set_behind(now_millis()),
@@ -257,7 +313,11 @@ async fn session(mut ws: Ws, replica: &Arc<Replica>, options: &ClientOptions, no
         }
         tokio::select! {
             frame = ws.next() => match frame {
-                Some(Ok(WsMessage::Binary(bytes))) => match Message::decode(&bytes) {
+                Some(Ok(WsMessage::Binary(bytes))) => match {
+                    traffic.frames_in.fetch_add(1, Ordering::Relaxed);
+                    traffic.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    Message::decode(&bytes)
+                } {
                     Ok(m) => input = Some(Input::Received(m)),
                     Err(e) => {
                         let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: "malformed message".into() })).await;
@@ -269,11 +329,14 @@ async fn session(mut ws: Ws, replica: &Arc<Replica>, options: &ClientOptions, no
                 Some(Err(e)) => return End::Lost(e.to_string()),
                 None => return End::Lost("connection closed".into()),
             },
-            _ = notify.notified() => input = Some(Input::LocalChange),
+            _ = notify.notified() => {
+                let docs: Vec<DocId> = std::mem::take(&mut *changed.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
+                input = Some(Input::LocalChange(Some(docs)));
+            }
             _ = tick.tick() => {
                 // Changes other processes logged in this file wake no one here: look for them.
                 let now = replica.log_position().unwrap_or(seen);
-                input = Some(if now != seen { seen = now; Input::LocalChange } else { Input::Tick });
+                input = Some(if now != seen { seen = now; Input::LocalChange(None) } else { Input::Tick });
             }
             _ = stop.changed() => {
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "detached".into() })).await;

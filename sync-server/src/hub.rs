@@ -9,8 +9,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use cairn::automerge::sync;
-use cairn::sync::wire::{Message, RemoteHeads, PROTOCOL_VERSION};
 use cairn::sync::SyncDocs;
+use cairn::sync::wire::{Message, PROTOCOL_VERSION, RemoteHeads};
 use cairn::{DocId, GraphDocs, GraphName, Millis, Result};
 
 /// A connection's number, assigned by the adapter.
@@ -42,7 +42,8 @@ impl Access {
 
     /// The documents of some graphs.
     pub fn graphs<'a>(graphs: impl IntoIterator<Item = &'a GraphName>, write: bool) -> Self {
-        let docs = graphs.into_iter().flat_map(|g| GraphDocs::of(g).all().map(|(id, _)| id).collect::<Vec<_>>()).collect();
+        let docs =
+            graphs.into_iter().flat_map(|g| GraphDocs::of(g).all().map(|(id, _)| id).collect::<Vec<_>>()).collect();
         Access { scope: DocScope::Only(docs), write }
     }
 
@@ -136,12 +137,15 @@ pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     /// Connections per open document.
     open: HashMap<DocId, BTreeSet<ConnId>>,
+    /// Documents that gained changes since the last [`Hub::flush`], with the connection that
+    /// brought them (`None`: several, or from outside the protocol).
+    dirty: HashMap<DocId, Option<ConnId>>,
 }
 
 impl Hub {
     /// A hub with no connections.
     pub fn new(config: HubConfig) -> Self {
-        Hub { config, conns: HashMap::new(), open: HashMap::new() }
+        Hub { config, conns: HashMap::new(), open: HashMap::new(), dirty: HashMap::new() }
     }
 
     /// How many connections are open.
@@ -154,8 +158,20 @@ impl Hub {
         self.open.len()
     }
 
-    /// Advances the hub. An `Err` is a storage failure of the relay itself; whatever the other
-    /// side did wrong comes back as a [`Action::Close`] for its connection only.
+    /// Offers the changes that arrived since the last flush to every connection that has their
+    /// document open (but the one that brought them). The adapter calls it after each batch of
+    /// events; deferring fan-out to here lets one message carry many writers' changes.
+    pub fn flush(&mut self, now: Millis, docs: &mut impl SyncDocs) -> Result<Vec<Action>> {
+        let mut out = Vec::new();
+        for (doc, from) in std::mem::take(&mut self.dirty) {
+            self.announce(now, doc, from, docs, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Advances the hub. Fan-out of new changes waits for [`Hub::flush`]. An `Err` is a storage
+    /// failure of the relay itself; whatever the other side did wrong comes back as a
+    /// [`Action::Close`] for its connection only.
     pub fn handle(&mut self, now: Millis, event: Event, docs: &mut impl SyncDocs) -> Result<Vec<Action>> {
         let mut out = Vec::new();
         match event {
@@ -182,9 +198,8 @@ impl Hub {
                 }
             },
             Event::DocsChanged => {
-                let open: Vec<DocId> = self.open.keys().copied().collect();
-                for doc in open {
-                    self.announce(now, doc, None, docs, &mut out)?;
+                for doc in self.open.keys() {
+                    self.dirty.insert(*doc, None);
                 }
             }
             Event::Received { conn, message } => self.receive(now, conn, message, docs, &mut out)?,
@@ -193,6 +208,11 @@ impl Hub {
     }
 
     fn drop_conn(&mut self, conn: ConnId) {
+        for from in self.dirty.values_mut() {
+            if *from == Some(conn) {
+                *from = None;
+            }
+        }
         if let Some(c) = self.conns.remove(&conn) {
             for doc in c.docs.keys() {
                 if let Some(set) = self.open.get_mut(doc) {
@@ -211,12 +231,23 @@ impl Hub {
 
     fn refuse(&mut self, conn: ConnId, reason: String, out: &mut Vec<Action>) {
         let target = self.conns.get(&conn).and_then(|c| c.peer.clone());
-        self.send(conn, Message::Error { sender: Some(self.config.peer_id.clone()), target, message: reason.clone() }, out);
+        self.send(
+            conn,
+            Message::Error { sender: Some(self.config.peer_id.clone()), target, message: reason.clone() },
+            out,
+        );
         out.push(Action::Close { conn, reason, protocol_error: true });
         self.drop_conn(conn);
     }
 
-    fn receive(&mut self, now: Millis, conn: ConnId, message: Message, docs: &mut impl SyncDocs, out: &mut Vec<Action>) -> Result<()> {
+    fn receive(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        message: Message,
+        docs: &mut impl SyncDocs,
+        out: &mut Vec<Action>,
+    ) -> Result<()> {
         let Some(c) = self.conns.get_mut(&conn) else { return Ok(()) };
         let me = self.config.peer_id.clone();
         let peer = match (&message, &c.peer) {
@@ -244,8 +275,8 @@ impl Hub {
             (_, Some(peer)) => peer.clone(),
         };
         match message {
-            Message::Request { doc, data, .. } => self.sync(now, conn, &peer, &doc, data, true, docs, out)?,
-            Message::Sync { doc, data, .. } => self.sync(now, conn, &peer, &doc, data, false, docs, out)?,
+            Message::Request { doc, data, .. } => self.sync(conn, &peer, &doc, data, true, docs, out)?,
+            Message::Sync { doc, data, .. } => self.sync(conn, &peer, &doc, data, false, docs, out)?,
             Message::RemoteSubscriptionChange { add, remove, .. } => {
                 let mine = &self.config.storage_id;
                 let c = self.conns.get_mut(&conn).expect("checked above");
@@ -269,7 +300,8 @@ impl Hub {
                     return Ok(());
                 }
                 for other in self.open.get(&id).cloned().unwrap_or_default() {
-                    let Some(target) = self.conns.get(&other).filter(|_| other != conn).and_then(|o| o.peer.clone()) else {
+                    let Some(target) = self.conns.get(&other).filter(|_| other != conn).and_then(|o| o.peer.clone())
+                    else {
                         continue;
                     };
                     let m = Message::Ephemeral {
@@ -292,7 +324,10 @@ impl Hub {
                 self.drop_conn(conn);
             }
             // Announcements from a client are not the relay's concern.
-            Message::Peer { .. } | Message::DocUnavailable { .. } | Message::RemoteHeadsChanged { .. } | Message::Join { .. } => {}
+            Message::Peer { .. }
+            | Message::DocUnavailable { .. }
+            | Message::RemoteHeadsChanged { .. }
+            | Message::Join { .. } => {}
         }
         Ok(())
     }
@@ -300,7 +335,6 @@ impl Hub {
     #[allow(clippy::too_many_arguments)] // one sync step needs all of it; a struct would only rename them
     fn sync(
         &mut self,
-        now: Millis,
         conn: ConnId,
         peer: &str,
         doc: &str,
@@ -310,7 +344,8 @@ impl Hub {
         out: &mut Vec<Action>,
     ) -> Result<()> {
         let me = self.config.peer_id.clone();
-        let unavailable = |doc: &str| Message::DocUnavailable { sender: me.clone(), target: peer.to_owned(), doc: doc.to_owned() };
+        let unavailable =
+            |doc: &str| Message::DocUnavailable { sender: me.clone(), target: peer.to_owned(), doc: doc.to_owned() };
         // A document outside the connection's access is answered exactly like one that does not
         // exist, so that access control does not reveal which documents exist.
         let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.conns[&conn].access.sees(d)) else {
@@ -348,10 +383,20 @@ impl Hub {
         c.docs.insert(id, state);
         self.open.entry(id).or_default().insert(conn);
         if let Some(reply) = reply {
-            self.send(conn, Message::Sync { sender: me, target: peer.to_owned(), doc: doc.to_owned(), data: reply.encode() }, out);
+            self.send(
+                conn,
+                Message::Sync { sender: me, target: peer.to_owned(), doc: doc.to_owned(), data: reply.encode() },
+                out,
+            );
         }
         if applied > 0 {
-            self.announce(now, id, Some(conn), docs, out)?;
+            // Several connections bringing changes to one document: offer to all of them.
+            let from = match self.dirty.get(&id) {
+                None => Some(conn),
+                Some(Some(c)) if *c == conn => Some(conn),
+                Some(_) => None,
+            };
+            self.dirty.insert(id, from);
         }
         Ok(())
     }
@@ -368,8 +413,16 @@ impl Hub {
     /// Offers a document's new changes to every connection that has it open (but `except`):
     /// first the heads to subscribers, so they know they are behind as early as possible, then
     /// the sync messages that carry the changes.
-    fn announce(&mut self, now: Millis, doc: DocId, except: Option<ConnId>, docs: &mut impl SyncDocs, out: &mut Vec<Action>) -> Result<()> {
-        let targets: Vec<ConnId> = self.open.get(&doc).map(|s| s.iter().copied().filter(|c| Some(*c) != except).collect()).unwrap_or_default();
+    fn announce(
+        &mut self,
+        now: Millis,
+        doc: DocId,
+        except: Option<ConnId>,
+        docs: &mut impl SyncDocs,
+        out: &mut Vec<Action>,
+    ) -> Result<()> {
+        let targets: Vec<ConnId> =
+            self.open.get(&doc).map(|s| s.iter().copied().filter(|c| Some(*c) != except).collect()).unwrap_or_default();
         if targets.is_empty() {
             return Ok(());
         }
@@ -387,7 +440,12 @@ impl Hub {
             if let Some(m) = docs.generate(&doc, state)? {
                 out.push(Action::Send {
                     conn,
-                    message: Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc: doc.to_string(), data: m.encode() },
+                    message: Message::Sync {
+                        sender: self.config.peer_id.clone(),
+                        target: peer,
+                        doc: doc.to_string(),
+                        data: m.encode(),
+                    },
                 });
             }
         }

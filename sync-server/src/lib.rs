@@ -31,14 +31,16 @@
 
 mod client;
 pub mod hub;
+mod metrics;
 mod server;
 mod storage;
 
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{ClientOptions, SyncClient, SyncThread};
+pub use client::{ClientOptions, SyncClient, SyncThread, Traffic};
 pub use hub::{Access, DocScope, Hub, HubConfig};
+pub use metrics::Metrics;
 pub use server::{Relay, RelayConfig};
 pub use storage::RelayStore;
 
@@ -65,7 +67,7 @@ pub fn hub_config_for(dir: &Path) -> HubConfig {
 pub fn serve_replica(replica: Arc<cairn::Replica>, config: RelayConfig) -> Relay {
     let relay = Relay::start(replica.clone(), config);
     let handle = relay.clone();
-    replica.link().subscribe(move |_| handle.notify_docs_changed());
+    replica.link().subscribe(move |_, _| handle.notify_docs_changed());
     relay
 }
 
@@ -90,10 +92,16 @@ pub enum RelayError {
 
 /// Runs a relay on `listen`, storing in `data`, until SIGTERM or Ctrl-C; then stops accepting,
 /// closes connections with "going away" and returns. Everything acknowledged is already on disk.
-pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, durability: cairn::Durability) -> Result<(), RelayError> {
-    let store = RelayStore::open(data, durability)?;
-    let relay = Relay::start(store, RelayConfig::new(hub_config_for(data)));
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
+pub async fn run_relay(
+    listen: std::net::SocketAddr,
+    data: &Path,
+    durability: cairn::Durability,
+) -> Result<(), RelayError> {
+    let config = RelayConfig::new(hub_config_for(data));
+    let store = RelayStore::open(data, durability)?.with_metrics(config.metrics.clone());
+    let relay = Relay::start(store, config);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(RelayError::Serve)?;
     tracing::info!(%local, data = %data.display(), "relay listening (ws://{local}, health at http://{local}/healthz)");
     relay.serve(listener, shutdown_signal()).await.map_err(RelayError::Serve)
@@ -120,4 +128,40 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Waits until a change is logged after `since`, or `timeout`, without blocking the async
+/// runtime; returns the changes after `since` (empty on timeout). The async variant of
+/// [`cairn::Replica::wait_for_change`].
+pub async fn wait_for_change(
+    replica: &Arc<cairn::Replica>,
+    since: cairn::Version,
+    timeout: std::time::Duration,
+) -> cairn::Result<cairn::Read<Vec<cairn::EntityChange>>> {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let waker = notify.clone();
+    let id = replica.link().subscribe(move |_, _| waker.notify_one());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let r = replica.clone();
+        let position = tokio::task::spawn_blocking(move || r.log_position()).await.map_err(|e| cairn::Error::Io {
+            path: replica.path().to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if position? > since.seq() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        // Other processes' writes wake nothing here: look at the file again every 25 ms.
+        let poll = tokio::time::Instant::now() + std::time::Duration::from_millis(25);
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep_until(poll.min(deadline)) => {}
+        }
+    }
+    replica.link().unsubscribe(id);
+    let r = replica.clone();
+    tokio::task::spawn_blocking(move || r.changes_since(since, usize::MAX)).await.map_err(|e| cairn::Error::Io {
+        path: replica.path().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }

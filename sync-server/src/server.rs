@@ -7,22 +7,23 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use cairn::sync::wire::Message;
 use cairn::sync::SyncDocs;
+use cairn::sync::wire::Message;
 
 use crate::hub::{Access, Action, ConnId, Event, Hub, HubConfig};
+use crate::metrics::Metrics;
 
 /// Close codes (RFC 6455).
 mod code {
@@ -42,12 +43,14 @@ pub struct RelayConfig {
     pub max_message_bytes: usize,
     /// Frames queued for one connection before it counts as too slow and is closed.
     pub outgoing_queue: usize,
+    /// Where the relay counts what it does (shared with its storage; see `/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl RelayConfig {
     /// Defaults: 16 MiB messages, 1024 queued frames per connection.
     pub fn new(hub: HubConfig) -> Self {
-        RelayConfig { hub, max_message_bytes: 16 << 20, outgoing_queue: 1024 }
+        RelayConfig { hub, max_message_bytes: 16 << 20, outgoing_queue: 1024, metrics: Arc::default() }
     }
 }
 
@@ -67,6 +70,7 @@ enum Outgoing {
 /// A running relay core: the hub thread and the handle to feed it.
 #[derive(Clone)]
 pub struct Relay {
+    metrics: Arc<Metrics>,
     commands: mpsc::Sender<Command>,
     next_conn: Arc<AtomicU64>,
     config: Arc<RelayConfig>,
@@ -86,11 +90,25 @@ impl Relay {
         let (commands, inbox) = mpsc::channel(4096);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let hub = Hub::new(config.hub.clone());
+        let metrics = config.metrics.clone();
+        let hub_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("cairn-hub".into())
-            .spawn(move || run_hub(hub, docs, inbox))
+            .spawn(move || run_hub(hub, docs, inbox, &hub_metrics))
             .expect("spawning the hub thread"); // only fails when the OS is out of threads
-        Relay { commands, next_conn: Arc::new(AtomicU64::new(1)), config: Arc::new(config), shutdown, shutdown_tx: Arc::new(shutdown_tx) }
+        Relay {
+            metrics,
+            commands,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            config: Arc::new(config),
+            shutdown,
+            shutdown_tx: Arc::new(shutdown_tx),
+        }
+    }
+
+    /// The relay's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Tells the hub that documents changed outside the protocol (a serving replica wrote).
@@ -101,14 +119,30 @@ impl Relay {
 
     /// The HTTP routes: the websocket at `/` and `/healthz`.
     pub fn router(&self) -> Router {
-        Router::new().route("/", get(upgrade)).route("/healthz", get(|| async { "ok\n" })).with_state(self.clone())
+        Router::new()
+            .route("/", get(upgrade))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/metrics", get(|State(relay): State<Relay>| async move { relay.metrics.render() }))
+            .with_state(self.clone())
     }
 
     /// Serves on `listener` until `shutdown` resolves; then stops accepting, closes every
     /// connection with "going away", and returns.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
         let stop = self.shutdown_tx.clone();
         let router = self.router();
+        // Sync messages are small and latency-bound: without TCP_NODELAY, Nagle's algorithm
+        // and delayed acknowledgements add ~40 ms to a round trip.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -118,38 +152,61 @@ impl Relay {
     }
 }
 
-fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Command>) {
+/// How many queued events the hub handles before it fans their changes out.
+const BATCH: usize = 256;
+
+fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Command>, metrics: &Metrics) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
-    while let Some(command) = inbox.blocking_recv() {
-        let event = match command {
-            Command::Register { conn, out } => {
-                conns.insert(conn, out);
-                continue;
+    while let Some(first) = inbox.blocking_recv() {
+        let started = std::time::Instant::now();
+        // Take whatever else is already waiting, handle it all, then fan out once: under load,
+        // one message per connection carries the changes of many writers.
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match inbox.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
             }
-            Command::Event(e) => e,
-        };
-        if let Event::Disconnected { conn } = &event {
-            conns.remove(conn);
         }
-        let actions = match hub.handle(cairn::now_millis(), event, &mut docs) {
-            Ok(actions) => actions,
-            Err(e) => {
+        let mut actions = Vec::new();
+        for command in batch {
+            let event = match command {
+                Command::Register { conn, out } => {
+                    conns.insert(conn, out);
+                    continue;
+                }
+                Command::Event(e) => e,
+            };
+            if let Event::Disconnected { conn } = &event {
+                conns.remove(conn);
+            }
+            match hub.handle(cairn::now_millis(), event, &mut docs) {
+                Ok(a) => actions.extend(a),
                 // The relay's own storage failed: nothing was forwarded for this event. Keep
                 // serving; the affected peer will retry its sync.
-                tracing::error!(error = %e, "relay storage failed");
-                continue;
+                Err(e) => tracing::error!(error = %e, "relay storage failed"),
             }
-        };
+        }
+        match hub.flush(cairn::now_millis(), &mut docs) {
+            Ok(a) => actions.extend(a),
+            Err(e) => tracing::error!(error = %e, "relay storage failed"),
+        }
         let mut slow = Vec::new();
         for action in actions {
             match action {
                 Action::Send { conn, message } => {
                     let Some(tx) = conns.get(&conn) else { continue };
-                    if tx.try_send(Outgoing::Frame(message.encode())).is_err() {
+                    let frame = message.encode();
+                    Metrics::add(&metrics.messages_out, 1);
+                    Metrics::add(&metrics.bytes_out, frame.len() as u64);
+                    if tx.try_send(Outgoing::Frame(frame)).is_err() {
                         slow.push(conn);
                     }
                 }
                 Action::Close { conn, reason, protocol_error } => {
+                    if protocol_error {
+                        Metrics::add(&metrics.closed_protocol, 1);
+                    }
                     if let Some(tx) = conns.remove(&conn) {
                         let code = if protocol_error { code::PROTOCOL } else { code::POLICY };
                         let _ = tx.try_send(Outgoing::Close { code, reason });
@@ -161,19 +218,27 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
             // Dropping the sender makes the connection task close the socket.
             if conns.remove(&conn).is_some() {
                 tracing::warn!(conn, "closing a connection that reads too slowly");
+                Metrics::add(&metrics.closed_slow, 1);
                 let _ = hub.handle(cairn::now_millis(), Event::Disconnected { conn }, &mut docs);
             }
         }
+        metrics.connections.store(hub.connections() as u64, Ordering::Relaxed);
+        metrics.open_docs.store(hub.open_docs() as u64, Ordering::Relaxed);
+        Metrics::add(&metrics.hub_busy_micros, started.elapsed().as_micros() as u64);
     }
 }
 
 async fn upgrade(ws: WebSocketUpgrade, State(relay): State<Relay>) -> Response {
     let max = relay.config.max_message_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| connection(socket, relay, Access::full())).into_response()
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection(socket, relay, Access::full()))
+        .into_response()
 }
 
 async fn connection(socket: WebSocket, relay: Relay, access: Access) {
     let conn = relay.next_conn.fetch_add(1, Ordering::Relaxed);
+    Metrics::add(&relay.metrics.connections_total, 1);
     let (out_tx, mut out_rx) = mpsc::channel(relay.config.outgoing_queue);
     if relay.commands.send(Command::Register { conn, out: out_tx }).await.is_err()
         || relay.commands.send(Command::Event(Event::Connected { conn, access })).await.is_err()
@@ -203,6 +268,8 @@ async fn connection(socket: WebSocket, relay: Relay, access: Access) {
                         break;
                     }
                 };
+                Metrics::add(&relay.metrics.messages_in, 1);
+                Metrics::add(&relay.metrics.bytes_in, frame.len() as u64);
                 match Message::decode(&frame) {
                     Ok(message) => {
                         if relay.commands.send(Command::Event(Event::Received { conn, message })).await.is_err() {
@@ -210,6 +277,7 @@ async fn connection(socket: WebSocket, relay: Relay, access: Access) {
                         }
                     }
                     Err(e) => {
+                        Metrics::add(&relay.metrics.closed_protocol, 1);
                         let reply = Message::Error { sender: Some(relay.config.hub.peer_id.clone()), target: None, message: format!("malformed message: {e}") };
                         let _ = sink.send(WsMessage::Binary(reply.encode().into())).await;
                         let _ = sink.send(close(code::PROTOCOL, &format!("malformed message: {e}"))).await;

@@ -46,7 +46,8 @@ async fn a_stock_javascript_client_reads_and_writes_a_graph_on_the_relay() {
     assert!(out.status.success(), "node failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(seen["entities"]["Tea"]["type"], "thing");
-    let mut tea: Vec<&str> = seen["entities"]["Tea"]["observations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let mut tea: Vec<&str> =
+        seen["entities"]["Tea"]["observations"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     tea.sort();
     assert_eq!(tea, ["green", "hot"]);
     assert!(seen["entities"]["Cup"].is_object());
@@ -59,7 +60,10 @@ async fn a_stock_javascript_client_reads_and_writes_a_graph_on_the_relay() {
     assert_eq!(g.entities[0].entity_type, "js-thing");
     assert_eq!(g.entities[0].observations[0].text, "written by stock automerge-repo");
     let history = rust.history("FromJS").unwrap().data;
-    assert!(history.iter().any(|c| c.agent == "js-agent" && c.what == What::EntitySet { entity_type: "js-thing".into() }), "{history:?}");
+    assert!(
+        history.iter().any(|c| c.agent == "js-agent" && c.what == What::EntitySet { entity_type: "js-thing".into() }),
+        "{history:?}"
+    );
     for c in clients {
         c.stop().await;
     }
@@ -80,7 +84,8 @@ async fn rust_replicas_sync_through_the_stock_automerge_repo_sync_server() {
         .spawn()
         .expect("node is installed");
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually("the stock server listens", Duration::from_secs(20), || std::net::TcpStream::connect(addr).is_ok()).await;
+    eventually("the stock server listens", Duration::from_secs(20), || std::net::TcpStream::connect(addr).is_ok())
+        .await;
     let a = replica(dir.path(), "a");
     let b = replica(dir.path(), "b");
     write(&a, vec![entity("FromA", &["a"])]).await;

@@ -104,7 +104,8 @@ impl Sim {
     }
 
     fn hub(&mut self, event: Event) {
-        let actions = self.hub.handle(self.now, event, &mut self.store).unwrap();
+        let mut actions = self.hub.handle(self.now, event, &mut self.store).unwrap();
+        actions.extend(self.hub.flush(self.now, &mut self.store).unwrap());
         self.hub_actions(actions);
     }
 
@@ -152,7 +153,7 @@ impl Sim {
                     observations: vec![format!("{i}:{}", self.writes)],
                 };
                 self.nodes[i].replica.write(&[op]).unwrap();
-                self.client(i, Input::LocalChange);
+                self.client(i, Input::LocalChange(None));
             }
             Step::DeliverUp(i) => self.deliver_up(i),
             Step::DeliverDown(i) => self.deliver_down(i),
@@ -225,7 +226,13 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                 resync_after: 5_000,
                 handshake_timeout: 5_000,
             };
-            Node { replica, session: ClientSession::new(config), conn: None, up: VecDeque::new(), down: VecDeque::new() }
+            Node {
+                replica,
+                session: ClientSession::new(config),
+                conn: None,
+                up: VecDeque::new(),
+                down: VecDeque::new(),
+            }
         })
         .collect();
     let mut sim = Sim { now: 1_000, hub, store, nodes, next_conn: 0, writes: 0 };

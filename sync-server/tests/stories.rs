@@ -125,10 +125,10 @@ async fn two_replicas_sync_peer_to_peer() {
     let host = replica(dir.path(), "host");
     let guest = replica(dir.path(), "guest");
     // The host serves its own database: no relay anywhere.
-    let relay = cairn_sync::serve_replica(host.clone(), cairn_sync::RelayConfig::new(cairn_sync::HubConfig {
-        peer_id: "host".into(),
-        storage_id: host.storage_id(),
-    }));
+    let relay = cairn_sync::serve_replica(
+        host.clone(),
+        cairn_sync::RelayConfig::new(cairn_sync::HubConfig { peer_id: "host".into(), storage_id: host.storage_id() }),
+    );
     let (addr, _stop) = serve(relay).await;
     write(&host, vec![entity("Tea", &["from host"])]).await;
     let client = connect(&guest, addr);
@@ -156,7 +156,12 @@ async fn fifty_replicas_times_a_hundred_writes_converge() {
         let r = r.clone();
         writers.push(tokio::task::spawn_blocking(move || {
             for n in 0..WRITES {
-                r.write(&[Op::CreateEntity { name: format!("a{i}-{n}"), entity_type: "t".into(), observations: vec![] }]).unwrap();
+                r.write(&[Op::CreateEntity {
+                    name: format!("a{i}-{n}"),
+                    entity_type: "t".into(),
+                    observations: vec![],
+                }])
+                .unwrap();
             }
         }));
     }

@@ -6,12 +6,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: cairn-relay [--listen ADDR] [--data DIR]\n  --listen ADDR  address to listen on (default 127.0.0.1:7878)\n  --data DIR     where the relay stores graphs (default ./relay-data)");
+    eprintln!(
+        "usage: cairn-relay [--listen ADDR] [--data DIR]\n  --listen ADDR  address to listen on (default 127.0.0.1:7878)\n  --data DIR     where the relay stores graphs (default ./relay-data)"
+    );
     std::process::exit(2)
 }
 
 fn main() {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7878));
     let mut data = PathBuf::from("relay-data");
     let mut args = std::env::args().skip(1);

@@ -44,7 +44,11 @@ pub fn connect(replica: &Arc<Replica>, addr: SocketAddr) -> SyncClient {
 }
 
 pub fn entity(name: &str, obs: &[&str]) -> Op {
-    Op::CreateEntity { name: name.into(), entity_type: "thing".into(), observations: obs.iter().map(|s| s.to_string()).collect() }
+    Op::CreateEntity {
+        name: name.into(),
+        entity_type: "thing".into(),
+        observations: obs.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 pub fn observe(entity: &str, text: &str) -> Op {
@@ -68,7 +72,9 @@ pub fn graph_of(r: &Replica) -> Vec<String> {
             format!("{}:{}:{obs:?}", e.name, e.entity_type)
         })
         .collect();
-    out.extend(g.relations.iter().map(|r| format!("{}-{}->{}", r.relation.from, r.relation.relation_type, r.relation.to)));
+    out.extend(
+        g.relations.iter().map(|r| format!("{}-{}->{}", r.relation.from, r.relation.relation_type, r.relation.to)),
+    );
     out
 }
 
