@@ -7,6 +7,8 @@
 //! at three graph sizes, batch import throughput, cold open time and resident memory, search
 //! latency, and the merge of two replicas that each wrote 1k changes offline.
 
+#![allow(clippy::print_stdout)] // its report goes to stdout
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

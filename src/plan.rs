@@ -34,11 +34,7 @@ impl Edit {
     }
 
     /// Applies the edit inside an Automerge transaction on its shard.
-    pub(crate) fn apply(
-        &self,
-        tx: &mut (impl Transactable + automerge::ReadDoc),
-        layout: &Layout,
-    ) -> Result<(), automerge::AutomergeError> {
+    pub(crate) fn apply(&self, tx: &mut impl Transactable, layout: &Layout) -> Result<(), automerge::AutomergeError> {
         match self {
             Edit::PutEntity(name, record) => schema::put_entity(tx, layout, name, record),
             Edit::PutFact(map, key, record) => schema::put_fact(tx, layout.map(*map), key, record),

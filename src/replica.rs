@@ -519,7 +519,7 @@ impl Replica {
             }
         }
         let mut report = ImportReport::default();
-        self.apply_to_docs(bundle.docs.into_iter().map(|(id, changes)| (id, changes)), &mut report)?;
+        self.apply_to_docs(bundle.docs.into_iter(), &mut report)?;
         Ok(report)
     }
 

@@ -350,7 +350,7 @@ pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) ->
 /// a concurrent delete of that older value would remove it. Deleting first and then putting
 /// makes every write a new value, which is what the merge semantics promise.
 fn put_record(
-    tx: &mut (impl Transactable + ReadDoc),
+    tx: &mut impl Transactable,
     map: &automerge::ObjId,
     key: &str,
     value: String,
@@ -364,7 +364,7 @@ fn put_record(
 
 /// Writes an entity record at `entities[name]`, replacing whatever this replica has seen there.
 pub(crate) fn put_entity(
-    tx: &mut (impl Transactable + ReadDoc),
+    tx: &mut impl Transactable,
     layout: &Layout,
     name: &str,
     record: &EntityRecord,
@@ -374,7 +374,7 @@ pub(crate) fn put_entity(
 
 /// Writes a fact record at `map[key]`, replacing whatever this replica has seen there.
 pub(crate) fn put_fact(
-    tx: &mut (impl Transactable + ReadDoc),
+    tx: &mut impl Transactable,
     map: &automerge::ObjId,
     key: &str,
     record: &FactRecord,

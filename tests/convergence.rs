@@ -77,6 +77,9 @@ struct ModelOp {
     kills: BTreeSet<usize>,
 }
 
+/// An entity as the model expects it: the live candidate types and the observations.
+type Expected = (BTreeSet<&'static str>, Vec<&'static str>);
+
 #[derive(Default, Clone)]
 struct Model {
     ops: Vec<ModelOp>,
@@ -187,11 +190,11 @@ impl Model {
 
     /// The graph everyone should converge to, in the shape of `common::shape` except that an
     /// entity's type is given as the set of live candidate types.
-    fn expected(&self) -> (BTreeMap<String, (BTreeSet<&'static str>, Vec<&'static str>)>, Vec<String>) {
+    fn expected(&self) -> (BTreeMap<String, Expected>, Vec<String>) {
         let all: BTreeSet<usize> = (0..self.ops.len()).collect();
         let mut entities = BTreeMap::new();
         let mut relations = Vec::new();
-        for n in 0..NAMES.len() {
+        for (n, name) in NAMES.iter().enumerate() {
             let types: BTreeSet<&str> =
                 self.live(&all, &Key::Entity(n)).iter().filter_map(|&i| self.ops[i].value).map(|t| TYPES[t]).collect();
             let obs: Vec<&str> = (0..TEXTS.len())
@@ -200,11 +203,11 @@ impl Model {
                 .collect();
             let outgoing = (0..NAMES.len()).any(|m| !self.live(&all, &Key::Relation(n, m)).is_empty());
             if !types.is_empty() || !obs.is_empty() || outgoing {
-                entities.insert(NAMES[n].to_string(), (types, obs));
+                entities.insert(name.to_string(), (types, obs));
             }
-            for m in 0..NAMES.len() {
+            for (m, other) in NAMES.iter().enumerate() {
                 if !self.live(&all, &Key::Relation(n, m)).is_empty() {
-                    relations.push(format!("{}-r->{}", NAMES[n], NAMES[m]));
+                    relations.push(format!("{name}-r->{other}"));
                 }
             }
         }

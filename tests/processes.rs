@@ -5,6 +5,8 @@
 //! This binary has no libtest harness: run without arguments it runs each scenario; run as
 //! `processes worker ...` it is one of the writer processes the scenarios spawn.
 
+#![allow(clippy::print_stdout)] // its report goes to stdout
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -16,7 +18,7 @@ use common::*;
 
 fn spawn_worker(args: &[&str]) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .arg("worker")
+        .arg("__worker")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -159,17 +161,113 @@ fn killed_writers_never_lose_an_acknowledged_write() {
     assert!(acked_total.iter().all(|&a| a >= 5), "every round acknowledged writes before the kill: {acked_total:?}");
 }
 
+/// `conditional <db> <agent> <count>`: reads the version, then writes to `Counter` only if
+/// nothing touched it since; prints `ok <expected seq> <written seq>` or `conflict` each time.
+fn conditional_worker(args: &[String]) {
+    let (db, agent, count) = (Path::new(&args[0]), &args[1], args[2].parse::<usize>().unwrap());
+    let replica = open(db.parent().unwrap(), db.file_name().unwrap().to_str().unwrap(), agent);
+    let mut out = std::io::stdout().lock();
+    // Start together, so that the two writers really race.
+    writeln!(out, "ready").unwrap();
+    out.flush().unwrap();
+    std::io::stdin().read_line(&mut String::new()).unwrap();
+    for i in 0..count {
+        let seen = replica.status().unwrap().version;
+        // Widen the window between reading and writing, where the other writer may slip in.
+        std::thread::sleep(Duration::from_micros(300));
+        match replica.write_if(&[observe("Counter", &format!("{agent}-{i}"))], seen, &["Counter".into()]) {
+            Ok(receipt) => writeln!(out, "ok {} {}", seen.seq(), receipt.version.seq()).unwrap(),
+            Err(cairn::Error::Conflict { .. }) => writeln!(out, "conflict").unwrap(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn conditional_writes_are_atomic_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    open(dir.path(), "shared.db", "setup").write(&[entity("Counter", "counter", &[])]).unwrap();
+    let mut children: Vec<Child> = ["left", "right"]
+        .iter()
+        .map(|agent| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["__conditional", db.to_str().unwrap(), agent, "150"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outputs: Vec<_> = children.iter_mut().map(|c| BufReader::new(c.stdout.take().unwrap())).collect();
+    for out in &mut outputs {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    for c in &mut children {
+        writeln!(c.stdin.as_mut().unwrap(), "go").unwrap();
+    }
+    let mut successes = Vec::new();
+    let mut conflicts = 0;
+    for (mut child, mut out) in children.into_iter().zip(outputs) {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        let status = child.wait().unwrap();
+        let out = std::process::Output { status, stdout: stdout.into_bytes(), stderr: Vec::new() };
+        assert!(out.status.success());
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts[..] {
+                ["ok", expected, written] => {
+                    successes.push((written.parse::<i64>().unwrap(), expected.parse::<i64>().unwrap()))
+                }
+                ["conflict"] => conflicts += 1,
+                _ => panic!("unexpected line {line:?}"),
+            }
+        }
+    }
+    // Every success was based on a version that already included the success before it: no
+    // two writers both passed the check on the same stale version.
+    successes.sort();
+    for pair in successes.windows(2) {
+        let ((previous_written, _), (_, expected)) = (pair[0], pair[1]);
+        assert!(expected >= previous_written, "a conditional write passed on a stale version: {pair:?}");
+    }
+    let g = open(dir.path(), "shared.db", "checker").read_graph().unwrap().data;
+    assert_eq!(texts(&g, "Counter").len(), successes.len(), "exactly the accepted writes landed");
+    assert_eq!(successes.len() + conflicts, 300);
+}
+
+fn unseen_changes_cross_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let reader = open(dir.path(), "shared.db", "reader");
+    reader.write(&[entity("Hub", "counter", &[])]).unwrap();
+    reader.read_graph().unwrap();
+    let mut child = spawn_worker(&[db.to_str().unwrap(), "writer", "w", "4"]);
+    assert!(child.wait().unwrap().success());
+    let read = reader.read_graph().unwrap();
+    assert_eq!(read.unseen.agents, ["writer"]);
+    assert_eq!(read.unseen.entities, ["Hub", "w-0", "w-2"]);
+    assert!(reader.read_graph().unwrap().unseen.is_empty());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("worker") {
+    if args.first().map(String::as_str) == Some("__worker") {
         return worker(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("__conditional") {
+        return conditional_worker(&args[1..]);
     }
     // libtest-style filtering: `cargo test --test processes -- <substring>`.
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
-    let scenarios: [(&str, fn()); 3] = [
+    let scenarios: [(&str, fn()); 5] = [
         ("four_processes_lose_nothing_and_see_each_other", four_processes_lose_nothing_and_see_each_other),
         ("same_agent_in_two_processes_still_merges", same_agent_in_two_processes_still_merges),
         ("killed_writers_never_lose_an_acknowledged_write", killed_writers_never_lose_an_acknowledged_write),
+        ("conditional_writes_are_atomic_across_processes", conditional_writes_are_atomic_across_processes),
+        ("unseen_changes_cross_processes", unseen_changes_cross_processes),
     ];
     for (name, scenario) in scenarios.iter().filter(|(n, _)| n.contains(&filter)) {
         let start = Instant::now();

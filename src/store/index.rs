@@ -64,16 +64,14 @@ impl SearchUpdates {
         }
         // Row ids are assigned here and recorded in the owning tables first: every ordinary
         // write precedes the two search statements.
-        let mut next: i64 = db
+        let first: i64 = db
             .prepare_cached("SELECT rowid FROM search ORDER BY rowid DESC LIMIT 1")?
             .query_row([], |r| r.get(0))
             .optional()?
             .unwrap_or(0)
             + 1;
         let mut rows = Vec::with_capacity(self.inserts.len());
-        for row in &self.inserts {
-            let id = next;
-            next += 1;
+        for (id, row) in (first..).zip(&self.inserts) {
             match &row.observation {
                 Some(text) => db
                     .prepare_cached("UPDATE observations SET fts = ?1 WHERE graph = ?2 AND entity = ?3 AND text = ?4")?

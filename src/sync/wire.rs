@@ -722,9 +722,7 @@ mod tests {
         assert!(matches!(Message::decode(&missing), Err(WireError::Missing { field: "targetId", .. })));
         // Deep nesting is refused, not recursed into without bound.
         let mut deep = vec![0xa1, 0x61, b'x'];
-        for _ in 0..100 {
-            deep.push(0x81);
-        }
+        deep.extend(std::iter::repeat_n(0x81, 100));
         deep.push(0x01);
         assert_eq!(Message::decode(&deep), Err(WireError::TooDeep));
         // Trailing garbage.

@@ -6,6 +6,8 @@
 //! fact as unseen from A), catch-up time and bytes for a replica that missed 10k changes, and
 //! relay throughput with 100 connected replicas writing at once.
 
+#![allow(clippy::print_stdout)] // its report goes to stdout
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -313,17 +313,17 @@ async fn session(
         }
         tokio::select! {
             frame = ws.next() => match frame {
-                Some(Ok(WsMessage::Binary(bytes))) => match {
+                Some(Ok(WsMessage::Binary(bytes))) => {
                     traffic.frames_in.fetch_add(1, Ordering::Relaxed);
                     traffic.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    Message::decode(&bytes)
-                } {
-                    Ok(m) => input = Some(Input::Received(m)),
-                    Err(e) => {
-                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: "malformed message".into() })).await;
-                        return End::Lost(format!("malformed message from the relay: {e}"));
+                    match Message::decode(&bytes) {
+                        Ok(m) => input = Some(Input::Received(m)),
+                        Err(e) => {
+                            let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: "malformed message".into() })).await;
+                            return End::Lost(format!("malformed message from the relay: {e}"));
+                        }
                     }
-                },
+                }
                 Some(Ok(WsMessage::Close(frame))) => return End::Lost(frame.map(|f| f.reason.to_string()).unwrap_or_else(|| "closed".into())),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return End::Lost(e.to_string()),
