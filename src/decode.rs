@@ -22,13 +22,18 @@ pub(crate) struct ChangeMessage {
 /// The agent that wrote a change: the `agent` of its JSON message; for changes written by other
 /// tools, the message itself, or the actor id when there is none.
 pub(crate) fn change_agent(change: &Change) -> String {
-    match change.message() {
+    agent_of(change.message(), change.actor_id())
+}
+
+/// The agent, from a change's message and actor (see [`change_agent`]).
+pub(crate) fn agent_of(message: Option<&str>, actor: &automerge::ActorId) -> String {
+    match message {
         Some(m) => match serde_json::from_str::<ChangeMessage>(m) {
             Ok(msg) => msg.agent,
             Err(_) => m.chars().take(crate::names::MAX_AGENT_BYTES).collect(),
         },
         None => {
-            let hex = change.actor_id().to_hex_string();
+            let hex = actor.to_hex_string();
             format!("actor:{}", &hex[..hex.len().min(8)])
         }
     }

@@ -85,6 +85,7 @@ pub use model::{
     Validity, What,
 };
 pub use names::{AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES};
+pub use plan::validate;
 pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, now_millis};
 pub use schema::{DocKind, GraphDocs};
 pub use store::Durability;

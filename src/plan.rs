@@ -50,8 +50,9 @@ pub(crate) struct Plan {
     pub(crate) edits: BTreeMap<DocId, Vec<Edit>>,
 }
 
-/// Checks the syntax of every name and text in a batch, before taking any lock.
-pub(crate) fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
+/// Checks the syntax of every name and text in a batch (what `Replica::write` refuses with
+/// [`crate::Error::Invalid`] before touching anything).
+pub fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
     let name = |s: &str| check_name("entity name", s, MAX_NAME_BYTES);
     let etype = |s: &str| check_name("entity type", s, MAX_NAME_BYTES);
     let rel = |r: &Relation| {
@@ -226,8 +227,12 @@ impl<'a> Planner<'a> {
                 if self.has_record(name)? {
                     Outcome::AlreadyExists
                 } else {
-                    let record =
-                        EntityRecord { entity_type: entity_type.clone(), by: self.agent.to_owned(), at: self.now };
+                    let record = EntityRecord {
+                        entity_type: entity_type.clone(),
+                        by: self.agent.to_owned(),
+                        at: self.now,
+                        ..Default::default()
+                    };
                     self.edit(name, Edit::PutEntity(name.clone(), record));
                     self.entities.insert(name.clone(), Some(true));
                     for text in observations {
@@ -243,7 +248,10 @@ impl<'a> Planner<'a> {
                 let (by, at) = self.created(name)?.unwrap_or_else(|| (self.agent.to_owned(), self.now));
                 self.edit(
                     name,
-                    Edit::PutEntity(name.clone(), EntityRecord { entity_type: entity_type.clone(), by, at }),
+                    Edit::PutEntity(
+                        name.clone(),
+                        EntityRecord { entity_type: entity_type.clone(), by, at, ..Default::default() },
+                    ),
                 );
                 self.entities.insert(name.clone(), Some(true));
                 Outcome::Applied

@@ -671,6 +671,32 @@ impl Replica {
         result
     }
 
+    /// A value a tool saved under `key` in this file (an import's progress, say), if any.
+    pub fn checkpoint(&self, key: &str) -> Result<Option<String>> {
+        let mut guard = self.lock();
+        let key = format!("checkpoint:{key}");
+        guard.store.read(|tx| {
+            Ok(rusqlite::OptionalExtension::optional(tx.query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [&key],
+                |r| r.get(0),
+            ))?)
+        })
+    }
+
+    /// Saves (or with `None`, clears) a tool's value under `key` in this file.
+    pub fn set_checkpoint(&self, key: &str, value: Option<&str>) -> Result<()> {
+        let mut guard = self.lock();
+        let key = format!("checkpoint:{key}");
+        guard.store.write(|tx| {
+            match value {
+                Some(v) => tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [&key, v])?,
+                None => tx.execute("DELETE FROM meta WHERE key = ?1", [&key])?,
+            };
+            Ok(())
+        })
+    }
+
     /// How many changes the file has logged (any process): a cheap way to notice new ones.
     pub fn log_position(&self) -> Result<i64> {
         let mut guard = self.lock();
@@ -686,7 +712,25 @@ impl Replica {
     /// The heads of one document as this replica holds them.
     pub fn doc_heads(&self, doc: DocId) -> Result<Vec<ChangeHash>> {
         let mut guard = self.lock();
-        guard.store.read(|tx| log::heads_at(tx, &doc, log::max_seq(tx)?))
+        let Inner { store, cache } = &mut *guard;
+        store.read(|tx| {
+            cache.catch_up(tx)?;
+            Ok(cache.get(tx, doc, false)?.map(|d| d.get_heads()).unwrap_or_default())
+        })
+    }
+
+    /// How many of this replica's changes to `doc` a peer holding `theirs` lacks (changes it
+    /// cannot know about are counted as lacking).
+    pub fn missing_from(&self, doc: DocId, theirs: &[ChangeHash]) -> Result<usize> {
+        let mut guard = self.lock();
+        let Inner { store, cache } = &mut *guard;
+        store.read(|tx| {
+            cache.catch_up(tx)?;
+            let Some(d) = cache.get(tx, doc, false)? else { return Ok(0) };
+            let known: Vec<ChangeHash> =
+                theirs.iter().filter(|h| automerge::ReadDoc::get_change_by_hash(d, h).is_some()).copied().collect();
+            Ok(d.get_changes(&known).len())
+        })
     }
 
     /// Whether this replica holds every change in `heads` for `doc`.

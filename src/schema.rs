@@ -226,6 +226,10 @@ pub(crate) struct EntityRecord {
     pub(crate) by: String,
     #[serde(default)]
     pub(crate) at: i64,
+    /// Who wrote this value (from its change), filled in only where it matters: for the values
+    /// of an unresolved conflict. Not part of the stored record.
+    #[serde(skip)]
+    pub(crate) written_by: String,
 }
 
 /// An observation or relation record, stored as a JSON string:
@@ -255,7 +259,8 @@ impl EntityRecord {
     /// Reads a string found at `entities[name]`: a JSON record, or (tolerated for hand-written
     /// documents) a bare type name.
     pub(crate) fn parse(s: &str) -> EntityRecord {
-        serde_json::from_str(s).unwrap_or_else(|_| EntityRecord { entity_type: s.to_owned(), by: String::new(), at: 0 })
+        serde_json::from_str(s)
+            .unwrap_or_else(|_| EntityRecord { entity_type: s.to_owned(), ..EntityRecord::default() })
     }
 }
 
@@ -308,6 +313,7 @@ fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::ObjId) -> Enti
             entity_type: field(doc, id, "type", scalar_str).unwrap_or_default(),
             by: field(doc, id, "by", scalar_str).unwrap_or_default(),
             at: field(doc, id, "at", scalar_time).unwrap_or_default(),
+            written_by: String::new(),
         },
         Value::Object(_) => EntityRecord::default(),
     }
@@ -317,9 +323,18 @@ fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::ObjId) -> Enti
 /// nobody has resolved yet.
 pub(crate) fn entity_records(doc: &Automerge, layout: &Layout, name: &str) -> Vec<EntityRecord> {
     let Ok(Some((_, winner))) = doc.get(&layout.entities, name) else { return Vec::new() };
+    let all = doc.get_all(&layout.entities, name).unwrap_or_default();
+    let conflicted = all.len() > 1;
     let mut out = Vec::new();
-    for (value, id) in doc.get_all(&layout.entities, name).unwrap_or_default() {
-        let record = read_entity(doc, value, &id);
+    for (value, id) in all {
+        let mut record = read_entity(doc, value, &id);
+        if conflicted {
+            // The record says who created the entity; a conflict wants who wrote each value.
+            let change = doc.hash_for_opid(&id).and_then(|h| doc.get_change_meta_by_hash(&h));
+            record.written_by = change
+                .map(|m| crate::decode::agent_of(m.message.as_deref(), &m.actor))
+                .unwrap_or_else(|| record.by.clone());
+        }
         if id == winner { out.insert(0, record) } else { out.push(record) }
     }
     out
@@ -409,7 +424,7 @@ mod tests {
         b.set_actor(ActorId::random());
         let la = Layout::of(&a).unwrap();
         let lb = Layout::of(&b).unwrap();
-        let rec = |t: &str| EntityRecord { entity_type: t.into(), by: "x".into(), at: 1 };
+        let rec = |t: &str| EntityRecord { entity_type: t.into(), by: "x".into(), at: 1, ..EntityRecord::default() };
         let mut tx = a.transaction();
         put_entity(&mut tx, &la, "Alice", &rec("person")).unwrap();
         tx.commit();

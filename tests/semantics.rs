@@ -89,6 +89,9 @@ fn concurrent_type_writes_pick_one_winner_and_report_the_loser() {
     let mut both = [pa.entity_type.as_str(), pa.conflicts[0].entity_type.as_str()];
     both.sort();
     assert_eq!(both, ["dwarf planet", "plutoid"]);
+    // The conflict names who wrote the losing value (not who created the entity).
+    let loser_writer = if pa.conflicts[0].entity_type == "plutoid" { "bob" } else { "alice" };
+    assert_eq!(pa.conflicts[0].by, loser_writer);
     // Writing the winning type resolves the conflict (Automerge records this as a delete of the
     // losing value; it must not read as a deleted entity), and the resolution merges.
     let winner = pa.entity_type.clone();

@@ -210,7 +210,8 @@ fn refresh_entity(
     let mut losers: Vec<TypeConflict> = Vec::new();
     for r in records.iter().skip(1) {
         if r.entity_type != entity_type && !losers.iter().any(|l| l.entity_type == r.entity_type) {
-            losers.push(TypeConflict { entity_type: r.entity_type.clone(), by: r.by.clone() });
+            let by = if r.written_by.is_empty() { r.by.clone() } else { r.written_by.clone() };
+            losers.push(TypeConflict { entity_type: r.entity_type.clone(), by });
         }
     }
     let conflicts = (!losers.is_empty()).then(|| serde_json::to_string(&losers).unwrap_or_default());

@@ -49,6 +49,8 @@ pub enum Effect {
     },
     /// Freshness changed.
     Freshness(Caught),
+    /// The other side announced the heads it holds for a document.
+    RemoteHeads(DocId, Vec<ChangeHash>),
 }
 
 /// How a session identifies itself and what it syncs.
@@ -215,6 +217,7 @@ impl ClientSession {
                     }
                 };
                 let heads = msg.heads.clone();
+                out.push(Effect::RemoteHeads(id, heads.clone()));
                 let state = self.docs.entry(id).or_default();
                 state.announced = Some(heads);
                 match docs.receive(&id, &mut state.sync, msg) {
@@ -232,6 +235,7 @@ impl ClientSession {
                 let remote_storage = self.remote.as_ref().and_then(|r| r.storage_id.clone());
                 let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.docs.contains_key(d)) else { return Ok(()) };
                 if let Some(h) = new_heads.into_iter().find(|h| Some(&h.storage_id) == remote_storage.as_ref()) {
+                    out.push(Effect::RemoteHeads(id, h.heads.clone()));
                     self.docs.entry(id).or_default().announced = Some(h.heads);
                     self.check(id, docs)?;
                 }

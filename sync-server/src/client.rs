@@ -78,7 +78,12 @@ pub struct SyncClient {
     task: Option<tokio::task::JoinHandle<()>>,
     connected: watch::Receiver<bool>,
     traffic: Arc<Traffic>,
+    remote: RemoteHeadsMap,
+    replica: Arc<Replica>,
 }
+
+/// What the other side last announced it holds, per document.
+type RemoteHeadsMap = Arc<std::sync::Mutex<std::collections::BTreeMap<DocId, Vec<cairn::automerge::ChangeHash>>>>;
 
 impl SyncClient {
     /// Starts syncing `replica` in a task on the current tokio runtime.
@@ -86,8 +91,49 @@ impl SyncClient {
         let (stop, stop_rx) = watch::channel(false);
         let (connected_tx, connected) = watch::channel(false);
         let traffic = Arc::new(Traffic::default());
-        let task = tokio::spawn(run(replica, options, stop_rx, connected_tx, traffic.clone()));
-        SyncClient { stop, task: Some(task), connected, traffic }
+        let remote = RemoteHeadsMap::default();
+        let task = tokio::spawn(run(replica.clone(), options, stop_rx, connected_tx, traffic.clone(), remote.clone()));
+        SyncClient { stop, task: Some(task), connected, traffic, remote, replica }
+    }
+
+    /// How many of this replica's changes the other side has not acknowledged, and whether every
+    /// document's heads are known to match (everything pushed and pulled).
+    pub fn pending(&self) -> cairn::Result<Pending> {
+        let announced = self.remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut pending = Pending { changes: 0, settled: self.is_connected() };
+        for (doc, _) in self.replica.docs().all() {
+            match announced.get(&doc) {
+                Some(theirs) => {
+                    let missing = self.replica.missing_from(doc, theirs)?;
+                    pending.changes += missing;
+                    let mut mine = self.replica.doc_heads(doc)?;
+                    let mut theirs = theirs.clone();
+                    mine.sort();
+                    theirs.sort();
+                    pending.settled &= mine == theirs;
+                }
+                None => {
+                    pending.changes += self.replica.missing_from(doc, &[])?;
+                    pending.settled = false;
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Waits (up to `timeout`) until this replica and the other side hold the same heads for
+    /// every document: everything pushed and pulled. Returns whether that happened.
+    pub async fn wait_settled(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.pending().is_ok_and(|p| p.settled) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Traffic so far.
@@ -118,6 +164,16 @@ impl Drop for SyncClient {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// What the other side of a sync connection lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Pending {
+    /// Changes of this replica the other side has not acknowledged (all of them while the other
+    /// side's heads are unknown).
+    pub changes: usize,
+    /// Connected, and both sides hold the same heads for every document.
+    pub settled: bool,
 }
 
 /// A sync client on a thread of its own, for programs without a tokio runtime.
@@ -165,6 +221,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
     connected: watch::Sender<bool>,
     traffic: Arc<Traffic>,
+    remote: RemoteHeadsMap,
 ) {
     let link = replica.link();
     link.attach(now_millis());
@@ -187,7 +244,8 @@ async fn run(
                 let _ = connected.send(true);
                 traffic.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(url = %options.url, "connected");
-                let end = session(ws, &replica, &options, (&notify, &changed), &mut stop, &traffic).await;
+                remote.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                let end = session(ws, &replica, &options, (&notify, &changed), &mut stop, (&traffic, &remote)).await;
                 let _ = connected.send(false);
                 end
             }
@@ -270,7 +328,7 @@ async fn session(
     options: &ClientOptions,
     (notify, changed): (&Notify, &std::sync::Mutex<BTreeSet<DocId>>),
     stop: &mut watch::Receiver<bool>,
-    traffic: &Traffic,
+    (traffic, remote): (&Traffic, &RemoteHeadsMap),
 ) -> End {
     let mut session = ClientSession::new(session_config(replica));
     let mut input = Some(Input::Connected);
@@ -304,6 +362,9 @@ async fn session(
                     }
                     Effect::Freshness(Caught::Behind) => replica.link().set_behind(now_millis()),
                     Effect::Freshness(Caught::Synced) => replica.link().set_synced(now_millis()),
+                    Effect::RemoteHeads(doc, heads) => {
+                        remote.lock().unwrap_or_else(|p| p.into_inner()).insert(doc, heads);
+                    }
                 }
             }
             if received && session.caught() == Caught::Synced {

@@ -38,7 +38,7 @@ mod storage;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{ClientOptions, SyncClient, SyncThread, Traffic};
+pub use client::{ClientOptions, Pending, SyncClient, SyncThread, Traffic};
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
 pub use server::{Relay, RelayConfig};

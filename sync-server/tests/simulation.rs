@@ -74,7 +74,7 @@ impl Sim {
                     }
                 }
                 Effect::Close { .. } => self.partition(i),
-                Effect::Freshness(_) => {}
+                Effect::Freshness(_) | Effect::RemoteHeads(..) => {}
             }
         }
     }

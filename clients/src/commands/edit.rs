@@ -1,0 +1,99 @@
+//! `cairn add`, `cairn delete`, `cairn set-type`.
+
+use anyhow::Result;
+use serde_json::json;
+
+use cairn::{Op, Outcome, Receipt, Relation, Validity};
+
+use crate::options::{ReplicaOpts, Session};
+use crate::output;
+use crate::{AddCommand, DeleteCommand};
+
+async fn apply(opts: &ReplicaOpts, ops: Vec<Op>, describe: impl Fn(&Op, Outcome) -> String) -> Result<()> {
+    let session = Session::open(opts).await?;
+    let replica = session.replica.clone();
+    let to_write = ops.clone();
+    let receipt: Receipt = tokio::task::spawn_blocking(move || replica.write(&to_write)).await??;
+    session.close().await;
+    if opts.json {
+        output::json(&json!({ "version": receipt.version, "outcomes": receipt.outcomes }));
+    } else {
+        for (op, outcome) in ops.iter().zip(&receipt.outcomes) {
+            output::text(&describe(op, *outcome));
+        }
+        output::text(&format!("-- version {}", receipt.version));
+    }
+    Ok(())
+}
+
+fn note(outcome: Outcome, done: &str, already: &str, missing: &str) -> String {
+    match outcome {
+        Outcome::Applied => done.to_owned(),
+        Outcome::AlreadyExists => already.to_owned(),
+        Outcome::NotFound => missing.to_owned(),
+    }
+}
+
+pub(crate) async fn add(opts: &ReplicaOpts, what: AddCommand) -> Result<()> {
+    let ops = match what {
+        AddCommand::Entity { name, entity_type, observations } => {
+            vec![Op::CreateEntity { name, entity_type, observations }]
+        }
+        AddCommand::Observation { name, texts } => texts
+            .into_iter()
+            .map(|text| Op::AddObservation { entity: name.clone(), text, validity: Validity::default() })
+            .collect(),
+        AddCommand::Relation { from, relation_type, to } => {
+            vec![Op::CreateRelation { relation: Relation { from, relation_type, to }, validity: Validity::default() }]
+        }
+    };
+    apply(opts, ops, |op, outcome| match op {
+        Op::CreateEntity { name, .. } => {
+            note(outcome, &format!("created {name}"), &format!("{name} already exists (unchanged)"), "")
+        }
+        Op::AddObservation { entity, text, .. } => {
+            note(outcome, &format!("{entity}: added {text:?}"), &format!("{entity}: already had {text:?}"), "")
+        }
+        Op::CreateRelation { relation: r, .. } => {
+            let s = format!("{} --{}--> {}", r.from, r.relation_type, r.to);
+            note(outcome, &format!("related {s}"), &format!("already related {s}"), "")
+        }
+        _ => String::new(),
+    })
+    .await
+}
+
+pub(crate) async fn delete(opts: &ReplicaOpts, what: DeleteCommand) -> Result<()> {
+    let ops = match what {
+        DeleteCommand::Entity { names } => names.into_iter().map(|name| Op::DeleteEntity { name }).collect(),
+        DeleteCommand::Observation { name, texts } => {
+            texts.into_iter().map(|text| Op::DeleteObservation { entity: name.clone(), text }).collect()
+        }
+        DeleteCommand::Relation { from, relation_type, to } => {
+            vec![Op::DeleteRelation { relation: Relation { from, relation_type, to } }]
+        }
+    };
+    apply(opts, ops, |op, outcome| match op {
+        Op::DeleteEntity { name } => {
+            note(outcome, &format!("deleted {name}"), "", &format!("{name}: not found (nothing to delete)"))
+        }
+        Op::DeleteObservation { entity, text } => {
+            note(outcome, &format!("{entity}: deleted {text:?}"), "", &format!("{entity}: no observation {text:?}"))
+        }
+        Op::DeleteRelation { relation: r } => {
+            let s = format!("{} --{}--> {}", r.from, r.relation_type, r.to);
+            note(outcome, &format!("deleted {s}"), "", &format!("no relation {s}"))
+        }
+        _ => String::new(),
+    })
+    .await
+}
+
+pub(crate) async fn set_type(opts: &ReplicaOpts, name: String, entity_type: String) -> Result<()> {
+    let ops = vec![Op::SetEntityType { name, entity_type }];
+    apply(opts, ops, |op, _| match op {
+        Op::SetEntityType { name, entity_type } => format!("{name} is now of type {entity_type:?}"),
+        _ => String::new(),
+    })
+    .await
+}

@@ -1,0 +1,76 @@
+//! `cairn status` and `cairn sync`.
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::options::{ReplicaOpts, Session};
+use crate::output;
+
+pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
+    let session = Session::open(opts).await?;
+    let replica = session.replica.clone();
+    let status = tokio::task::spawn_blocking(move || replica.status()).await??;
+    let pending = session.pending();
+    let path = opts.db_path();
+    if opts.json {
+        output::json(&json!({
+            "db": path,
+            "graph": opts.graph,
+            "agent": opts.agent_name(),
+            "relay": opts.relay,
+            "status": status,
+            "pending": pending,
+        }));
+    } else {
+        output::text(&format!(
+            "database   {} ({:.1} MiB)",
+            path.display(),
+            status.database_bytes as f64 / (1 << 20) as f64
+        ));
+        output::text(&format!("graph      {} (agent {})", opts.graph, opts.agent_name()));
+        output::text(&format!(
+            "contents   {} entities, {} observations, {} relations",
+            status.entities, status.observations, status.relations
+        ));
+        output::text(&format!("version    {}", status.version));
+        match (&opts.relay, pending) {
+            (None, _) => output::text("relay      none (local only; set --relay or CAIRN_RELAY to sync)"),
+            (Some(url), Some(p)) => output::text(&format!(
+                "relay      {url}: {}; {} change(s) not yet on the relay",
+                if p.settled { "in step" } else { "not in step" },
+                p.changes
+            )),
+            (Some(url), None) => output::text(&format!("relay      {url}")),
+        }
+        output::text(&format!("freshness  {}", output::freshness(&status.freshness)));
+        if let Some(line) = output::unseen(&status.unseen) {
+            output::text(&format!("unseen     {line}"));
+        }
+    }
+    session.close().await;
+    Ok(())
+}
+
+pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
+    let Some(url) = opts.relay.clone() else {
+        bail!("no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY");
+    };
+    let session = Session::open(opts).await?;
+    let settled = session.pending().is_some_and(|p| p.settled);
+    if opts.json {
+        output::json(&json!({ "relay": url, "settled": settled, "pending": session.pending() }));
+    } else if settled {
+        output::text(&format!("in step with {url}"));
+    }
+    if watch {
+        if !opts.json {
+            output::text("watching; Ctrl-C to stop");
+        }
+        cairn_sync::shutdown_signal().await;
+    }
+    session.close().await;
+    if !settled && !watch {
+        bail!("could not sync with {url}; is the relay running and the token right?");
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `cairn`: shared memory for AI agents, from the command line.
+//!
+//! Every command that opens a replica takes `--db`, `--agent`, `--graph`, `--relay`, `--token`
+//! (or `CAIRN_DB`, `CAIRN_AGENT`, `CAIRN_GRAPH`, `CAIRN_RELAY`, `CAIRN_TOKEN`) and `--json`.
+
+mod commands;
+mod options;
+mod output;
+mod shape;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use options::ReplicaOpts;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Shared memory for AI agents: a knowledge graph every agent holds locally and syncs through a relay",
+    long_about = "Shared memory for AI agents: a knowledge graph (entities, observations, relations) that every agent \
+holds as a local replica in SQLite, merges without conflict, and syncs through a relay. Every read says how fresh it is.\n\n\
+Start with `cairn demo` to see three agents write concurrently, offline and online, and converge."
+)]
+struct Cli {
+    #[command(flatten)]
+    replica: ReplicaOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Add an entity, observations, or a relation
+    #[command(subcommand)]
+    Add(AddCommand),
+    /// Delete an entity (with its observations and relations), observations, or a relation
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+    /// Set an entity's type (this also resolves a type conflict)
+    SetType {
+        /// The entity
+        name: String,
+        /// Its new type
+        entity_type: String,
+    },
+    /// Find entities whose name, type or observations contain every word of the query
+    Search {
+        /// Words to look for (case-insensitive substrings)
+        query: String,
+        /// At most this many entities
+        #[arg(long, default_value_t = cairn::DEFAULT_SEARCH_LIMIT)]
+        limit: usize,
+    },
+    /// Show entities by name, with the relations touching them
+    Show {
+        /// Entity names (exact)
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Everything that ever happened to an entity, deletes included
+    History {
+        /// The entity
+        name: String,
+    },
+    /// Entity-level changes after a version (from a previous read)
+    Changes {
+        /// A version token, like v42.1f2e3d4c
+        #[arg(long)]
+        since: String,
+        /// At most this many changes
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// The whole graph
+    Graph {
+        /// Output format (--json prints the reference memory server's read_graph shape)
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+        /// Include facts whose validity has ended
+        #[arg(long)]
+        all: bool,
+    },
+    /// Freshness, relay connection, pending changes and database size
+    Status,
+    /// Sync with the relay once and exit, or keep syncing with --watch
+    Sync {
+        /// Keep syncing until interrupted
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Import a reference memory.jsonl (or a `cairn export`): resumable, with a progress bar
+    Import {
+        /// The file
+        file: PathBuf,
+        /// Lines per transaction
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Export the graph as memory.jsonl lines (the reference memory server's format)
+    Export {
+        /// Write here instead of stdout
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Run a relay
+    Relay(commands::relay::RelayArgs),
+    /// Run three agents and a relay on loopback and show them converge
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum AddCommand {
+    /// Create an entity (left as it is if it exists)
+    Entity {
+        /// Unique name
+        name: String,
+        /// Its type
+        #[arg(long = "type", value_name = "TYPE")]
+        entity_type: String,
+        /// An observation (repeatable)
+        #[arg(long = "observation", short = 'o', value_name = "TEXT")]
+        observations: Vec<String>,
+    },
+    /// Add observations to an existing entity
+    Observation {
+        /// The entity
+        name: String,
+        /// The observations
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Relate two existing entities: FROM RELATION_TYPE TO
+    Relation {
+        /// Source entity
+        from: String,
+        /// Relation type, in active voice (works_at)
+        relation_type: String,
+        /// Target entity
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeleteCommand {
+    /// Delete entities, their observations and every relation from or to them
+    Entity {
+        /// Entity names
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Delete observations of an entity
+    Observation {
+        /// The entity
+        name: String,
+        /// The observations
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Delete a relation: FROM RELATION_TYPE TO
+    Relation {
+        /// Source entity
+        from: String,
+        /// Relation type
+        relation_type: String,
+        /// Target entity
+        to: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// Indented text
+    Text,
+    /// The reference memory server's read_graph JSON, plus version and freshness
+    Json,
+    /// Graphviz
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what went wrong, and (in the error's own words) what to do.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

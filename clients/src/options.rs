@@ -1,0 +1,128 @@
+//! Options every command that opens a replica shares, and their defaults.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use cairn::{GraphName, OpenOptions, Replica};
+use cairn_sync::{ClientOptions, SyncClient};
+
+/// Where the replica lives, who writes, which graph, and where to sync.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReplicaOpts {
+    /// The replica's database file [default: <data dir>/cairn/memory.db]
+    #[arg(long, env = "CAIRN_DB", global = true, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+    /// Who is writing, recorded with every change [default: <user>@<host>]
+    #[arg(long, env = "CAIRN_AGENT", global = true, value_name = "NAME")]
+    pub(crate) agent: Option<String>,
+    /// The graph (a memory space shared by a team of agents)
+    #[arg(long, env = "CAIRN_GRAPH", global = true, value_name = "NAME", default_value = "default")]
+    pub(crate) graph: String,
+    /// A relay to sync with (ws://host:port)
+    #[arg(long, env = "CAIRN_RELAY", global = true, value_name = "URL")]
+    pub(crate) relay: Option<String>,
+    /// The relay access token
+    #[arg(long, env = "CAIRN_TOKEN", global = true, value_name = "TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// The per-user data directory: `$XDG_DATA_HOME/cairn`, else `~/.local/share/cairn`.
+pub(crate) fn data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("cairn");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/cairn"),
+        None => PathBuf::from(".cairn"),
+    }
+}
+
+/// `<user>@<host>`, from the environment and `/etc/hostname`.
+pub(crate) fn default_agent() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "agent".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
+}
+
+impl ReplicaOpts {
+    pub(crate) fn db_path(&self) -> PathBuf {
+        self.db.clone().unwrap_or_else(|| data_dir().join("memory.db"))
+    }
+
+    pub(crate) fn agent_name(&self) -> String {
+        self.agent.clone().unwrap_or_else(default_agent)
+    }
+
+    pub(crate) fn open(&self) -> Result<Arc<Replica>> {
+        let graph: GraphName = self.graph.parse()?;
+        let agent = self.agent_name().parse().with_context(|| "invalid --agent".to_string())?;
+        let path = self.db_path();
+        let replica = Replica::open_with(&path, OpenOptions::new(agent).graph(graph))?;
+        Ok(Arc::new(replica))
+    }
+
+    pub(crate) fn client_options(&self, url: &str) -> ClientOptions {
+        ClientOptions::new(url).token(self.token.clone())
+    }
+}
+
+/// How long a one-shot command waits for a relay before carrying on locally.
+pub(crate) const SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// A replica, synced with the relay (if one is configured) for the length of a command: it pulls
+/// before the command reads, and pushes after it writes.
+pub(crate) struct Session {
+    pub(crate) replica: Arc<Replica>,
+    client: Option<SyncClient>,
+    relay: Option<String>,
+}
+
+impl Session {
+    /// Opens the replica and, with a relay, syncs until both sides agree (or the wait ends).
+    pub(crate) async fn open(opts: &ReplicaOpts) -> Result<Session> {
+        let replica = opts.open()?;
+        let client = opts.relay.as_deref().map(|url| SyncClient::spawn(replica.clone(), opts.client_options(url)));
+        let session = Session { replica, client, relay: opts.relay.clone() };
+        session.settle().await;
+        Ok(session)
+    }
+
+    /// Waits until everything is pushed and pulled; warns on stderr if the relay cannot be reached.
+    pub(crate) async fn settle(&self) -> bool {
+        let Some(client) = &self.client else { return true };
+        let settled = client.wait_settled(SYNC_WAIT).await;
+        if !settled {
+            crate::output::warn(&format!(
+                "could not sync with {} within {}s; working locally, changes will sync later",
+                self.relay.as_deref().unwrap_or("the relay"),
+                SYNC_WAIT.as_secs()
+            ));
+        }
+        settled
+    }
+
+    /// What the relay lacks, if a relay is configured.
+    pub(crate) fn pending(&self) -> Option<cairn_sync::Pending> {
+        self.client.as_ref().and_then(|c| c.pending().ok())
+    }
+
+    /// Pushes what was written and detaches.
+    pub(crate) async fn close(self) {
+        self.settle().await;
+        if let Some(c) = self.client {
+            c.stop().await;
+        }
+    }
+}
