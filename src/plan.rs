@@ -113,6 +113,8 @@ pub(crate) struct Planner<'a> {
     now: Millis,
     /// Entities the batch created (`Some`, with whether they have a record) or deleted (`None`).
     entities: HashMap<String, Option<bool>>,
+    /// How many facts this write has recorded so far (their order within one `at`).
+    facts: u32,
     observations: HashMap<(String, String), Option<FactRecord>>,
     relations: HashMap<Relation, Option<FactRecord>>,
     plan: Plan,
@@ -127,6 +129,7 @@ impl<'a> Planner<'a> {
             agent,
             now,
             entities: HashMap::new(),
+            facts: 0,
             observations: HashMap::new(),
             relations: HashMap::new(),
             plan: Plan::default(),
@@ -178,8 +181,10 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn fact(&self, validity: Validity) -> FactRecord {
+    fn fact(&mut self, validity: Validity) -> FactRecord {
+        self.facts += 1;
         FactRecord {
+            n: self.facts,
             by: self.agent.to_owned(),
             at: self.now,
             valid_from: validity.valid_from,
@@ -237,7 +242,8 @@ impl<'a> Planner<'a> {
                     self.entities.insert(name.clone(), Some(true));
                     for text in observations {
                         if self.observation(name, text)?.is_none() {
-                            self.put_observation(name, text, self.fact(Validity::default()));
+                            let record = self.fact(Validity::default());
+                            self.put_observation(name, text, record);
                         }
                     }
                     Outcome::Applied
@@ -261,7 +267,8 @@ impl<'a> Planner<'a> {
                 if self.observation(entity, text)?.is_some() {
                     Outcome::AlreadyExists
                 } else {
-                    self.put_observation(entity, text, self.fact(*validity));
+                    let record = self.fact(*validity);
+                    self.put_observation(entity, text, record);
                     Outcome::Applied
                 }
             }
@@ -271,7 +278,8 @@ impl<'a> Planner<'a> {
                 if self.relation(relation)?.is_some() {
                     Outcome::AlreadyExists
                 } else {
-                    self.put_relation(relation, self.fact(*validity));
+                    let record = self.fact(*validity);
+                    self.put_relation(relation, record);
                     Outcome::Applied
                 }
             }
@@ -306,11 +314,8 @@ impl<'a> Planner<'a> {
                     Some(mut ended) => {
                         ended.valid_to = Some(*at);
                         self.put_observation(entity, old, ended);
-                        self.put_observation(
-                            entity,
-                            new,
-                            self.fact(Validity { valid_from: Some(*at), valid_to: None }),
-                        );
+                        let record = self.fact(Validity { valid_from: Some(*at), valid_to: None });
+                        self.put_observation(entity, new, record);
                         Outcome::Applied
                     }
                 }
@@ -323,7 +328,8 @@ impl<'a> Planner<'a> {
                         ended.valid_to = Some(*at);
                         self.put_relation(relation, ended);
                         let next = Relation { to: new_to.clone(), ..relation.clone() };
-                        self.put_relation(&next, self.fact(Validity { valid_from: Some(*at), valid_to: None }));
+                        let record = self.fact(Validity { valid_from: Some(*at), valid_to: None });
+                        self.put_relation(&next, record);
                         Outcome::Applied
                     }
                 }

@@ -245,6 +245,14 @@ pub(crate) struct FactRecord {
     pub(crate) valid_from: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) valid_to: Option<i64>,
+    /// Position among the facts one write recorded at the same `at`, so that reads keep the
+    /// order they were written in (omitted when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) n: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 // Records are one scalar each, not nested maps: a write is then one Automerge operation per
@@ -353,6 +361,7 @@ pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) ->
             at: field(doc, &id, "at", scalar_time).unwrap_or_default(),
             valid_from: field(doc, &id, "valid_from", scalar_time),
             valid_to: field(doc, &id, "valid_to", scalar_time),
+            n: 0,
         },
         _ => FactRecord::default(),
     })

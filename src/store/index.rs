@@ -131,17 +131,17 @@ pub(crate) fn refresh(
         match (fact(MapKind::Observations, &layout.observations, key), existing) {
             (Some(r), Some(_)) => {
                 db.prepare_cached(
-                    "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7
+                    "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7, ord = ?8
                      WHERE graph = ?1 AND entity = ?2 AND text = ?3",
                 )?
-                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to])?;
+                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to, r.n])?;
             }
             (Some(r), None) => {
                 db.prepare_cached(
-                    "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to, ord)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to])?;
+                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to, r.n])?;
                 search.add(graph, entity, text.to_owned(), Some(text));
             }
             (None, Some(fts)) => {
@@ -283,7 +283,7 @@ pub(crate) fn relation(db: &Connection, graph: &str, rel: &Relation) -> Result<O
 }
 
 fn fact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FactRecord> {
-    Ok(FactRecord { by: r.get(0)?, at: r.get(1)?, valid_from: r.get(2)?, valid_to: r.get(3)? })
+    Ok(FactRecord { by: r.get(0)?, at: r.get(1)?, valid_from: r.get(2)?, valid_to: r.get(3)?, n: 0 })
 }
 
 /// Texts of every observation of an entity.
@@ -320,7 +320,7 @@ fn load_entities(db: &Connection, graph: &str, filter: Filter, ids: &[i64]) -> R
     )?;
     let mut obs = db.prepare_cached(
         "SELECT text, by, at, valid_from, valid_to FROM observations
-         WHERE graph = ?1 AND entity = ?2 ORDER BY at, text",
+         WHERE graph = ?1 AND entity = ?2 ORDER BY at, ord, text",
     )?;
     for id in ids {
         let Some(mut entity) = ent
@@ -387,7 +387,7 @@ pub(crate) fn read_graph(db: &Connection, graph: &str, filter: Filter) -> Result
         entities.insert(e.name.clone(), e);
     }
     let mut stmt = db.prepare_cached(
-        "SELECT text, by, at, valid_from, valid_to, entity FROM observations WHERE graph = ?1 ORDER BY entity, at, text",
+        "SELECT text, by, at, valid_from, valid_to, entity FROM observations WHERE graph = ?1 ORDER BY entity, at, ord, text",
     )?;
     let mut rows = stmt.query([graph])?;
     while let Some(row) = rows.next()? {

@@ -52,6 +52,7 @@ CREATE TABLE observations (
     at         INTEGER NOT NULL,
     valid_from INTEGER,
     valid_to   INTEGER,
+    ord        INTEGER NOT NULL DEFAULT 0, -- position within the write that recorded it
     fts        INTEGER,           -- rowid of the observation's row in `search`
     PRIMARY KEY (graph, entity, text)
 ) WITHOUT ROWID;

@@ -1,0 +1,321 @@
+//! The real `cairn` binary: every subcommand, its `--json` output, and its error exits.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Cairn {
+    dir: tempfile::TempDir,
+}
+
+impl Cairn {
+    fn new() -> Self {
+        Cairn { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn db(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `cairn` with a database and an agent, isolated from the user's environment.
+    fn cmd(&self, db: &str, agent: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(["--db", self.db(db).to_str().unwrap(), "--agent", agent]);
+        c
+    }
+
+    fn run(&self, db: &str, agent: &str, args: &[&str]) -> Output {
+        self.cmd(db, agent).args(args).output().unwrap()
+    }
+
+    fn ok(&self, db: &str, agent: &str, args: &[&str]) -> String {
+        let out = self.run(db, agent, args);
+        assert!(out.status.success(), "cairn {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, db: &str, agent: &str, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(db, agent, &all)).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn writing_reading_and_history_through_the_binary() {
+    let c = Cairn::new();
+    let out = c.ok("a.db", "alice", &["add", "entity", "Tea", "--type", "drink", "-o", "hot", "-o", "green"]);
+    assert!(out.contains("created Tea"), "{out}");
+    c.ok("a.db", "alice", &["add", "entity", "Cup", "--type", "thing"]);
+    c.ok("a.db", "alice", &["add", "observation", "Cup", "chipped", "blue"]);
+    c.ok("a.db", "alice", &["add", "relation", "Tea", "served_in", "Cup"]);
+    // A duplicate is reported, not an error.
+    let out = c.json("a.db", "alice", &["add", "entity", "Tea", "--type", "other"]);
+    assert_eq!(out["outcomes"], serde_json::json!(["already_exists"]));
+
+    // `graph --json` is the reference read_graph shape plus version and freshness.
+    let g = c.json("a.db", "alice", &["graph"]);
+    assert_eq!(g["entities"][0], serde_json::json!({"name": "Cup", "entityType": "thing", "observations": ["chipped", "blue"]}));
+    assert_eq!(g["entities"][1]["name"], "Tea");
+    assert_eq!(g["relations"], serde_json::json!([{"from": "Tea", "to": "Cup", "relationType": "served_in"}]));
+    assert_eq!(g["freshness"]["state"], "local");
+    let version = g["version"].as_str().unwrap().to_owned();
+    assert!(version.starts_with('v'));
+
+    let text = c.ok("a.db", "alice", &["graph"]);
+    assert!(text.contains("Tea [drink]") && text.contains("Tea --served_in--> Cup") && text.contains("-- version"), "{text}");
+    assert!(c.ok("a.db", "alice", &["graph", "--format", "dot"]).contains("digraph cairn"));
+
+    let found = c.json("a.db", "alice", &["search", "GREEN"]);
+    assert_eq!(found["entities"][0]["name"], "Tea");
+    let shown = c.json("a.db", "alice", &["show", "Cup", "Nobody"]);
+    assert_eq!(shown["entities"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["relations"].as_array().unwrap().len(), 1);
+
+    // Another agent writes; alice's next read says so.
+    c.ok("a.db", "bob", &["add", "observation", "Tea", "steeped"]);
+    let g = c.json("a.db", "alice", &["graph"]);
+    assert_eq!(g["unseen"]["agents"], serde_json::json!(["bob"]));
+    let changes = c.json("a.db", "alice", &["changes", "--since", &version]);
+    assert_eq!(changes["changes"][0]["agent"], "bob");
+    assert_eq!(changes["changes"][0]["kind"], "observation_set");
+
+    c.ok("a.db", "alice", &["set-type", "Tea", "beverage"]);
+    c.ok("a.db", "alice", &["delete", "observation", "Cup", "blue"]);
+    c.ok("a.db", "alice", &["delete", "relation", "Tea", "served_in", "Cup"]);
+    let out = c.ok("a.db", "alice", &["delete", "entity", "Cup", "Ghost"]);
+    assert!(out.contains("deleted Cup") && out.contains("Ghost: not found"), "{out}");
+    let history = c.json("a.db", "alice", &["history", "Cup"]);
+    let kinds: Vec<&str> = history["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"entity_deleted") && kinds.contains(&"observation_deleted"), "{kinds:?}");
+    let text = c.ok("a.db", "alice", &["history", "Tea"]);
+    assert!(text.contains("set Tea to type \"beverage\""), "{text}");
+
+    let status = c.json("a.db", "alice", &["status"]);
+    assert_eq!(status["status"]["entities"], 1);
+    assert!(status["status"]["database_bytes"].as_u64().unwrap() > 0);
+    assert!(c.ok("a.db", "alice", &["status"]).contains("relay      none"));
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_nonzero_exit() {
+    let c = Cairn::new();
+    let check = |out: Output, code: i32, needle: &str| {
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{err:?} should contain {needle:?}");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+        if code == 1 {
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err:?}");
+            assert!(err.starts_with("error: "));
+        }
+    };
+    check(c.run("a.db", "alice", &["add", "observation", "Ghost", "boo"]), 1, "entity \"Ghost\" not found; create it first");
+    check(c.run("a.db", "alice", &["add", "entity", "", "--type", "t"]), 1, "entity name is empty");
+    check(c.run("a.db", "alice", &["--graph", "Bad Name", "graph"]), 1, "graph name \"Bad Name\" is invalid");
+    check(c.run("a.db", "bad\u{7}agent", &["graph"]), 1, "control character");
+    check(c.run("a.db", "alice", &["changes", "--since", "yesterday"]), 1, "not a Cairn version");
+    check(c.run("a.db", "alice", &["import", "/nonexistent/memory.jsonl"]), 1, "cannot read /nonexistent/memory.jsonl");
+    check(c.run("a.db", "alice", &["sync"]), 1, "no relay to sync with");
+    std::fs::write(c.db("notes.txt"), "just some notes, not a database\n".repeat(100)).unwrap();
+    check(c.run("notes.txt", "alice", &["graph"]), 1, "is not a Cairn database");
+    // Usage errors are clap's: exit 2 with the usage.
+    check(c.run("a.db", "alice", &["add", "entity", "X"]), 2, "--type");
+    check(c.run("a.db", "alice", &["frobnicate"]), 2, "unrecognized subcommand");
+}
+
+#[test]
+fn every_subcommand_explains_itself() {
+    let c = Cairn::new();
+    for sub in [
+        &["--help"][..],
+        &["add", "--help"],
+        &["add", "entity", "--help"],
+        &["add", "observation", "--help"],
+        &["add", "relation", "--help"],
+        &["delete", "--help"],
+        &["set-type", "--help"],
+        &["search", "--help"],
+        &["show", "--help"],
+        &["history", "--help"],
+        &["changes", "--help"],
+        &["graph", "--help"],
+        &["status", "--help"],
+        &["sync", "--help"],
+        &["import", "--help"],
+        &["export", "--help"],
+        &["relay", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = c.ok("a.db", "alice", sub);
+        assert!(out.contains("Usage:"), "{sub:?}: {out}");
+    }
+    let help = c.ok("a.db", "alice", &["--help"]);
+    for env in ["CAIRN_DB", "CAIRN_AGENT", "CAIRN_GRAPH", "CAIRN_RELAY", "CAIRN_TOKEN"] {
+        assert!(help.contains(env), "--help mentions {env}");
+    }
+}
+
+const REFERENCE: &str = concat!(
+    r#"{"type":"entity","name":"Alice","entityType":"person","observations":["likes tea","works remotely"]}"#,
+    "\n",
+    r#"{"type":"entity","name":"ACME","entityType":"company","observations":[]}"#,
+    "\n",
+    r#"{"type":"relation","from":"Alice","to":"ACME","relationType":"works_at"}"#,
+    "\n",
+    r#"{"type":"entity","name":"Bob","entityType":"per"#
+);
+
+#[test]
+fn import_reports_the_bad_line_and_export_round_trips() {
+    let c = Cairn::new();
+    let file = c.db("memory.jsonl");
+    std::fs::write(&file, REFERENCE).unwrap();
+    let report = c.json("a.db", "importer", &["import", file.to_str().unwrap()]);
+    assert_eq!(report["entities_created"], 2);
+    assert_eq!(report["observations_added"], 2);
+    assert_eq!(report["relations_created"], 1);
+    assert_eq!(report["rejected"][0]["line"], 4);
+    assert!(report["rejected"][0]["reason"].as_str().unwrap().contains("not valid JSON"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), REFERENCE, "the original is never modified");
+    let text = c.ok("a.db", "importer", &["import", file.to_str().unwrap()]);
+    assert!(text.contains("resumed after line 4 of 4"), "{text}");
+    let exported = c.ok("a.db", "importer", &["export"]);
+    let lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.contains(&r#"{"type":"relation","from":"Alice","to":"ACME","relationType":"works_at"}"#));
+    // The export imports into another replica as the same graph.
+    let out = c.db("out.jsonl");
+    c.ok("a.db", "importer", &["export", "-o", out.to_str().unwrap()]);
+    c.ok("b.db", "other", &["import", out.to_str().unwrap()]);
+    assert_eq!(c.json("a.db", "x", &["graph"])["entities"], c.json("b.db", "x", &["graph"])["entities"]);
+}
+
+#[test]
+fn an_interrupted_import_resumes_to_exactly_the_right_graph() {
+    const ENTITIES: usize = 6_000;
+    let c = Cairn::new();
+    let file = c.db("big.jsonl");
+    let mut content = String::new();
+    for i in 0..ENTITIES {
+        content.push_str(&format!(r#"{{"type":"entity","name":"e{i}","entityType":"thing","observations":["note {i}"]}}"#));
+        content.push('\n');
+    }
+    for i in 1..ENTITIES {
+        content.push_str(&format!(r#"{{"type":"relation","from":"e{i}","to":"e{}","relationType":"follows"}}"#, i - 1));
+        content.push('\n');
+    }
+    std::fs::write(&file, &content).unwrap();
+    // Step 1: start importing in small batches and kill the process partway.
+    let mut child = c
+        .cmd("big.db", "importer")
+        .args(["import", file.to_str().unwrap(), "--batch", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let progress = c.json("big.db", "watcher", &["status"])["status"]["entities"].as_u64().unwrap_or(0);
+        if progress >= 500 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let partial = c.json("big.db", "watcher", &["status"])["status"]["entities"].as_u64().unwrap();
+    assert!(!status.success() && (partial as usize) < ENTITIES, "the import was interrupted partway ({partial} entities)");
+    // Step 2: run it again: it resumes and ends with exactly the right graph.
+    let report = c.json("big.db", "importer", &["import", file.to_str().unwrap(), "--batch", "20"]);
+    assert!(report["resumed_after"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["rejected"].as_array().unwrap().is_empty());
+    let g = c.json("big.db", "x", &["graph"]);
+    assert_eq!(g["entities"].as_array().unwrap().len(), ENTITIES);
+    assert_eq!(g["relations"].as_array().unwrap().len(), ENTITIES - 1);
+    assert!(g["entities"].as_array().unwrap().iter().all(|e| e["observations"].as_array().unwrap().len() == 1));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the relay did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_agents_sync_through_a_relay_run_by_the_binary() {
+    let c = Cairn::new();
+    let port = free_port();
+    let data = c.db("relay-data");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["relay", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let url = format!("ws://127.0.0.1:{port}");
+    let health = http_get(port, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
+    c.ok("a.db", "alice", &["--relay", &url, "add", "entity", "Shared", "--type", "note", "-o", "from alice"]);
+    let out = c.ok("b.db", "bob", &["--relay", &url, "sync"]);
+    assert!(out.contains("in step with"), "{out}");
+    let g = c.json("b.db", "bob", &["graph"]);
+    assert_eq!(g["entities"][0]["name"], "Shared");
+    // Bob's reads through the relay say they are synced.
+    let g = c.json("b.db", "bob", &["--relay", &url, "graph"]);
+    assert_eq!(g["freshness"]["state"], "synced");
+    let status = c.json("b.db", "bob", &["--relay", &url, "status"]);
+    assert_eq!(status["pending"]["settled"], true);
+    assert_eq!(status["pending"]["changes"], 0);
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    // With the relay gone, a command still works locally, says it is offline, and exits 0.
+    let out = c.run("b.db", "bob", &["--relay", &url, "graph", "--json"]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("could not sync"), "{}", stderr(&out));
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["freshness"]["state"], "offline");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_demo_runs_and_converges() {
+    let c = Cairn::new();
+    let out = c.run("unused.db", "x", &["demo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("converged: all three agents hold the same graph"), "{text}");
+    assert!(text.contains("OFFLINE since"));
+    assert!(text.contains("conflict:"));
+    let json = c.json("unused.db", "x", &["demo"]);
+    assert_eq!(json["converged"], true);
+    assert_eq!(json["stale_write_refused"], true);
+    // Every observation written concurrently survived the merge.
+    let launch = &json["launch_after_merge"];
+    assert_eq!(launch["observations"].as_array().unwrap().len(), 4, "{launch}");
+    assert_eq!(launch["conflicts"].as_array().unwrap().len(), 1);
+}
+
