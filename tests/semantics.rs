@@ -439,3 +439,31 @@ fn compaction_keeps_data_history_and_sync() {
     assert_eq!(texts(&b.read_graph().unwrap().data, "e1"), ["after compaction", "x"]);
     assert_eq!(b.history("e1").unwrap().data.len(), 3);
 }
+
+#[test]
+fn common_terms_filter_while_rare_terms_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    // 2,100 entities share a common word: more than search ranks by.
+    let ops: Vec<Op> = (0..2_000).map(|i| entity(&format!("item {i:04}"), "thing", &["a common word"])).collect();
+    a.write(&ops).unwrap();
+    let ops: Vec<Op> = (2_000..2_100).map(|i| entity(&format!("item {i:04}"), "thing", &["a common word"])).collect();
+    a.write(&ops).unwrap();
+    a.write(&[
+        observe("item 0007", "zebra stripes"),
+        observe("item 1234", "zebra crossing"),
+        entity("Zebra Inc", "company", &[]),
+    ])
+    .unwrap();
+    let found = |q: &str| names(&a.search_limit(q, 50).unwrap().data).into_iter().map(String::from).collect::<Vec<_>>();
+    // The rare term finds and ranks; the common one filters (Zebra Inc has no "common").
+    let mut both = found("common zebra");
+    both.sort();
+    assert_eq!(both, ["item 0007", "item 1234"]);
+    // A common term alone: the most recently written matches, bounded by the limit.
+    let newest = found("COMMON");
+    assert_eq!(newest.len(), 50);
+    assert!(newest.iter().all(|n| n.as_str() >= "item 2000"), "{newest:?}");
+    // Short terms filter too.
+    assert_eq!(found("zebra cr"), ["item 1234"]);
+}

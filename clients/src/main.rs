@@ -4,6 +4,7 @@
 //! (or `CAIRN_DB`, `CAIRN_AGENT`, `CAIRN_GRAPH`, `CAIRN_RELAY`, `CAIRN_TOKEN`) and `--json`.
 
 mod commands;
+mod mcp;
 mod options;
 mod output;
 mod shape;
@@ -105,6 +106,11 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Run the MCP server on stdio: a drop-in replacement for @modelcontextprotocol/server-memory
+    ///
+    /// Configure it in an MCP host in place of the reference server. It honours MEMORY_FILE_PATH: a
+    /// reference memory.jsonl there is imported once (never modified) into a database beside it.
+    Mcp,
     /// Run a relay
     Relay(commands::relay::RelayArgs),
     /// Run three agents and a relay on loopback and show them converge

@@ -22,10 +22,12 @@ impl Cairn {
     /// Runs `cairn` with a database and an agent, isolated from the user's environment.
     fn cmd(&self, db: &str, agent: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.env_clear()
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .args(["--db", self.db(db).to_str().unwrap(), "--agent", agent]);
+        c.env_clear().env("HOME", self.dir.path()).env("PATH", std::env::var_os("PATH").unwrap_or_default()).args([
+            "--db",
+            self.db(db).to_str().unwrap(),
+            "--agent",
+            agent,
+        ]);
         c
     }
 
@@ -64,7 +66,10 @@ fn writing_reading_and_history_through_the_binary() {
 
     // `graph --json` is the reference read_graph shape plus version and freshness.
     let g = c.json("a.db", "alice", &["graph"]);
-    assert_eq!(g["entities"][0], serde_json::json!({"name": "Cup", "entityType": "thing", "observations": ["chipped", "blue"]}));
+    assert_eq!(
+        g["entities"][0],
+        serde_json::json!({"name": "Cup", "entityType": "thing", "observations": ["chipped", "blue"]})
+    );
     assert_eq!(g["entities"][1]["name"], "Tea");
     assert_eq!(g["relations"], serde_json::json!([{"from": "Tea", "to": "Cup", "relationType": "served_in"}]));
     assert_eq!(g["freshness"]["state"], "local");
@@ -72,7 +77,10 @@ fn writing_reading_and_history_through_the_binary() {
     assert!(version.starts_with('v'));
 
     let text = c.ok("a.db", "alice", &["graph"]);
-    assert!(text.contains("Tea [drink]") && text.contains("Tea --served_in--> Cup") && text.contains("-- version"), "{text}");
+    assert!(
+        text.contains("Tea [drink]") && text.contains("Tea --served_in--> Cup") && text.contains("-- version"),
+        "{text}"
+    );
     assert!(c.ok("a.db", "alice", &["graph", "--format", "dot"]).contains("digraph cairn"));
 
     let found = c.json("a.db", "alice", &["search", "GREEN"]);
@@ -119,7 +127,11 @@ fn errors_are_one_clear_line_and_a_nonzero_exit() {
             assert!(err.starts_with("error: "));
         }
     };
-    check(c.run("a.db", "alice", &["add", "observation", "Ghost", "boo"]), 1, "entity \"Ghost\" not found; create it first");
+    check(
+        c.run("a.db", "alice", &["add", "observation", "Ghost", "boo"]),
+        1,
+        "entity \"Ghost\" not found; create it first",
+    );
     check(c.run("a.db", "alice", &["add", "entity", "", "--type", "t"]), 1, "entity name is empty");
     check(c.run("a.db", "alice", &["--graph", "Bad Name", "graph"]), 1, "graph name \"Bad Name\" is invalid");
     check(c.run("a.db", "bad\u{7}agent", &["graph"]), 1, "control character");
@@ -207,7 +219,9 @@ fn an_interrupted_import_resumes_to_exactly_the_right_graph() {
     let file = c.db("big.jsonl");
     let mut content = String::new();
     for i in 0..ENTITIES {
-        content.push_str(&format!(r#"{{"type":"entity","name":"e{i}","entityType":"thing","observations":["note {i}"]}}"#));
+        content.push_str(&format!(
+            r#"{{"type":"entity","name":"e{i}","entityType":"thing","observations":["note {i}"]}}"#
+        ));
         content.push('\n');
     }
     for i in 1..ENTITIES {
@@ -234,7 +248,10 @@ fn an_interrupted_import_resumes_to_exactly_the_right_graph() {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     let partial = c.json("big.db", "watcher", &["status"])["status"]["entities"].as_u64().unwrap();
-    assert!(!status.success() && (partial as usize) < ENTITIES, "the import was interrupted partway ({partial} entities)");
+    assert!(
+        !status.success() && (partial as usize) < ENTITIES,
+        "the import was interrupted partway ({partial} entities)"
+    );
     // Step 2: run it again: it resumes and ends with exactly the right graph.
     let report = c.json("big.db", "importer", &["import", file.to_str().unwrap(), "--batch", "20"]);
     assert!(report["resumed_after"].as_u64().unwrap() > 0, "{report}");
@@ -318,4 +335,3 @@ fn the_demo_runs_and_converges() {
     assert_eq!(launch["observations"].as_array().unwrap().len(), 4, "{launch}");
     assert_eq!(launch["conflicts"].as_array().unwrap().len(), 1);
 }
-

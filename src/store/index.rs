@@ -467,9 +467,19 @@ fn like_pattern(term: &str) -> String {
     p
 }
 
+/// A term found in this many search rows or more is "common": ranking by it would mean scoring
+/// every one of its rows, so it only filters, and ranking comes from the rarer terms.
+const COMMON: i64 = 2_000;
+
 /// Entities whose name, type or observations contain every whitespace-separated term of
-/// `query` (case-insensitive), best BM25 match first; plus the relations touching them. Any
-/// characters are allowed in the query: terms are quoted, never parsed as FTS syntax.
+/// `query` (case-insensitive substrings), best BM25 match first; plus the relations touching them.
+/// Any characters are allowed in the query: terms are quoted, never parsed as FTS syntax.
+///
+/// Ranking uses the terms found in fewer than [`COMMON`] rows (the trigram index finds them and
+/// BM25 scores them); the other terms (common ones, and those under three characters, which the
+/// trigram index cannot look up) filter the candidates. When every term is common, the results
+/// are the most recently written matches. So a query's cost is bounded by its rarest term, not by
+/// how often a word like "note" appears in a large graph.
 pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, filter: Filter) -> Result<Graph> {
     let terms: Vec<&str> = query.split_whitespace().collect();
     let names: Vec<String> = if terms.is_empty() {
@@ -478,35 +488,34 @@ pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, fi
         let rows = stmt.query_map(params![graph, limit as i64], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
     } else {
-        // Each term finds the rows holding it (the trigram index answers terms of three or more
-        // characters; shorter ones fall back to LIKE); an entity matches when every term hit one
-        // of its rows, and ranks by the sum of each term's best BM25 score.
-        let mut parts = Vec::new();
-        let mut args: Vec<String> = vec![graph.to_owned()];
-        for (i, t) in terms.iter().enumerate() {
-            if t.chars().count() >= 3 {
-                args.push(fts_phrase(t));
-                parts.push(format!(
-                    "SELECT entity, {i} AS term, rank AS score FROM search WHERE search MATCH ?{} AND graph = ?1",
-                    args.len()
-                ));
+        let mut probe = db.prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM search WHERE search MATCH ?1 AND graph = ?2 LIMIT ?3)",
+        )?;
+        let mut rare = Vec::new();
+        let mut filters = Vec::new();
+        for t in &terms {
+            let indexed = t.chars().count() >= 3;
+            if indexed && probe.query_row(params![fts_phrase(t), graph, COMMON], |r| r.get::<_, i64>(0))? < COMMON {
+                rare.push(*t);
             } else {
-                args.push(like_pattern(t));
-                parts.push(format!(
-                    "SELECT entity, {i} AS term, 0.0 AS score FROM search WHERE text LIKE ?{} ESCAPE '\\' AND graph = ?1",
-                    args.len()
-                ));
+                filters.push(t.to_lowercase());
             }
         }
-        let sql = format!(
-            "SELECT entity FROM (SELECT entity, term, min(score) AS best FROM ({}) GROUP BY entity, term)
-             GROUP BY entity HAVING count(*) = {} ORDER BY sum(best), entity LIMIT {limit}",
-            parts.join(" UNION ALL "),
-            terms.len()
-        );
-        let mut stmt = db.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
+        let candidates = if !rare.is_empty() {
+            ranked_candidates(db, graph, &rare)?
+        } else {
+            newest_candidates(db, graph, terms[0])?
+        };
+        let mut keep = Vec::new();
+        for name in candidates {
+            if keep.len() >= limit {
+                break;
+            }
+            if filters.is_empty() || entity_contains_all(db, graph, &name, &filters)? {
+                keep.push(name);
+            }
+        }
+        keep
     };
     let mut ids = Vec::with_capacity(names.len());
     let mut stmt = db.prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?;
@@ -519,6 +528,66 @@ pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, fi
     let found: BTreeSet<String> = entities.iter().map(|e| e.name.clone()).collect();
     let relations = relations_touching_any(db, graph, &found, filter)?;
     Ok(Graph { entities, relations })
+}
+
+/// Entities holding every one of the (rare) terms, best summed BM25 first.
+fn ranked_candidates(db: &Connection, graph: &str, terms: &[&str]) -> Result<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut args: Vec<String> = vec![graph.to_owned()];
+    for (i, t) in terms.iter().enumerate() {
+        args.push(fts_phrase(t));
+        parts.push(format!(
+            "SELECT entity, {i} AS term, rank AS score FROM search WHERE search MATCH ?{} AND graph = ?1",
+            args.len()
+        ));
+    }
+    let sql = format!(
+        "SELECT entity FROM (SELECT entity, term, min(score) AS best FROM ({}) GROUP BY entity, term)
+         GROUP BY entity HAVING count(*) = {} ORDER BY sum(best), entity",
+        parts.join(" UNION ALL "),
+        terms.len()
+    );
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Entities with rows holding `term`, newest row first (at most [`COMMON`] rows looked at).
+fn newest_candidates(db: &Connection, graph: &str, term: &str) -> Result<Vec<String>> {
+    let sql = if term.chars().count() >= 3 {
+        "SELECT entity FROM search WHERE search MATCH ?1 AND graph = ?2 ORDER BY rowid DESC LIMIT ?3"
+    } else {
+        "SELECT entity FROM search WHERE text LIKE ?1 ESCAPE '\\' AND graph = ?2 ORDER BY rowid DESC LIMIT ?3"
+    };
+    let pattern = if term.chars().count() >= 3 { fts_phrase(term) } else { like_pattern(term) };
+    let mut stmt = db.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![pattern, graph, COMMON], |r| r.get::<_, String>(0))?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for name in rows {
+        let name = name?;
+        if seen.insert(name.clone()) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every (lowercased) term is a substring of the entity's name, type or an observation.
+fn entity_contains_all(db: &Connection, graph: &str, name: &str, terms: &[String]) -> Result<bool> {
+    let mut texts = vec![name.to_lowercase()];
+    if let Some(t) = db
+        .prepare_cached("SELECT type FROM entities WHERE graph = ?1 AND name = ?2")?
+        .query_row(params![graph, name], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        texts.push(t.to_lowercase());
+    }
+    let mut stmt = db.prepare_cached("SELECT text FROM observations WHERE graph = ?1 AND entity = ?2")?;
+    for t in stmt.query_map(params![graph, name], |r| r.get::<_, String>(0))? {
+        texts.push(t?.to_lowercase());
+    }
+    Ok(terms.iter().all(|term| texts.iter().any(|t| t.contains(term.as_str()))))
 }
 
 /// How many entities, observations and relations a graph holds.

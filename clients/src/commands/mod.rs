@@ -5,7 +5,7 @@ mod edit;
 mod read;
 pub(crate) mod relay;
 mod status;
-mod transfer;
+pub(crate) mod transfer;
 
 use anyhow::Result;
 
@@ -32,6 +32,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Sync { watch } => status::sync(opts, watch).await,
         Command::Import { file, batch } => transfer::import(opts, &file, batch).await,
         Command::Export { output } => transfer::export(opts, output.as_deref()).await,
+        Command::Mcp => crate::mcp::serve(cli.replica).await,
         Command::Relay(args) => relay::run(args).await,
         Command::Demo => demo::run(opts.json).await,
     }

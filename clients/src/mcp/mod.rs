@@ -1,0 +1,496 @@
+//! `cairn mcp`: an MCP server over stdio that is a drop-in replacement for the reference memory
+//! server (`@modelcontextprotocol/server-memory`), plus Cairn's freshness, history and
+//! conditional-write tools. Differences from the reference are listed in `docs/mcp.md`.
+//!
+//! Stdout is the protocol channel: nothing in this module prints; logs go to stderr.
+
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use cairn::{Error, Freshness, Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Validity, Version};
+use cairn_sync::SyncClient;
+
+use crate::options::{ReplicaOpts, default_agent};
+use crate::output;
+use crate::shape::{RefEntity, RefGraph, RefRelation};
+
+const INSTRUCTIONS: &str = "Cairn is shared memory: other agents may read and write the same knowledge graph. \
+Read results end with a [cairn] line when your view is behind the relay or when other agents changed things since \
+your last read; call memory_status for the current version and freshness, memory_changes_since to see what changed. \
+To update safely after reading, pass `expect` (the version you read) to a write: it is refused, with the \
+conflicting changes, if someone changed those entities since.";
+
+/// What a `cairn mcp` session opens on its first tool call (when the client's name is known).
+struct Live {
+    replica: Arc<Replica>,
+    _sync: Option<SyncClient>,
+}
+
+/// The MCP server.
+pub(crate) struct MemoryServer {
+    opts: ReplicaOpts,
+    db: PathBuf,
+    live: OnceCell<Live>,
+}
+
+/// Runs `cairn mcp` until the client closes stdin.
+pub(crate) async fn serve(opts: ReplicaOpts) -> Result<()> {
+    let memory_file = std::env::var_os("MEMORY_FILE_PATH").filter(|p| !p.is_empty()).map(PathBuf::from);
+    let db = match (&opts.db, &memory_file) {
+        (Some(db), _) => db.clone(),
+        // Compatibility: a database beside the reference server's file.
+        (None, Some(file)) => beside(file),
+        (None, None) => opts.db_path(),
+    };
+    if let Some(file) = memory_file.filter(|f| f.is_file()) {
+        import_reference_file(&opts, &db, &file).await?;
+    }
+    let server = MemoryServer { opts, db, live: OnceCell::new() };
+    let running = server.serve(rmcp::transport::stdio()).await.context("the MCP client did not initialise")?;
+    running.waiting().await.context("the MCP session failed")?;
+    Ok(())
+}
+
+/// `memory.jsonl` -> `memory.cairn.db` in the same directory.
+fn beside(file: &Path) -> PathBuf {
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("memory");
+    file.with_file_name(format!("{stem}.cairn.db"))
+}
+
+/// Imports the reference server's file into the database (once per content: a rerun resumes or
+/// finds nothing to do). The original is never modified. Progress goes to stderr.
+async fn import_reference_file(opts: &ReplicaOpts, db: &Path, file: &Path) -> Result<()> {
+    let content =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read MEMORY_FILE_PATH {}", file.display()))?;
+    let agent = opts
+        .agent
+        .clone()
+        .unwrap_or_else(|| format!("memory-import@{}", default_agent().rsplit('@').next().unwrap_or("local")));
+    let options = OpenOptions::new(agent.parse()?).graph(opts.graph.parse()?);
+    let replica = Replica::open_with(db, options)?;
+    let name = file.display().to_string();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::commands::transfer::import_lines(&replica, &content, 500, false, &crate::commands::transfer::Bar::new())
+    })
+    .await??;
+    let imported = report.entities_created + report.observations_added + report.relations_created;
+    if imported > 0 || !report.rejected.is_empty() {
+        tracing::warn!(
+            file = %name,
+            entities = report.entities_created,
+            observations = report.observations_added,
+            relations = report.relations_created,
+            rejected = report.rejected.len(),
+            "imported the reference memory file into {}",
+            db.display()
+        );
+        for r in &report.rejected {
+            tracing::warn!(line = r.line, reason = %r.reason, "skipped a line of {name}");
+        }
+    }
+    Ok(())
+}
+
+/// A tool's failure, shown to the model as an `isError` result (never a protocol error).
+struct ToolError(String);
+
+impl From<Error> for ToolError {
+    fn from(e: Error) -> Self {
+        ToolError(match e {
+            // The reference server's words, so existing prompts keep working.
+            Error::EntityNotFound(name) => format!("Entity with name {name} not found"),
+            Error::Conflict { expected, changes, .. } => {
+                let lines: Vec<String> = changes.iter().map(output::change).collect();
+                format!(
+                    "Conflict: {} change(s) touched these entities after {expected}; nothing was written. Read again, then retry.\n{}",
+                    changes.len(),
+                    lines.join("\n")
+                )
+            }
+            other => other.to_string(),
+        })
+    }
+}
+
+fn arguments<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, ToolError> {
+    serde_json::from_value(Value::Object(args)).map_err(|e| {
+        ToolError(format!("MCP error -32602: Input validation error: Invalid arguments for tool {tool}: {e}"))
+    })
+}
+
+/// A success in the reference server's shape: the value as pretty JSON text, and as structured
+/// content (under `key`, or as itself).
+fn success<T: Serialize>(value: &T, key: Option<&str>, notice: Option<String>) -> CallToolResult {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let structured = serde_json::to_value(value).unwrap_or(Value::Null);
+    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+    r.structured_content = Some(match key {
+        Some(k) => json!({ k: structured }),
+        None => structured,
+    });
+    // The reference server leaves `isError` out on success.
+    r.is_error = None;
+    if let Some(n) = notice {
+        r.content.push(ContentBlock::text(n));
+    }
+    r
+}
+
+fn done(message: &str) -> CallToolResult {
+    let mut r = CallToolResult::success(vec![ContentBlock::text(message)]);
+    r.structured_content = Some(json!({ "success": true, "message": message }));
+    r.is_error = None;
+    r
+}
+
+/// The one line a model should notice: behind, offline, or changed by others since last read.
+fn notice(f: &Freshness, unseen: &cairn::Unseen) -> Option<String> {
+    let mut parts = Vec::new();
+    if matches!(f, Freshness::Behind { .. } | Freshness::Offline { .. }) {
+        parts.push(format!("your view may be stale: {}", output::freshness(f)));
+    }
+    if let Some(u) = output::unseen(unseen) {
+        parts.push(format!("NEW: {u}"));
+    }
+    (!parts.is_empty()).then(|| format!("[cairn] {}", parts.join("; ")))
+}
+
+#[derive(Deserialize)]
+struct CreateEntities {
+    entities: Vec<RefEntity>,
+    expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Relations {
+    relations: Vec<RefRelation>,
+    expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AddItem {
+    entity_name: String,
+    contents: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct AddObservations {
+    observations: Vec<AddItem>,
+    expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteEntities {
+    entity_names: Vec<String>,
+    expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteItem {
+    entity_name: String,
+    observations: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DeleteObservations {
+    deletions: Vec<DeleteItem>,
+    expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Query {
+    query: String,
+}
+
+#[derive(Deserialize)]
+struct Names {
+    names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: String,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Name {
+    name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Added {
+    entity_name: String,
+    added_observations: Vec<String>,
+}
+
+impl MemoryServer {
+    /// Opens the replica on the first tool call: the agent defaults to the MCP client's name.
+    async fn live(&self, ctx: &RequestContext<RoleServer>) -> Result<&Live, ToolError> {
+        self.live
+            .get_or_try_init(|| async {
+                let host = default_agent().rsplit('@').next().unwrap_or("localhost").to_owned();
+                let agent = self.opts.agent.clone().unwrap_or_else(|| {
+                    let client = ctx.client_info().map(|i| i.name).filter(|n| !n.trim().is_empty());
+                    format!("{}@{host}", client.unwrap_or_else(|| "mcp".into()))
+                });
+                let options =
+                    OpenOptions::new(agent.parse().map_err(|e: cairn::InvalidInput| ToolError(e.to_string()))?)
+                        .graph(self.opts.graph.parse().map_err(|e: cairn::InvalidInput| ToolError(e.to_string()))?);
+                let db = self.db.clone();
+                let replica = tokio::task::spawn_blocking(move || Replica::open_with(db, options))
+                    .await
+                    .map_err(|e| ToolError(e.to_string()))??;
+                let replica = Arc::new(replica);
+                let sync = self
+                    .opts
+                    .relay
+                    .as_deref()
+                    .map(|url| SyncClient::spawn(replica.clone(), self.opts.client_options(url)));
+                Ok(Live { replica, _sync: sync })
+            })
+            .await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        replica: &Arc<Replica>,
+        f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
+    ) -> Result<T, ToolError> {
+        let r = replica.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&r)).await.map_err(|e| ToolError(e.to_string()))??)
+    }
+
+    async fn write(replica: &Arc<Replica>, ops: Vec<Op>, expect: Option<String>) -> Result<Receipt, ToolError> {
+        let expect: Option<Version> = expect
+            .map(|e| e.parse().map_err(|e: cairn::ParseIdError| ToolError(format!("invalid expect: {e}"))))
+            .transpose()?;
+        let touched = touched_entities(&ops);
+        Self::blocking(replica, move |r| match expect {
+            Some(v) => r.write_if(&ops, v, &touched),
+            None => r.write(&ops),
+        })
+        .await
+    }
+
+    async fn graph_read(
+        replica: &Arc<Replica>,
+        f: impl FnOnce(&Replica) -> cairn::Result<Read<Graph>> + Send + 'static,
+    ) -> Result<CallToolResult, ToolError> {
+        let read = Self::blocking(replica, f).await?;
+        Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &read.unseen)))
+    }
+
+    async fn call(
+        &self,
+        tool: &str,
+        args: JsonObject,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let live = self.live(ctx).await?;
+        let replica = &live.replica;
+        match tool {
+            "create_entities" => {
+                let a: CreateEntities = arguments(tool, args)?;
+                let ops = a
+                    .entities
+                    .iter()
+                    .map(|e| Op::CreateEntity {
+                        name: e.name.clone(),
+                        entity_type: e.entity_type.clone(),
+                        observations: e.observations.clone(),
+                    })
+                    .collect();
+                let receipt = Self::write(replica, ops, a.expect).await?;
+                let created: Vec<&RefEntity> = a
+                    .entities
+                    .iter()
+                    .zip(&receipt.outcomes)
+                    .filter(|(_, o)| **o == Outcome::Applied)
+                    .map(|(e, _)| e)
+                    .collect();
+                Ok(success(&created, Some("entities"), None))
+            }
+            "create_relations" => {
+                let a: Relations = arguments(tool, args)?;
+                let ops = a
+                    .relations
+                    .iter()
+                    .map(|r| Op::CreateRelation { relation: r.to_cairn(), validity: Validity::default() })
+                    .collect();
+                let receipt = Self::write(replica, ops, a.expect).await?;
+                let created: Vec<&RefRelation> = a
+                    .relations
+                    .iter()
+                    .zip(&receipt.outcomes)
+                    .filter(|(_, o)| **o == Outcome::Applied)
+                    .map(|(r, _)| r)
+                    .collect();
+                Ok(success(&created, Some("relations"), None))
+            }
+            "add_observations" => {
+                let a: AddObservations = arguments(tool, args)?;
+                let mut ops = Vec::new();
+                for item in &a.observations {
+                    for text in &item.contents {
+                        ops.push(Op::AddObservation {
+                            entity: item.entity_name.clone(),
+                            text: text.clone(),
+                            validity: Validity::default(),
+                        });
+                    }
+                }
+                let receipt = Self::write(replica, ops, a.expect).await?;
+                let mut outcomes = receipt.outcomes.iter();
+                let results: Vec<Added> = a
+                    .observations
+                    .into_iter()
+                    .map(|item| Added {
+                        added_observations: item
+                            .contents
+                            .into_iter()
+                            .filter(|_| outcomes.next() == Some(&Outcome::Applied))
+                            .collect(),
+                        entity_name: item.entity_name,
+                    })
+                    .collect();
+                Ok(success(&results, Some("results"), None))
+            }
+            "delete_entities" => {
+                let a: DeleteEntities = arguments(tool, args)?;
+                let ops = a.entity_names.into_iter().map(|name| Op::DeleteEntity { name }).collect();
+                Self::write(replica, ops, a.expect).await?;
+                Ok(done("Entities deleted successfully"))
+            }
+            "delete_observations" => {
+                let a: DeleteObservations = arguments(tool, args)?;
+                let mut ops = Vec::new();
+                for d in a.deletions {
+                    for text in d.observations {
+                        ops.push(Op::DeleteObservation { entity: d.entity_name.clone(), text });
+                    }
+                }
+                Self::write(replica, ops, a.expect).await?;
+                Ok(done("Observations deleted successfully"))
+            }
+            "delete_relations" => {
+                let a: Relations = arguments(tool, args)?;
+                let ops = a.relations.iter().map(|r| Op::DeleteRelation { relation: r.to_cairn() }).collect();
+                Self::write(replica, ops, a.expect).await?;
+                Ok(done("Relations deleted successfully"))
+            }
+            "read_graph" => Self::graph_read(replica, |r| r.read_graph()).await,
+            "search_nodes" => {
+                let a: Query = arguments(tool, args)?;
+                Self::graph_read(replica, move |r| r.search(&a.query)).await
+            }
+            "open_nodes" => {
+                let a: Names = arguments(tool, args)?;
+                Self::graph_read(replica, move |r| r.open_nodes(&a.names)).await
+            }
+            "memory_status" => {
+                let status = Self::blocking(replica, |r| r.status()).await?;
+                let pending = live._sync.as_ref().and_then(|s| s.pending().ok());
+                let value = json!({
+                    "version": status.version,
+                    "freshness": status.freshness,
+                    "summary": output::freshness(&status.freshness),
+                    "unseen": status.unseen,
+                    "entities": status.entities,
+                    "observations": status.observations,
+                    "relations": status.relations,
+                    "relay": self.opts.relay,
+                    "pending": pending,
+                });
+                Ok(success(&value, None, notice(&status.freshness, &status.unseen)))
+            }
+            "memory_changes_since" => {
+                let a: Since = arguments(tool, args)?;
+                let since: Version = a.since.parse().map_err(|e: cairn::ParseIdError| ToolError(e.to_string()))?;
+                let limit = a.limit.unwrap_or(200);
+                let read = Self::blocking(replica, move |r| r.changes_since(since, limit)).await?;
+                let value = json!({ "changes": read.data, "version": read.version });
+                Ok(success(&value, None, notice(&read.freshness, &read.unseen)))
+            }
+            "memory_history" => {
+                let a: Name = arguments(tool, args)?;
+                let read = Self::blocking(replica, move |r| r.history(&a.name)).await?;
+                let value = json!({ "changes": read.data, "version": read.version });
+                Ok(success(&value, None, notice(&read.freshness, &read.unseen)))
+            }
+            other => Err(ToolError(format!("MCP error -32602: Tool {other} not found"))),
+        }
+    }
+}
+
+/// The entities a batch names: what a conditional write depends on.
+fn touched_entities(ops: &[Op]) -> Vec<String> {
+    let mut names = Vec::new();
+    for op in ops {
+        match op {
+            Op::CreateEntity { name, .. } | Op::SetEntityType { name, .. } | Op::DeleteEntity { name } => {
+                names.push(name.clone())
+            }
+            Op::AddObservation { entity, .. }
+            | Op::DeleteObservation { entity, .. }
+            | Op::SupersedeObservation { entity, .. } => names.push(entity.clone()),
+            Op::CreateRelation { relation, .. } | Op::DeleteRelation { relation } => {
+                names.push(relation.from.clone());
+                names.push(relation.to.clone());
+            }
+            Op::SupersedeRelation { relation, new_to, .. } => {
+                names.extend([relation.from.clone(), relation.to.clone(), new_to.clone()]);
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+impl ServerHandler for MemoryServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("cairn", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(tools::all()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let args = request.arguments.unwrap_or_default();
+        let result = match self.call(&name, args, &context).await {
+            Ok(r) => r,
+            Err(ToolError(message)) => CallToolResult::error(vec![ContentBlock::text(message)]),
+        };
+        Ok(result.into())
+    }
+}
