@@ -60,7 +60,9 @@ pub(crate) async fn serve(opts: ReplicaOpts) -> Result<()> {
         import_reference_file(&opts, &db, &file).await?;
     }
     let server = MemoryServer { opts, db, live: OnceCell::new() };
-    let running = server.serve(rmcp::transport::stdio()).await.context("the MCP client did not initialise")?;
+    // Non-blocking pipes when the host launched us with pipes (the usual case): no hand-off to a
+    // blocking thread per message.
+    let running = server.serve(rmcp::transport::stdio_pipes()).await.context("the MCP client did not initialise")?;
     running.waiting().await.context("the MCP session failed")?;
     Ok(())
 }
@@ -80,7 +82,7 @@ async fn import_reference_file(opts: &ReplicaOpts, db: &Path, file: &Path) -> Re
         .agent
         .clone()
         .unwrap_or_else(|| format!("memory-import@{}", default_agent().rsplit('@').next().unwrap_or("local")));
-    let options = OpenOptions::new(agent.parse()?).graph(opts.graph.parse()?);
+    let options = OpenOptions::new(agent.parse()?).graph(opts.graph.parse()?).durability(opts.durability.into());
     let replica = Replica::open_with(db, options)?;
     let name = file.display().to_string();
     let report = tokio::task::spawn_blocking(move || {
@@ -254,7 +256,8 @@ impl MemoryServer {
                 });
                 let options =
                     OpenOptions::new(agent.parse().map_err(|e: cairn::InvalidInput| ToolError(e.to_string()))?)
-                        .graph(self.opts.graph.parse().map_err(|e: cairn::InvalidInput| ToolError(e.to_string()))?);
+                        .graph(self.opts.graph.parse().map_err(|e: cairn::InvalidInput| ToolError(e.to_string()))?)
+                        .durability(self.opts.durability.into());
                 let db = self.db.clone();
                 let replica = tokio::task::spawn_blocking(move || Replica::open_with(db, options))
                     .await
@@ -270,12 +273,14 @@ impl MemoryServer {
             .await
     }
 
+    /// Runs replica work on this worker thread. It is synchronous SQLite work of well under a
+    /// millisecond, for one client; handing it to the blocking pool (or `block_in_place`, which
+    /// moves this worker's other tasks away) cost more than the work itself (BENCHMARKS.md).
     async fn blocking<T: Send + 'static>(
         replica: &Arc<Replica>,
         f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
     ) -> Result<T, ToolError> {
-        let r = replica.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&r)).await.map_err(|e| ToolError(e.to_string()))??)
+        Ok(f(replica)?)
     }
 
     async fn write(replica: &Arc<Replica>, ops: Vec<Op>, expect: Option<String>) -> Result<Receipt, ToolError> {
