@@ -1,0 +1,57 @@
+//! Run: `cargo run --example two_agents`
+//!
+//! Two agents, each with its own replica, sync through a relay (started here on loopback). Each
+//! writes; each sees the other's writes, reported as changes it has not seen yet.
+
+#![allow(clippy::print_stdout)] // an example reports on stdout
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::{Op, Replica, Validity};
+use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    // A relay on a free loopback port, storing in a temporary directory.
+    let relay_dir = dir.path().join("relay");
+    let relay = Relay::start(
+        RelayStore::open(&relay_dir, cairn::Durability::Full)?,
+        RelayConfig::new(cairn_sync::hub_config_for(&relay_dir)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}", listener.local_addr()?);
+    tokio::spawn(relay.serve(listener, std::future::pending()));
+
+    let alice = Arc::new(Replica::open(dir.path().join("alice.db"), "alice")?);
+    let bob = Arc::new(Replica::open(dir.path().join("bob.db"), "bob")?);
+    let clients = [
+        SyncClient::spawn(alice.clone(), ClientOptions::new(&url)),
+        SyncClient::spawn(bob.clone(), ClientOptions::new(&url)),
+    ];
+    bob.read_graph()?; // Bob's first look: from now on, reads report what others changed.
+
+    alice.write(&[Op::CreateEntity {
+        name: "Tea".into(),
+        entity_type: "drink".into(),
+        observations: vec!["hot".into()],
+    }])?;
+    while bob.status()?.entities == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bob.write(&[Op::AddObservation { entity: "Tea".into(), text: "green".into(), validity: Validity::default() }])?;
+    while alice.status()?.observations < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (name, r) in [("alice", &alice), ("bob", &bob)] {
+        let read = r.read_graph()?;
+        let tea = &read.data.entities[0];
+        let texts: Vec<&str> = tea.observations.iter().map(|o| o.text.as_str()).collect();
+        println!("{name} sees Tea: {texts:?} ({:?}); unseen: {:?}", read.freshness, read.unseen.agents);
+    }
+    for c in clients {
+        c.stop().await;
+    }
+    Ok(())
+}
