@@ -18,8 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let relay_dir = dir.path().join("relay");
     let relay = Relay::start(
         RelayStore::open(&relay_dir, cairn::Durability::Full)?,
-        RelayConfig::new(cairn_sync::hub_config_for(&relay_dir)),
-    );
+        // An example on loopback: no tokens. A deployed relay requires them (see the README).
+        RelayConfig::new(cairn_sync::hub_config_for(&relay_dir), cairn_sync::Auth::InsecureNoAuth),
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}", listener.local_addr()?);
     tokio::spawn(relay.serve(listener, std::future::pending()));

@@ -18,7 +18,8 @@ async fn a_thousand_concurrent_requests_lose_nothing() {
     // A relay and the service's sync client, in this same runtime.
     let relay_dir = dir.path().join("relay");
     let store = cairn_sync::RelayStore::open(&relay_dir, Durability::Normal).unwrap();
-    let relay = cairn_sync::Relay::start(store, cairn_sync::RelayConfig::new(cairn_sync::hub_config_for(&relay_dir)));
+    let config = cairn_sync::RelayConfig::new(cairn_sync::hub_config_for(&relay_dir), cairn_sync::Auth::InsecureNoAuth);
+    let relay = cairn_sync::Relay::start(store, config).unwrap();
     let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_addr = relay_listener.local_addr().unwrap();
     tokio::spawn(relay.serve(relay_listener, std::future::pending()));

@@ -23,11 +23,11 @@ use options::ReplicaOpts;
     about = "Shared memory for AI agents: a knowledge graph every agent holds locally and syncs through a relay",
     long_about = "Shared memory for AI agents: a knowledge graph (entities, observations, relations) that every agent \
 holds as a local replica in SQLite, merges without conflict, and syncs through a relay. Every read says how fresh it is.\n\n\
+Every command that opens a replica takes --db, --agent, --graph, --relay, --token, --durability and --json (or \
+CAIRN_DB, CAIRN_AGENT, CAIRN_GRAPH, CAIRN_RELAY, CAIRN_TOKEN, CAIRN_DURABILITY).\n\n\
 Start with `cairn demo` to see three agents write concurrently, offline and online, and converge."
 )]
 struct Cli {
-    #[command(flatten)]
-    replica: ReplicaOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,13 +35,23 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Add an entity, observations, or a relation
-    #[command(subcommand)]
-    Add(AddCommand),
+    Add {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+        #[command(subcommand)]
+        what: AddCommand,
+    },
     /// Delete an entity (with its observations and relations), observations, or a relation
-    #[command(subcommand)]
-    Delete(DeleteCommand),
+    Delete {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+        #[command(subcommand)]
+        what: DeleteCommand,
+    },
     /// Set an entity's type (this also resolves a type conflict)
     SetType {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// The entity
         name: String,
         /// Its new type
@@ -49,6 +59,8 @@ enum Command {
     },
     /// Find entities whose name, type or observations contain every word of the query
     Search {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// Words to look for (case-insensitive substrings)
         query: String,
         /// At most this many entities
@@ -57,17 +69,23 @@ enum Command {
     },
     /// Show entities by name, with the relations touching them
     Show {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// Entity names (exact)
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Everything that ever happened to an entity, deletes included
     History {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// The entity
         name: String,
     },
     /// Entity-level changes after a version (from a previous read)
     Changes {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// A version token, like v42.1f2e3d4c
         #[arg(long)]
         since: String,
@@ -77,6 +95,8 @@ enum Command {
     },
     /// The whole graph
     Graph {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// Output format (--json prints the reference memory server's read_graph shape)
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
@@ -85,15 +105,22 @@ enum Command {
         all: bool,
     },
     /// Freshness, relay connection, pending changes and database size
-    Status,
+    Status {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+    },
     /// Sync with the relay once and exit, or keep syncing with --watch
     Sync {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// Keep syncing until interrupted
         #[arg(long)]
         watch: bool,
     },
     /// Import a reference memory.jsonl (or a `cairn export`): resumable, with a progress bar
     Import {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// The file
         file: PathBuf,
         /// Lines per transaction
@@ -102,6 +129,8 @@ enum Command {
     },
     /// Export the graph as memory.jsonl lines (the reference memory server's format)
     Export {
+        #[command(flatten)]
+        opts: ReplicaOpts,
         /// Write here instead of stdout
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -110,11 +139,18 @@ enum Command {
     ///
     /// Configure it in an MCP host in place of the reference server. It honours MEMORY_FILE_PATH: a
     /// reference memory.jsonl there is imported once (never modified) into a database beside it.
-    Mcp,
-    /// Run a relay
+    Mcp {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+    },
+    /// Run a relay (clients need a token: see `cairn relay token create --help`)
     Relay(commands::relay::RelayArgs),
     /// Run three agents and a relay on loopback and show them converge
-    Demo,
+    Demo {
+        /// Print a JSON summary instead of the story
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,15 +19,15 @@ impl Cairn {
         self.dir.path().join(name)
     }
 
-    /// Runs `cairn` with a database and an agent, isolated from the user's environment.
+    /// Runs `cairn` with a database and an agent (through the environment, as the options
+    /// `--db` and `--agent` would), isolated from the user's own environment.
     fn cmd(&self, db: &str, agent: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.env_clear().env("HOME", self.dir.path()).env("PATH", std::env::var_os("PATH").unwrap_or_default()).args([
-            "--db",
-            self.db(db).to_str().unwrap(),
-            "--agent",
-            agent,
-        ]);
+        c.env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CAIRN_DB", self.db(db))
+            .env("CAIRN_AGENT", agent);
         c
     }
 
@@ -133,8 +133,13 @@ fn errors_are_one_clear_line_and_a_nonzero_exit() {
         "entity \"Ghost\" not found; create it first",
     );
     check(c.run("a.db", "alice", &["add", "entity", "", "--type", "t"]), 1, "entity name is empty");
-    check(c.run("a.db", "alice", &["--graph", "Bad Name", "graph"]), 1, "graph name \"Bad Name\" is invalid");
+    check(c.run("a.db", "alice", &["graph", "--graph", "Bad Name"]), 1, "graph name \"Bad Name\" is invalid");
     check(c.run("a.db", "bad\u{7}agent", &["graph"]), 1, "control character");
+    // Options given on the command line win over the environment, anywhere after the command.
+    let out =
+        c.run("a.db", "alice", &["add", "entity", "X", "--type", "t", "--db", c.db("other.db").to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(c.db("other.db").is_file());
     check(c.run("a.db", "alice", &["changes", "--since", "yesterday"]), 1, "not a Cairn version");
     check(c.run("a.db", "alice", &["import", "/nonexistent/memory.jsonl"]), 1, "cannot read /nonexistent/memory.jsonl");
     check(c.run("a.db", "alice", &["sync"]), 1, "no relay to sync with");
@@ -171,7 +176,7 @@ fn every_subcommand_explains_itself() {
         let out = c.ok("a.db", "alice", sub);
         assert!(out.contains("Usage:"), "{sub:?}: {out}");
     }
-    let help = c.ok("a.db", "alice", &["--help"]);
+    let help = c.ok("a.db", "alice", &["graph", "--help"]);
     for env in ["CAIRN_DB", "CAIRN_AGENT", "CAIRN_GRAPH", "CAIRN_RELAY", "CAIRN_TOKEN"] {
         assert!(help.contains(env), "--help mentions {env}");
     }
@@ -279,8 +284,19 @@ fn two_agents_sync_through_a_relay_run_by_the_binary() {
     let c = Cairn::new();
     let port = free_port();
     let data = c.db("relay-data");
+    let data = data.to_str().unwrap();
+    // Tokens first: the relay refuses connections without one.
+    let out = c.ok(
+        "x.db",
+        "admin",
+        &["relay", "token", "create", "--data", data, "--graph", "default", "--role", "write", "--label", "team"],
+    );
+    let token = out.lines().last().unwrap().to_owned();
+    assert!(token.starts_with("cairn_"), "the token is on the last line: {out}");
+    let listed = c.ok("x.db", "admin", &["relay", "token", "list", "--data", data]);
+    assert!(listed.contains("write") && listed.contains("default") && !listed.contains(&token), "{listed}");
     let mut relay = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["relay", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().unwrap()])
+        .args(["relay", "--listen", &format!("127.0.0.1:{port}"), "--data", data])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -288,21 +304,33 @@ fn two_agents_sync_through_a_relay_run_by_the_binary() {
     let url = format!("ws://127.0.0.1:{port}");
     let health = http_get(port, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
-    c.ok("a.db", "alice", &["--relay", &url, "add", "entity", "Shared", "--type", "note", "-o", "from alice"]);
-    let out = c.ok("b.db", "bob", &["--relay", &url, "sync"]);
+    // Without the token: refused, and the command says so.
+    let out = c.run("b.db", "bob", &["sync", "--relay", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("could not sync"), "{}", stderr(&out));
+    c.ok(
+        "a.db",
+        "alice",
+        &["add", "entity", "Shared", "--type", "note", "-o", "from alice", "--relay", &url, "--token", &token],
+    );
+    let out = c.ok("b.db", "bob", &["sync", "--relay", &url, "--token", &token]);
     assert!(out.contains("in step with"), "{out}");
     let g = c.json("b.db", "bob", &["graph"]);
     assert_eq!(g["entities"][0]["name"], "Shared");
-    // Bob's reads through the relay say they are synced.
-    let g = c.json("b.db", "bob", &["--relay", &url, "graph"]);
+    // Bob's reads through the relay say they are synced (the token from the environment now).
+    let mut cmd = c.cmd("b.db", "bob");
+    let out = cmd.env("CAIRN_TOKEN", &token).args(["graph", "--json", "--relay", &url]).output().unwrap();
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(g["freshness"]["state"], "synced");
-    let status = c.json("b.db", "bob", &["--relay", &url, "status"]);
+    let status = c.json("b.db", "bob", &["status", "--relay", &url, "--token", &token]);
     assert_eq!(status["pending"]["settled"], true);
     assert_eq!(status["pending"]["changes"], 0);
+    let id = token.split('_').nth(1).unwrap();
+    assert!(c.ok("x.db", "admin", &["relay", "token", "revoke", "--data", data, id]).contains("revoked"));
     relay.kill().unwrap();
     relay.wait().unwrap();
     // With the relay gone, a command still works locally, says it is offline, and exits 0.
-    let out = c.run("b.db", "bob", &["--relay", &url, "graph", "--json"]);
+    let out = c.run("b.db", "bob", &["graph", "--json", "--relay", &url, "--token", &token]);
     assert!(out.status.success());
     assert!(stderr(&out).contains("could not sync"), "{}", stderr(&out));
     let g: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -51,6 +51,9 @@ pub enum Effect {
     Freshness(Caught),
     /// The other side announced the heads it holds for a document.
     RemoteHeads(DocId, Vec<ChangeHash>),
+    /// The other side accepts no changes from this one (a read-only token): local changes stay
+    /// here. Reported once per connection.
+    PeerReadOnly,
 }
 
 /// How a session identifies itself and what it syncs.
@@ -94,6 +97,7 @@ pub struct ClientSession {
     /// Documents whose announced heads are not all here.
     lacking: BTreeSet<DocId>,
     reported: Option<Caught>,
+    read_only_reported: bool,
 }
 
 impl ClientSession {
@@ -106,6 +110,7 @@ impl ClientSession {
             docs: BTreeMap::new(),
             lacking: BTreeSet::new(),
             reported: None,
+            read_only_reported: false,
         }
     }
 
@@ -126,6 +131,7 @@ impl ClientSession {
                 self.docs = self.config.docs.iter().map(|d| (*d, DocState::default())).collect();
                 self.lacking.clear();
                 self.reported = None;
+                self.read_only_reported = false;
                 out.push(Effect::Send(Message::Join {
                     sender: self.config.peer_id.clone(),
                     storage_id: self.config.storage_id.clone(),
@@ -216,6 +222,10 @@ impl ClientSession {
                         return Ok(());
                     }
                 };
+                if let Err(e) = super::check_changes(&msg) {
+                    out.push(Effect::Close { reason: format!("invalid changes for {doc}: {e}") });
+                    return Ok(());
+                }
                 let heads = msg.heads.clone();
                 out.push(Effect::RemoteHeads(id, heads.clone()));
                 let state = self.docs.entry(id).or_default();
@@ -227,6 +237,10 @@ impl ClientSession {
                         return Ok(());
                     }
                     Err(e) => return Err(e),
+                }
+                if !self.read_only_reported && self.docs.get(&id).is_some_and(|s| s.sync.is_peer_read_only()) {
+                    self.read_only_reported = true;
+                    out.push(Effect::PeerReadOnly);
                 }
                 self.send_sync(now, id, docs, out)?;
                 self.check(id, docs)?;

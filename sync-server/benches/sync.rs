@@ -48,9 +48,9 @@ fn observe(entity: &str, text: String) -> Op {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let relay_dir = dir.path().join("relay");
-    let config = RelayConfig::new(cairn_sync::hub_config_for(&relay_dir));
+    let config = RelayConfig::new(cairn_sync::hub_config_for(&relay_dir), cairn_sync::Auth::InsecureNoAuth);
     let store = RelayStore::open(&relay_dir, Durability::Full).unwrap();
-    let relay = Relay::start(store, config);
+    let relay = Relay::start(store, config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(relay.serve(listener, std::future::pending()));
@@ -127,7 +127,13 @@ async fn main() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let relay_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut relay_process = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
-        .args(["--listen", &relay_addr.to_string(), "--data", dir.path().join("relay2").to_str().unwrap()])
+        .args([
+            "--listen",
+            &relay_addr.to_string(),
+            "--data",
+            dir.path().join("relay2").to_str().unwrap(),
+            "--insecure-no-auth",
+        ])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

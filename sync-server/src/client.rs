@@ -80,6 +80,7 @@ pub struct SyncClient {
     traffic: Arc<Traffic>,
     remote: RemoteHeadsMap,
     replica: Arc<Replica>,
+    read_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the other side last announced it holds, per document.
@@ -92,25 +93,38 @@ impl SyncClient {
         let (connected_tx, connected) = watch::channel(false);
         let traffic = Arc::new(Traffic::default());
         let remote = RemoteHeadsMap::default();
-        let task = tokio::spawn(run(replica.clone(), options, stop_rx, connected_tx, traffic.clone(), remote.clone()));
-        SyncClient { stop, task: Some(task), connected, traffic, remote, replica }
+        let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = Shared { traffic: traffic.clone(), remote: remote.clone(), read_only: read_only.clone() };
+        let task = tokio::spawn(run(replica.clone(), options, stop_rx, connected_tx, shared));
+        SyncClient { stop, task: Some(task), connected, traffic, remote, replica, read_only }
+    }
+
+    /// Whether the other side accepts no changes from this replica (a read-only token).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
     }
 
     /// How many of this replica's changes the other side has not acknowledged, and whether every
     /// document's heads are known to match (everything pushed and pulled).
     pub fn pending(&self) -> cairn::Result<Pending> {
         let announced = self.remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut pending = Pending { changes: 0, settled: self.is_connected() };
+        let read_only = self.is_read_only();
+        let mut pending = Pending { changes: 0, settled: self.is_connected(), read_only };
         for (doc, _) in self.replica.docs().all() {
             match announced.get(&doc) {
                 Some(theirs) => {
                     let missing = self.replica.missing_from(doc, theirs)?;
                     pending.changes += missing;
-                    let mut mine = self.replica.doc_heads(doc)?;
-                    let mut theirs = theirs.clone();
-                    mine.sort();
-                    theirs.sort();
-                    pending.settled &= mine == theirs;
+                    if read_only {
+                        // Nothing can be pushed: settled once everything is pulled.
+                        pending.settled &= self.replica.has_heads(doc, theirs)?;
+                    } else {
+                        let mut mine = self.replica.doc_heads(doc)?;
+                        let mut theirs = theirs.clone();
+                        mine.sort();
+                        theirs.sort();
+                        pending.settled &= mine == theirs;
+                    }
                 }
                 None => {
                     pending.changes += self.replica.missing_from(doc, &[])?;
@@ -172,8 +186,18 @@ pub struct Pending {
     /// Changes of this replica the other side has not acknowledged (all of them while the other
     /// side's heads are unknown).
     pub changes: usize,
-    /// Connected, and both sides hold the same heads for every document.
+    /// Connected, and both sides hold the same heads for every document (for a read-only
+    /// connection: this side holds everything the other has).
     pub settled: bool,
+    /// The other side accepts no changes from this one.
+    pub read_only: bool,
+}
+
+/// State a sync task shares with its [`SyncClient`].
+struct Shared {
+    traffic: Arc<Traffic>,
+    remote: RemoteHeadsMap,
+    read_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A sync client on a thread of its own, for programs without a tokio runtime.
@@ -220,9 +244,9 @@ async fn run(
     options: ClientOptions,
     mut stop: watch::Receiver<bool>,
     connected: watch::Sender<bool>,
-    traffic: Arc<Traffic>,
-    remote: RemoteHeadsMap,
+    shared: Shared,
 ) {
+    let Shared { traffic, remote, read_only } = shared;
     let link = replica.link();
     link.attach(now_millis());
     let notify = Arc::new(Notify::new());
@@ -245,7 +269,9 @@ async fn run(
                 traffic.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(url = %options.url, "connected");
                 remote.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                let end = session(ws, &replica, &options, (&notify, &changed), &mut stop, (&traffic, &remote)).await;
+                let end =
+                    session(ws, &replica, &options, (&notify, &changed), &mut stop, (&traffic, &remote, &read_only))
+                        .await;
                 let _ = connected.send(false);
                 end
             }
@@ -328,7 +354,7 @@ async fn session(
     options: &ClientOptions,
     (notify, changed): (&Notify, &std::sync::Mutex<BTreeSet<DocId>>),
     stop: &mut watch::Receiver<bool>,
-    (traffic, remote): (&Traffic, &RemoteHeadsMap),
+    (traffic, remote, read_only): (&Traffic, &RemoteHeadsMap, &std::sync::atomic::AtomicBool),
 ) -> End {
     let mut session = ClientSession::new(session_config(replica));
     let mut input = Some(Input::Connected);
@@ -364,6 +390,10 @@ async fn session(
                     Effect::Freshness(Caught::Synced) => replica.link().set_synced(now_millis()),
                     Effect::RemoteHeads(doc, heads) => {
                         remote.lock().unwrap_or_else(|p| p.into_inner()).insert(doc, heads);
+                    }
+                    Effect::PeerReadOnly => {
+                        read_only.store(true, Ordering::Relaxed);
+                        tracing::warn!(url = %options.url, "the relay accepts no changes with this token (read-only): local changes stay local");
                     }
                 }
             }

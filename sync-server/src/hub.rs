@@ -121,13 +121,22 @@ struct Conn {
     subscribed: bool,
 }
 
-/// The hub's identity.
+/// The hub's identity and limits.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// The relay's peer id (`senderId` of every message it sends).
     pub peer_id: String,
     /// The relay's storage id, under which it announces its heads.
     pub storage_id: String,
+    /// Documents one connection may have open (a graph is 33).
+    pub max_docs_per_connection: usize,
+}
+
+impl HubConfig {
+    /// An identity, with the default limit of 16 graphs' documents per connection.
+    pub fn new(peer_id: impl Into<String>, storage_id: impl Into<String>) -> Self {
+        HubConfig { peer_id: peer_id.into(), storage_id: storage_id.into(), max_docs_per_connection: 16 * 33 }
+    }
 }
 
 /// The routing core.
@@ -294,11 +303,18 @@ impl Hub {
                 }
             }
             Message::Ephemeral { doc, count, session, data, sender, .. } => {
-                let Ok(id) = doc.parse::<DocId>() else { return Ok(()) };
-                let allowed = self.conns.get(&conn).is_some_and(|c| c.access.sees(&id) && c.docs.contains_key(&id));
-                if !allowed {
+                let id = doc.parse::<DocId>().ok();
+                let open = id.is_some_and(|id| {
+                    self.conns.get(&conn).is_some_and(|c| c.access.sees(&id) && c.docs.contains_key(&id))
+                });
+                let Some(id) = id.filter(|_| open) else {
+                    self.refuse(
+                        conn,
+                        format!("ephemeral message for {doc}, which this connection has not opened"),
+                        out,
+                    );
                     return Ok(());
-                }
+                };
                 for other in self.open.get(&id).cloned().unwrap_or_default() {
                     let Some(target) = self.conns.get(&other).filter(|_| other != conn).and_then(|o| o.peer.clone())
                     else {
@@ -359,17 +375,36 @@ impl Hub {
                 return Ok(());
             }
         };
+        if let Err(e) = cairn::sync::check_changes(&msg) {
+            self.refuse(conn, format!("invalid changes for {doc}: {e}"), out);
+            return Ok(());
+        }
         let is_new = !self.conns[&conn].docs.contains_key(&id);
         if is_new && (request || msg.heads.is_empty()) && !docs.exists(&id)? {
             self.send(conn, unavailable(doc), out);
             return Ok(());
         }
-        if !msg.changes.is_empty() && !self.conns[&conn].access.write {
-            self.refuse(conn, format!("changes refused for {doc}: this token is read-only"), out);
+        let limit = self.config.max_docs_per_connection;
+        if is_new && self.conns[&conn].docs.len() >= limit {
+            self.refuse(
+                conn,
+                format!(
+                    "too many documents on one connection (the limit is {limit}); open fewer graphs per connection"
+                ),
+                out,
+            );
             return Ok(());
         }
         let c = self.conns.get_mut(&conn).expect("checked above");
-        let mut state = c.docs.remove(&id).unwrap_or_default();
+        // A read-only connection's sync state ignores the changes it sends (they are never
+        // stored or forwarded), and says so in every message back: Automerge's read-only flag
+        // tells the peer there is no point sending them.
+        if !c.access.write && !msg.changes.is_empty() {
+            tracing::info!(conn, %doc, "ignoring changes from a read-only connection");
+        }
+        let write = c.access.write;
+        let mut state =
+            c.docs.remove(&id).unwrap_or_else(|| if write { sync::State::new() } else { sync::State::new_read_only() });
         let applied = match docs.receive(&id, &mut state, msg) {
             Ok(n) => n,
             Err(cairn::Error::CorruptChange(e)) => {

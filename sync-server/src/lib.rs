@@ -34,6 +34,7 @@ pub mod hub;
 mod metrics;
 mod server;
 mod storage;
+pub mod tokens;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,8 +42,9 @@ use std::sync::Arc;
 pub use client::{ClientOptions, Pending, SyncClient, SyncThread, Traffic};
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
-pub use server::{Relay, RelayConfig};
+pub use server::{Auth, Relay, RelayConfig, StartError};
 pub use storage::RelayStore;
+pub use tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// The relay's identity for a data directory: its storage id is kept in the directory, so that
 /// peers that remember what this relay holds are still right after a restart.
@@ -58,17 +60,17 @@ pub fn hub_config_for(dir: &Path) -> HubConfig {
             id
         }
     };
-    HubConfig { peer_id: storage_id.clone(), storage_id }
+    HubConfig::new(storage_id.clone(), storage_id)
 }
 
 /// Serves a replica's own graph to peers (peer-to-peer, no separate relay): the same hub, with
 /// the replica as its storage. The replica's own writes are offered to connected peers as they
 /// happen.
-pub fn serve_replica(replica: Arc<cairn::Replica>, config: RelayConfig) -> Relay {
-    let relay = Relay::start(replica.clone(), config);
+pub fn serve_replica(replica: Arc<cairn::Replica>, config: RelayConfig) -> Result<Relay, StartError> {
+    let relay = Relay::start(replica.clone(), config)?;
     let handle = relay.clone();
     replica.link().subscribe(move |_, _| handle.notify_docs_changed());
-    relay
+    Ok(relay)
 }
 
 /// Why the relay could not run.
@@ -77,6 +79,9 @@ pub enum RelayError {
     /// Its storage would not open.
     #[error("cannot open the relay's storage: {0}")]
     Storage(#[from] cairn::Error),
+    /// Its tokens would not open.
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}; is another relay running there?")]
     Bind {
@@ -96,10 +101,21 @@ pub async fn run_relay(
     listen: std::net::SocketAddr,
     data: &Path,
     durability: cairn::Durability,
+    insecure_no_auth: bool,
 ) -> Result<(), RelayError> {
-    let config = RelayConfig::new(hub_config_for(data));
+    let auth = if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(RelayStore::file_in(data)) };
+    let config = RelayConfig::new(hub_config_for(data), auth);
     let store = RelayStore::open(data, durability)?.with_metrics(config.metrics.clone());
-    let relay = Relay::start(store, config);
+    if !insecure_no_auth {
+        let tokens = Tokens::open(&RelayStore::file_in(data)).map_err(StartError::from)?;
+        if tokens.list().map_err(StartError::from)?.is_empty() {
+            tracing::warn!(
+                "no tokens yet, so nobody can connect: create one with `cairn relay token create --data {} --graph <name> --role write`",
+                data.display()
+            );
+        }
+    }
+    let relay = Relay::start(store, config)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(RelayError::Serve)?;

@@ -66,7 +66,8 @@ async fn offline_with_the_right_times_then_synced_again() {
     assert!(matches!(b.read_graph().unwrap().freshness, Freshness::Offline { .. }));
     // Step 2: the relay comes back on the same address; B reconnects and is synced again.
     let store = cairn_sync::RelayStore::open(&data, cairn::Durability::Normal).unwrap();
-    let relay = cairn_sync::Relay::start(store, cairn_sync::RelayConfig::new(cairn_sync::hub_config_for(&data)));
+    let config = cairn_sync::RelayConfig::new(cairn_sync::hub_config_for(&data), cairn_sync::Auth::InsecureNoAuth);
+    let relay = cairn_sync::Relay::start(store, config).unwrap();
     let listener = loop {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => break l,

@@ -74,7 +74,7 @@ impl Sim {
                     }
                 }
                 Effect::Close { .. } => self.partition(i),
-                Effect::Freshness(_) | Effect::RemoteHeads(..) => {}
+                Effect::Freshness(_) | Effect::RemoteHeads(..) | Effect::PeerReadOnly => {}
             }
         }
     }
@@ -214,7 +214,7 @@ impl Sim {
 fn run(steps: &[Step]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let store = RelayStore::open(&dir.path().join("relay"), Durability::Normal).unwrap();
-    let hub = Hub::new(HubConfig { peer_id: "relay".into(), storage_id: "relay-storage".into() });
+    let hub = Hub::new(HubConfig::new("relay", "relay-storage"));
     let nodes = (0..CLIENTS)
         .map(|i| {
             let options = OpenOptions::new(format!("agent{i}").parse().unwrap()).durability(Durability::Normal);

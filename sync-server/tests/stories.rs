@@ -72,7 +72,7 @@ async fn a_replica_offline_for_a_hundred_writes_catches_up() {
 
 fn relay_process(addr: &str, data: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
-        .args(["--listen", addr, "--data", data.to_str().unwrap()])
+        .args(["--listen", addr, "--data", data.to_str().unwrap(), "--insecure-no-auth"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -125,10 +125,11 @@ async fn two_replicas_sync_peer_to_peer() {
     let host = replica(dir.path(), "host");
     let guest = replica(dir.path(), "guest");
     // The host serves its own database: no relay anywhere.
-    let relay = cairn_sync::serve_replica(
-        host.clone(),
-        cairn_sync::RelayConfig::new(cairn_sync::HubConfig { peer_id: "host".into(), storage_id: host.storage_id() }),
+    let config = cairn_sync::RelayConfig::new(
+        cairn_sync::HubConfig::new("host", host.storage_id()),
+        cairn_sync::Auth::InsecureNoAuth,
     );
+    let relay = cairn_sync::serve_replica(host.clone(), config).unwrap();
     let (addr, _stop) = serve(relay).await;
     write(&host, vec![entity("Tea", &["from host"])]).await;
     let client = connect(&guest, addr);

@@ -54,9 +54,10 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
     };
     let dir = tempfile::tempdir()?;
     let relay_dir = dir.path().join("relay");
-    let config = RelayConfig::new(cairn_sync::hub_config_for(&relay_dir));
+    // A demo on loopback: the relay runs without tokens (`cairn relay` requires them).
+    let config = RelayConfig::new(cairn_sync::hub_config_for(&relay_dir), cairn_sync::Auth::InsecureNoAuth);
     let store = RelayStore::open(&relay_dir, Durability::Normal)?.with_metrics(config.metrics.clone());
-    let relay = Relay::start(store, config);
+    let relay = Relay::start(store, config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -18,22 +18,21 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
-    let opts = &cli.replica;
     match cli.command {
-        Command::Add(what) => edit::add(opts, what).await,
-        Command::Delete(what) => edit::delete(opts, what).await,
-        Command::SetType { name, entity_type } => edit::set_type(opts, name, entity_type).await,
-        Command::Search { query, limit } => read::search(opts, &query, limit).await,
-        Command::Show { names } => read::show(opts, &names).await,
-        Command::History { name } => read::history(opts, &name).await,
-        Command::Changes { since, limit } => read::changes(opts, &since, limit).await,
-        Command::Graph { format, all } => read::graph(opts, format, all).await,
-        Command::Status => status::status(opts).await,
-        Command::Sync { watch } => status::sync(opts, watch).await,
-        Command::Import { file, batch } => transfer::import(opts, &file, batch).await,
-        Command::Export { output } => transfer::export(opts, output.as_deref()).await,
-        Command::Mcp => crate::mcp::serve(cli.replica).await,
+        Command::Add { opts, what } => edit::add(&opts, what).await,
+        Command::Delete { opts, what } => edit::delete(&opts, what).await,
+        Command::SetType { opts, name, entity_type } => edit::set_type(&opts, name, entity_type).await,
+        Command::Search { opts, query, limit } => read::search(&opts, &query, limit).await,
+        Command::Show { opts, names } => read::show(&opts, &names).await,
+        Command::History { opts, name } => read::history(&opts, &name).await,
+        Command::Changes { opts, since, limit } => read::changes(&opts, &since, limit).await,
+        Command::Graph { opts, format, all } => read::graph(&opts, format, all).await,
+        Command::Status { opts } => status::status(&opts).await,
+        Command::Sync { opts, watch } => status::sync(&opts, watch).await,
+        Command::Import { opts, file, batch } => transfer::import(&opts, &file, batch).await,
+        Command::Export { opts, output } => transfer::export(&opts, output.as_deref()).await,
+        Command::Mcp { opts } => crate::mcp::serve(opts).await,
         Command::Relay(args) => relay::run(args).await,
-        Command::Demo => demo::run(opts.json).await,
+        Command::Demo { json } => demo::run(json).await,
     }
 }

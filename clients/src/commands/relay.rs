@@ -1,28 +1,141 @@
-//! `cairn relay`: run a relay.
+//! `cairn relay`: run a relay, and manage its tokens.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::Args;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use cairn_sync::tokens::{Graphs, Role, parse_duration};
+use cairn_sync::{RelayStore, Tokens};
+
+use crate::output;
 
 /// Options of `cairn relay`.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct RelayArgs {
+    #[command(subcommand)]
+    command: Option<RelayCommand>,
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Where the relay stores graphs [default: <data dir>/cairn/relay]
-    #[arg(long, value_name = "DIR")]
+    /// Where the relay stores graphs and tokens [default: <data dir>/cairn/relay]
+    #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Commit with synchronous=NORMAL instead of FULL (survives a crash, not a power loss)
     #[arg(long)]
     fast_commits: bool,
+    /// Let anyone who can reach the relay read and write every graph (local development only)
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum RelayCommand {
+    /// Manage access tokens (works on the data directory, also while the relay runs)
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once, on the last line (only its hash is kept)
+    Create {
+        /// A graph the token may use (repeatable; `*` for every graph)
+        #[arg(long = "graph", required = true, value_name = "NAME")]
+        graphs: Vec<String>,
+        /// read, or write (read and write)
+        #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Role>()))]
+        role: Role,
+        /// Expire after this long (30d, 12h, 90m, 3600s)
+        #[arg(long, value_name = "DURATION", value_parser = clap::builder::ValueParser::new(|s: &str| parse_duration(s)))]
+        expires: Option<i64>,
+        /// A note for humans (who it is for)
+        #[arg(long)]
+        label: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets)
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: new connections are refused and open ones closed
+    Revoke {
+        /// The token's id (from `list`)
+        id: String,
+    },
 }
 
 pub(crate) async fn run(args: RelayArgs) -> Result<()> {
-    let data = args.data.unwrap_or_else(|| crate::options::data_dir().join("relay"));
-    let durability = if args.fast_commits { cairn::Durability::Normal } else { cairn::Durability::Full };
-    cairn_sync::run_relay(args.listen, &data, durability).await?;
+    let data = args.data.clone().unwrap_or_else(|| crate::options::data_dir().join("relay"));
+    match args.command {
+        Some(RelayCommand::Token(t)) => tokens(&data, t),
+        None => {
+            let durability = if args.fast_commits { cairn::Durability::Normal } else { cairn::Durability::Full };
+            cairn_sync::run_relay(args.listen, &data, durability, args.insecure_no_auth).await?;
+            Ok(())
+        }
+    }
+}
+
+fn tokens(data: &std::path::Path, command: TokenCommand) -> Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let tokens = Tokens::open(&RelayStore::file_in(data))?;
+    let now = cairn::now_millis();
+    match command {
+        TokenCommand::Create { graphs, role, expires, label, json } => {
+            let expires_at = expires.map(|d| now + d);
+            let (id, token) = tokens.create(&graphs, role, expires_at, label.as_deref(), now)?;
+            if json {
+                output::json(
+                    &json!({ "id": id, "graphs": graphs, "role": role, "expires_at": expires_at, "token": token }),
+                );
+            } else {
+                let until = expires_at.map(|t| format!(", expires {}", output::time(t))).unwrap_or_default();
+                output::text(&format!("created token {id}: {role:?} on {}{until}", graphs.join(", ")));
+                output::text("it is shown only now; pass it as --token or CAIRN_TOKEN:");
+                output::text(&token);
+            }
+        }
+        TokenCommand::List { json } => {
+            let list = tokens.list()?;
+            if json {
+                output::json(&list);
+            } else if list.is_empty() {
+                output::text("(no tokens)");
+            } else {
+                for t in list {
+                    let graphs = match &t.graphs {
+                        Graphs::All(_) => "*".to_string(),
+                        Graphs::Only(g) => g.join(","),
+                    };
+                    let state = match (t.revoked_at, t.expires_at) {
+                        (Some(r), _) => format!("revoked {}", output::time(r)),
+                        (None, Some(e)) if e <= now => format!("expired {}", output::time(e)),
+                        (None, Some(e)) => format!("expires {}", output::time(e)),
+                        (None, None) => "no expiry".into(),
+                    };
+                    output::text(&format!(
+                        "{}  {:<5}  {:<24}  {}  {}",
+                        t.id,
+                        format!("{:?}", t.role).to_lowercase(),
+                        graphs,
+                        state,
+                        t.label.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            tokens.revoke(&id, now)?;
+            output::text(&format!("revoked {id}; open connections using it close within seconds"));
+        }
+    }
     Ok(())
 }

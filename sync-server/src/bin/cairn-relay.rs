@@ -1,6 +1,8 @@
 //! `cairn-relay`: the relay on its own (the `cairn relay` command runs the same code).
 //!
-//!     cairn-relay --listen 127.0.0.1:7878 --data ./relay-data
+//!     cairn-relay --listen 127.0.0.1:7878 --data ./relay-data [--insecure-no-auth]
+//!
+//! Tokens are managed with `cairn relay token ...` on the same data directory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,11 +21,13 @@ fn main() {
         .init();
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7878));
     let mut data = PathBuf::from("relay-data");
+    let mut insecure = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage()),
             "--data" => data = args.next().map(PathBuf::from).unwrap_or_else(|| usage()),
+            "--insecure-no-auth" => insecure = true,
             _ => usage(),
         }
     }
@@ -34,7 +38,7 @@ fn main() {
             std::process::exit(1)
         }
     };
-    if let Err(e) = runtime.block_on(cairn_sync::run_relay(listen, &data, cairn::Durability::Full)) {
+    if let Err(e) = runtime.block_on(cairn_sync::run_relay(listen, &data, cairn::Durability::Full, insecure)) {
         eprintln!("error: {e}");
         std::process::exit(1)
     }

@@ -17,7 +17,9 @@ pub fn replica(dir: &Path, name: &str) -> Arc<Replica> {
 /// A relay in this process on 127.0.0.1 with a random port; stops when the returned sender drops.
 pub async fn relay(dir: &Path) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let store = RelayStore::open(dir, Durability::Normal).unwrap();
-    let relay = Relay::start(store, RelayConfig::new(cairn_sync::hub_config_for(dir)));
+    let relay =
+        Relay::start(store, RelayConfig::new(cairn_sync::hub_config_for(dir), cairn_sync::Auth::InsecureNoAuth))
+            .unwrap();
     serve(relay).await
 }
 

@@ -1,0 +1,560 @@
+//! Access control and hardening, rule by rule, with real websocket clients on loopback: tokens
+//! (missing, wrong, expired, revoked, other graph, read-only), every limit, and malformed input
+//! of each kind — while other clients keep syncing correctly.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn::sync::wire::Message;
+use cairn::{DocId, Durability, GraphDocs, GraphName, Replica};
+use cairn_sync::tokens::Role;
+use cairn_sync::{Auth, ClientOptions, Relay, RelayConfig, RelayStore, SyncClient, Tokens};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A relay with tokens required, configured by `tune`.
+async fn secured(
+    dir: &Path,
+    tune: impl FnOnce(&mut RelayConfig),
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Tokens) {
+    let file = RelayStore::file_in(dir);
+    let mut config = RelayConfig::new(cairn_sync::hub_config_for(dir), Auth::Tokens(file.clone()));
+    config.token_check_interval = Duration::from_millis(100);
+    tune(&mut config);
+    let store = RelayStore::open(dir, Durability::Normal).unwrap().with_metrics(config.metrics.clone());
+    let relay = Relay::start(store, config).unwrap();
+    let (addr, stop) = serve(relay).await;
+    (addr, stop, Tokens::open(&file).unwrap())
+}
+
+fn token(tokens: &Tokens, graphs: &[&str], role: Role) -> String {
+    let graphs: Vec<String> = graphs.iter().map(|g| g.to_string()).collect();
+    tokens.create(&graphs, role, None, None, cairn::now_millis()).unwrap().1
+}
+
+fn client(replica: &Arc<Replica>, addr: SocketAddr, token: &str) -> SyncClient {
+    SyncClient::spawn(replica.clone(), options(addr).token(Some(token.to_owned())))
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw websocket connection with a token in the Authorization header.
+async fn raw(addr: SocketAddr, token: Option<&str>) -> Result<Ws, String> {
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    if let Some(t) = token {
+        request.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            Err(format!("{} {body}", response.status().as_u16()))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn join(peer: &str) -> WsMessage {
+    WsMessage::Binary(
+        Message::Join { sender: peer.into(), storage_id: None, ephemeral: true, versions: Some(vec!["1".into()]) }
+            .encode()
+            .into(),
+    )
+}
+
+/// Reads until a protocol message or a close; returns the message, or the close code and reason.
+async fn next(ws: &mut Ws) -> Result<Message, (CloseCode, String)> {
+    // One deadline for the whole wait: the relay's pings must not extend it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.expect("the relay answered in time") {
+            Some(Ok(WsMessage::Binary(b))) => return Ok(Message::decode(&b).unwrap()),
+            Some(Ok(WsMessage::Close(f))) => {
+                return Err(f.map(|f| (f.code, f.reason.to_string())).unwrap_or((CloseCode::Status, String::new())));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err((CloseCode::Abnormal, e.to_string())),
+            None => return Err((CloseCode::Abnormal, "ended".into())),
+        }
+    }
+}
+
+/// Reads until the connection closes; returns the close code and reason.
+async fn closed(ws: &mut Ws) -> (CloseCode, String) {
+    loop {
+        if let Err(close) = next(ws).await {
+            return close;
+        }
+    }
+}
+
+async fn handshake(ws: &mut Ws) -> String {
+    ws.send(join("raw-client")).await.unwrap();
+    match next(ws).await.unwrap() {
+        Message::Peer { sender, .. } => sender,
+        other => panic!("expected peer, got {other:?}"),
+    }
+}
+
+fn sync_msg(relay: &str, doc: DocId, data: Vec<u8>) -> WsMessage {
+    WsMessage::Binary(
+        Message::Sync { sender: "raw-client".into(), target: relay.into(), doc: doc.to_string(), data }.encode().into(),
+    )
+}
+
+/// An empty document's first sync message ("I have nothing").
+fn empty_sync() -> Vec<u8> {
+    use cairn::automerge::sync::SyncDoc;
+    cairn::automerge::Automerge::new()
+        .generate_sync_message(&mut cairn::automerge::sync::State::new())
+        .unwrap()
+        .encode()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_without_a_valid_token_are_refused_with_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |_| {}).await;
+    let good = token(&tokens, &["team"], Role::Write);
+    assert!(raw(addr, None).await.unwrap_err().starts_with("401 no token"));
+    assert!(raw(addr, Some("cairn_00000000_guess")).await.unwrap_err().starts_with("401 unknown token"));
+    assert!(raw(addr, Some(&format!("{good}x"))).await.unwrap_err().starts_with("401"));
+    assert!(raw(addr, Some("not-a-token")).await.unwrap_err().starts_with("401 malformed"));
+    let (_, expired) = tokens.create(&["team".into()], Role::Write, Some(cairn::now_millis() - 1), None, 0).unwrap();
+    assert!(raw(addr, Some(&expired)).await.unwrap_err().contains("expired"));
+    // The good token gets in, by header or by query parameter.
+    raw(addr, Some(&good)).await.unwrap();
+    let (_ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/?token={good}")).await.unwrap();
+    // And the refusals are counted.
+    let metrics = http_get(addr, "/metrics").await;
+    assert!(metrics.contains("cairn_relay_rejected_handshakes_total{reason=\"no_token\"} 1"), "{metrics}");
+    assert!(metrics.contains("cairn_relay_rejected_handshakes_total{reason=\"bad_token\"} 4"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_closes_its_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |_| {}).await;
+    let graphs = vec!["default".to_string()];
+    let (id, t) = tokens.create(&graphs, Role::Write, None, None, cairn::now_millis()).unwrap();
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut ws).await;
+    // Revoked from another handle on the data file, as `cairn relay token revoke` does.
+    Tokens::open(&RelayStore::file_in(dir.path())).unwrap().revoke(&id, cairn::now_millis()).unwrap();
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("revoked"), "{reason}");
+    assert!(raw(addr, Some(&t)).await.unwrap_err().contains("revoked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_sees_only_its_graphs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
+    let team = token(&tokens, &["team"], Role::Write);
+    // A replica of "team" syncs; a replica of graph "default" with the same token gets nothing.
+    let options = cairn::OpenOptions::new("writer".parse().unwrap()).graph("team".parse().unwrap());
+    let writer = Arc::new(Replica::open_with(dir.path().join("w.db"), options).unwrap());
+    let other = replica(dir.path(), "outsider");
+    write(&writer, vec![entity("Secret", &[])]).await;
+    let _c1 = client(&writer, addr, &team);
+    let _c2 = client(&other, addr, &team);
+    eventually("the team replica is synced", WAIT, || matches!(writer.freshness(), cairn::Freshness::Synced { .. }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!matches!(other.freshness(), cairn::Freshness::Synced { .. }), "nothing of another graph is served");
+    // At the protocol level: a document of another graph is answered as if it did not exist,
+    // even though it exists on this relay.
+    let other_graph = GraphDocs::of(&"default".parse::<GraphName>().unwrap());
+    let team_docs = GraphDocs::of(&"team".parse::<GraphName>().unwrap());
+    let admin = token(&tokens, &["*"], Role::Write);
+    let mut full = raw(addr, Some(&admin)).await.unwrap();
+    let relay_id = handshake(&mut full).await;
+    // (Make "default" exist on the relay through the all-graphs token.)
+    let seeded = replica(dir.path(), "seeder");
+    let seeder = client(&seeded, addr, &admin);
+    eventually("default exists on the relay", WAIT, || matches!(seeded.freshness(), cairn::Freshness::Synced { .. }))
+        .await;
+    seeder.stop().await;
+    let mut ws = raw(addr, Some(&team)).await.unwrap();
+    let relay_id2 = handshake(&mut ws).await;
+    assert_eq!(relay_id, relay_id2);
+    ws.send(sync_msg(&relay_id, other_graph.root, empty_sync())).await.unwrap();
+    assert!(
+        matches!(next(&mut ws).await.unwrap(), Message::DocUnavailable { doc, .. } if doc == other_graph.root.to_string())
+    );
+    ws.send(sync_msg(&relay_id, team_docs.root, empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut ws).await.unwrap(), Message::Sync { .. }), "its own graph is served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_tokens_changes_go_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
+    let writer_token = token(&tokens, &["default"], Role::Write);
+    let reader_token = token(&tokens, &["default"], Role::Read);
+    let writer = replica(dir.path(), "writer");
+    let reader = replica(dir.path(), "reader");
+    let witness = replica(dir.path(), "witness");
+    write(&writer, vec![entity("Shared", &["from the writer"])]).await;
+    write(&reader, vec![entity("Sneaky", &["from a reader"])]).await;
+    let _w = client(&writer, addr, &writer_token);
+    let r = client(&reader, addr, &reader_token);
+    let _x = client(&witness, addr, &writer_token);
+    // The reader receives the writer's changes...
+    eventually("the reader got Shared", WAIT, || {
+        reader.open_nodes(&["Shared".into()]).unwrap().data.entities.len() == 1
+    })
+    .await;
+    eventually("the reader knows it is read-only", WAIT, || r.is_read_only()).await;
+    assert!(r.wait_settled(WAIT).await, "a read-only client settles once it has pulled everything");
+    // ...but its own change is stored nowhere and forwarded to no one.
+    write(&writer, vec![observe("Shared", "later")]).await;
+    eventually("the witness got the later write", WAIT, || witness.status().unwrap().observations == 2).await;
+    assert!(witness.open_nodes(&["Sneaky".into()]).unwrap().data.entities.is_empty());
+    assert!(writer.open_nodes(&["Sneaky".into()]).unwrap().data.entities.is_empty());
+    assert!(r.pending().unwrap().changes > 0, "the reader's change stays pending, and says so");
+    let newcomer = replica(dir.path(), "newcomer");
+    let _n = client(&newcomer, addr, &writer_token);
+    eventually("the newcomer caught up", WAIT, || newcomer.status().unwrap().entities == 1).await;
+    assert!(newcomer.open_nodes(&["Sneaky".into()]).unwrap().data.entities.is_empty(), "nor stored on the relay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_token_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |c| c.max_connections_per_token = 2).await;
+    let t = token(&tokens, &["default"], Role::Write);
+    let a = raw(addr, Some(&t)).await.unwrap();
+    let _b = raw(addr, Some(&t)).await.unwrap();
+    assert!(raw(addr, Some(&t)).await.unwrap_err().starts_with("429"));
+    drop(a);
+    eventually_async("a slot frees when a connection ends", || async { raw(addr, Some(&t)).await.is_ok() }).await;
+}
+
+async fn eventually_async<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + WAIT;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two replicas syncing through the relay, to show others are unaffected by a misbehaving one.
+struct Bystanders {
+    a: Arc<Replica>,
+    b: Arc<Replica>,
+    _clients: [SyncClient; 2],
+    n: usize,
+}
+
+impl Bystanders {
+    async fn new(dir: &Path, addr: SocketAddr, token: &str) -> Bystanders {
+        let (a, b) = (replica(dir, "bystander-a"), replica(dir, "bystander-b"));
+        let clients = [client(&a, addr, token), client(&b, addr, token)];
+        Bystanders { a, b, _clients: clients, n: 0 }
+    }
+
+    /// A writes; B must receive it.
+    async fn still_syncing(&mut self) {
+        self.n += 1;
+        write(&self.a, vec![entity(&format!("ok-{}", self.n), &[])]).await;
+        let (b, n) = (self.b.clone(), self.n as u64);
+        eventually("bystanders keep syncing", WAIT, || b.status().unwrap().entities == n).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (addr, _stop, tokens) = secured(&data, |c| c.max_message_bytes = 64 * 1024).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let mut bystanders = Bystanders::new(dir.path(), addr, &t).await;
+    bystanders.still_syncing().await;
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[0];
+
+    // Each bad input: the connection is told why and closed; everyone else carries on.
+    let garbage: Vec<(&str, Vec<WsMessage>, CloseCode, &str)> = vec![
+        (
+            "invalid CBOR",
+            vec![WsMessage::Binary(b"\xff\x00garbage".to_vec().into())],
+            CloseCode::Protocol,
+            "malformed message",
+        ),
+        (
+            "unknown message type",
+            vec![WsMessage::Binary({
+                let mut e = minicbor::Encoder::new(Vec::new());
+                e.map(2)
+                    .unwrap()
+                    .str("type")
+                    .unwrap()
+                    .str("teleport")
+                    .unwrap()
+                    .str("senderId")
+                    .unwrap()
+                    .str("x")
+                    .unwrap();
+                e.into_writer().into()
+            })],
+            CloseCode::Protocol,
+            "unknown message type",
+        ),
+        ("a text frame", vec![WsMessage::Text("hello".into())], CloseCode::Unsupported, "text frames"),
+        ("an oversized message", vec![WsMessage::Binary(vec![0u8; 100 * 1024].into())], CloseCode::Size, ""),
+    ];
+    for (what, frames, code, reason) in garbage {
+        let mut ws = raw(addr, Some(&t)).await.unwrap();
+        for f in frames {
+            let _ = ws.send(f).await;
+        }
+        let (got_code, got_reason) = closed(&mut ws).await;
+        assert_eq!(got_code, code, "{what}: {got_reason}");
+        assert!(got_reason.contains(reason), "{what}: {got_reason}");
+        bystanders.still_syncing().await;
+    }
+
+    // After the handshake: sync data that is not Automerge, a message before join, an
+    // ephemeral message for a document never opened.
+    let changes_before = count_changes(&data);
+    let cases: Vec<(&str, bool, Box<dyn Fn(&str) -> WsMessage>, &str)> = vec![
+        (
+            "not Automerge sync data",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, b"definitely not automerge".to_vec())),
+            "invalid sync data",
+        ),
+        (
+            "a message before join",
+            false,
+            Box::new(move |relay: &str| sync_msg(relay, doc, empty_sync())),
+            "before join",
+        ),
+        (
+            "ephemeral for an unopened document",
+            true,
+            Box::new(move |relay: &str| {
+                WsMessage::Binary(
+                    Message::Ephemeral {
+                        sender: "raw".into(),
+                        target: relay.into(),
+                        doc: doc.to_string(),
+                        count: 1,
+                        session: "s".into(),
+                        data: vec![1],
+                    }
+                    .encode()
+                    .into(),
+                )
+            }),
+            "not opened",
+        ),
+        (
+            "changes that do not decode",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, corrupt_changes())),
+            "invalid",
+        ),
+    ];
+    for (what, join_first, frame, reason) in cases {
+        let mut ws = raw(addr, Some(&t)).await.unwrap();
+        let relay_id = if join_first { handshake(&mut ws).await } else { "relay".into() };
+        ws.send(frame(&relay_id)).await.unwrap();
+        let (code, got) = closed(&mut ws).await;
+        assert_eq!(code, CloseCode::Protocol, "{what}: {got}");
+        assert!(got.contains(reason), "{what}: {got}");
+        bystanders.still_syncing().await;
+    }
+    // Nothing partial was stored: only the bystanders' writes were logged meanwhile.
+    assert_eq!(count_changes(&data), changes_before + 4, "exactly the four bystander writes, one per case");
+}
+
+/// A first sync message for a document holding one change (so the relay creates it).
+fn sync_with_a_change() -> Vec<u8> {
+    changes_message(false)
+}
+
+/// A sync message carrying one change whose bytes were damaged.
+fn corrupt_changes() -> Vec<u8> {
+    changes_message(true)
+}
+
+fn changes_message(corrupt: bool) -> Vec<u8> {
+    use cairn::automerge::sync::SyncDoc;
+    use cairn::automerge::transaction::Transactable;
+    let mut doc = cairn::automerge::Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(cairn::automerge::ROOT, "k", "v").unwrap();
+    tx.commit();
+    let mut state = cairn::automerge::sync::State::new();
+    state.their_heads = Some(vec![]);
+    state.their_have = Some(vec![cairn::automerge::sync::Have::default()]);
+    state.their_need = Some(vec![]);
+    let mut msg = doc.generate_sync_message(&mut state).unwrap();
+    let mut chunks: Vec<Vec<u8>> = msg.changes.iter().map(<[u8]>::to_vec).collect();
+    assert!(!chunks.is_empty());
+    if corrupt {
+        let last = chunks[0].len() - 3;
+        chunks[0][last] ^= 0xff;
+    }
+    msg.changes = chunks.into();
+    msg.encode()
+}
+
+fn count_changes(data: &Path) -> i64 {
+    let db = rusqlite::Connection::open(RelayStore::file_in(data)).unwrap();
+    db.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rate_documents_idle_and_handshake_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |c| {
+        c.messages_per_second = 20.0;
+        c.message_burst = 40.0;
+        c.idle_timeout = Duration::from_millis(600);
+        c.handshake_timeout = Duration::from_millis(300);
+        c.hub.max_docs_per_connection = 3;
+    })
+    .await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let docs = GraphDocs::of(&"default".parse().unwrap());
+
+    // Rate: a burst past the bucket closes the connection.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    let harmless = Message::RemoteSubscriptionChange {
+        sender: "raw-client".into(),
+        target: relay_id.clone(),
+        add: vec![],
+        remove: vec![],
+    };
+    for _ in 0..200 {
+        if ws.send(WsMessage::Binary(harmless.encode().into())).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("rate"), "{reason}");
+
+    // Documents per connection.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    for doc in docs.shards.iter().take(4) {
+        ws.send(sync_msg(&relay_id, *doc, sync_with_a_change())).await.unwrap();
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol);
+    assert!(reason.contains("too many documents"), "{reason}");
+
+    // Handshake: no join in time.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("no join"), "{reason}");
+
+    // Idle: joined, then silent — not even reading, so not answering the relay's pings — while a
+    // control connection that reads (and so answers pings) stays open through the same wait.
+    let mut idle = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut idle).await;
+    let mut control = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut control).await;
+    let alive = tokio::time::timeout(Duration::from_millis(1_500), control.next()).await;
+    assert!(
+        alive.is_err() || matches!(alive, Ok(Some(Ok(WsMessage::Ping(_))))),
+        "the control connection stays open: {alive:?}"
+    );
+    let ended = tokio::time::timeout(Duration::from_millis(1_500), async {
+        loop {
+            control.next().await;
+        }
+    })
+    .await;
+    assert!(ended.is_err(), "the control connection is still open after 3 s");
+    let (code, reason) = closed(&mut idle).await;
+    assert!(
+        reason.contains("idle") || code == CloseCode::Abnormal,
+        "the silent connection was closed: {code:?} {reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_too_slow_for_its_queue_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |c| c.outgoing_queue = 1).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let docs = GraphDocs::of(&"default".parse().unwrap());
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    // Open every document in one burst without reading: the relay's replies overflow the
+    // one-frame queue, and the connection is closed rather than buffered.
+    for doc in docs.all().map(|(d, _)| d) {
+        ws.send(sync_msg(&relay_id, doc, sync_with_a_change())).await.unwrap();
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("too slow"), "{reason}");
+    let metrics = http_get(addr, "/metrics").await;
+    assert!(metrics.contains("cairn_relay_closed_total{reason=\"slow\"} 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_connections_with_going_away_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let t = token(&Tokens::open(&RelayStore::file_in(&data)).unwrap(), &["default"], Role::Write);
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+        .args(["--listen", &addr.to_string(), "--data", data.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the relay listens", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
+    let r = replica(dir.path(), "writer");
+    write(&r, vec![entity("Kept", &[])]).await;
+    let c = SyncClient::spawn(r.clone(), ClientOptions::new(format!("ws://{addr}")).token(Some(t.clone())));
+    assert!(c.wait_settled(WAIT).await);
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut ws).await;
+    let status = std::process::Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Away, "{reason}");
+    assert!(relay.wait().unwrap().success(), "the relay exits cleanly on SIGTERM");
+    c.stop().await;
+    // Everything acknowledged is there after a restart.
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+        .args(["--listen", &addr.to_string(), "--data", data.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the relay listens again", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
+    let fresh = replica(dir.path(), "fresh");
+    let c = SyncClient::spawn(fresh.clone(), ClientOptions::new(format!("ws://{addr}")).token(Some(t)));
+    eventually("the fresh replica got Kept", WAIT, || fresh.status().unwrap().entities == 1).await;
+    c.stop().await;
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
