@@ -327,7 +327,9 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
     // After the handshake: sync data that is not Automerge, a message before join, an
     // ephemeral message for a document never opened.
     let changes_before = count_changes(&data);
-    let cases: Vec<(&str, bool, Box<dyn Fn(&str) -> WsMessage>, &str)> = vec![
+    // (what, whether to join first, the frame to send given the relay's id, the expected reason)
+    type Case = (&'static str, bool, Box<dyn Fn(&str) -> WsMessage>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "not Automerge sync data",
             true,
