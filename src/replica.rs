@@ -720,7 +720,8 @@ impl Replica {
     }
 
     /// How many of this replica's changes to `doc` a peer holding `theirs` lacks (changes it
-    /// cannot know about are counted as lacking).
+    /// cannot know about are counted as lacking). The genesis change, identical on every replica
+    /// and the only one without dependencies, is never counted: it is not anyone's write.
     pub fn missing_from(&self, doc: DocId, theirs: &[ChangeHash]) -> Result<usize> {
         let mut guard = self.lock();
         let Inner { store, cache } = &mut *guard;
@@ -729,7 +730,7 @@ impl Replica {
             let Some(d) = cache.get(tx, doc, false)? else { return Ok(0) };
             let known: Vec<ChangeHash> =
                 theirs.iter().filter(|h| automerge::ReadDoc::get_change_by_hash(d, h).is_some()).copied().collect();
-            Ok(d.get_changes(&known).len())
+            Ok(d.get_changes(&known).iter().filter(|c| !c.deps().is_empty()).count())
         })
     }
 

@@ -224,7 +224,11 @@ enum GraphFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "warn".into());
+    // One-shot commands explain sync trouble in their own one-line warning; long-running ones
+    // (a host's log, a terminal watching) want the client's log of each refusal too.
+    let long_running = matches!(cli.command, Command::Mcp { .. } | Command::Sync { .. } | Command::Relay(_));
+    let default = if long_running { "warn" } else { "warn,cairn_sync::client=error" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| default.into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use cairn::{GraphName, OpenOptions, Replica};
-use cairn_sync::{ClientOptions, SyncClient};
+use cairn_sync::{ClientOptions, ConnectError, SyncClient};
 
 /// Where the replica lives, who writes, which graph, and where to sync.
 #[derive(Debug, Clone, Args)]
@@ -28,6 +28,9 @@ pub(crate) struct ReplicaOpts {
     /// The relay access token
     #[arg(long, env = "CAIRN_TOKEN", global = true, value_name = "TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// Extra certificate authorities (PEM) to trust for a wss:// relay with a private CA
+    #[arg(long, env = "CAIRN_CA_FILE", global = true, value_name = "PEM")]
+    pub(crate) ca_file: Option<PathBuf>,
     /// Print JSON instead of text
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -97,7 +100,9 @@ impl ReplicaOpts {
     }
 
     pub(crate) fn client_options(&self, url: &str) -> ClientOptions {
-        ClientOptions::new(url).token(self.token.clone())
+        let mut options = ClientOptions::new(url).token(self.token.clone());
+        options.ca_file = self.ca_file.clone();
+        options
     }
 }
 
@@ -110,6 +115,8 @@ pub(crate) struct Session {
     pub(crate) replica: Arc<Replica>,
     client: Option<SyncClient>,
     relay: Option<String>,
+    /// Whether the user was already told why syncing fails (say it once per command).
+    warned: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -117,23 +124,43 @@ impl Session {
     pub(crate) async fn open(opts: &ReplicaOpts) -> Result<Session> {
         let replica = opts.open()?;
         let client = opts.relay.as_deref().map(|url| SyncClient::spawn(replica.clone(), opts.client_options(url)));
-        let session = Session { replica, client, relay: opts.relay.clone() };
+        let session = Session { replica, client, relay: opts.relay.clone(), warned: Default::default() };
         session.settle().await;
         Ok(session)
     }
 
-    /// Waits until everything is pushed and pulled; warns on stderr if the relay cannot be reached.
+    /// Waits until everything is pushed and pulled; warns on stderr if the relay cannot be reached
+    /// or refuses the token (then it does not wait the full time: retrying will not help).
     pub(crate) async fn settle(&self) -> bool {
         let Some(client) = &self.client else { return true };
         let settled = client.wait_settled(SYNC_WAIT).await;
-        if !settled {
-            crate::output::warn(&format!(
-                "could not sync with {} within {}s; working locally, changes will sync later",
-                self.relay.as_deref().unwrap_or("the relay"),
-                SYNC_WAIT.as_secs()
-            ));
+        if !settled && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            crate::output::warn(&self.trouble(client));
         }
         settled
+    }
+
+    /// Why the session is not in step with the relay, in one line.
+    fn trouble(&self, client: &SyncClient) -> String {
+        let relay = self.relay.as_deref().unwrap_or("the relay");
+        match client.last_error() {
+            Some(e @ ConnectError::Unauthorized(_)) => {
+                format!("{relay}: {e}; check --token / CAIRN_TOKEN. Working locally, changes will sync later")
+            }
+            Some(e) => format!(
+                "could not sync with {relay} within {}s ({e}); working locally, changes will sync later",
+                SYNC_WAIT.as_secs()
+            ),
+            None => format!(
+                "could not sync with {relay} within {}s; working locally, changes will sync later",
+                SYNC_WAIT.as_secs()
+            ),
+        }
+    }
+
+    /// Why the session is not in step, if it has a relay and is not.
+    pub(crate) fn last_error(&self) -> Option<ConnectError> {
+        self.client.as_ref().and_then(|c| c.last_error())
     }
 
     /// What the relay lacks, if a relay is configured.

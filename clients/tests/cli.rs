@@ -307,7 +307,7 @@ fn two_agents_sync_through_a_relay_run_by_the_binary() {
     // Without the token: refused, and the command says so.
     let out = c.run("b.db", "bob", &["sync", "--relay", &url]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("could not sync"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refused the token (HTTP 401)"), "{}", stderr(&out));
     c.ok(
         "a.db",
         "alice",

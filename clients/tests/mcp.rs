@@ -100,6 +100,24 @@ async fn every_tool_answers_in_the_reference_shapes() {
     )
     .await;
     assert_eq!(body(&r), json!([]), "duplicates are skipped");
+    // Unlike the reference, duplicates within one call are created once (docs/mcp.md).
+    let bob = json!({"name": "Bob", "entityType": "person", "observations": []});
+    let r = call(&c, "create_entities", json!({"entities": [bob, bob]})).await;
+    assert_eq!(body(&r), json!([bob]));
+    // And a call that fails part-way writes nothing: Bob's observation is not added.
+    let r = call(
+        &c,
+        "add_observations",
+        json!({"observations": [
+            {"entityName": "Bob", "contents": ["plays chess"]},
+            {"entityName": "Nobody", "contents": ["x"]}
+        ]}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    let o = body(&call(&c, "open_nodes", json!({"names": ["Bob"]})).await);
+    assert_eq!(o["entities"], json!([bob]));
+    call(&c, "delete_entities", json!({"entityNames": ["Bob"]})).await;
 
     let r = call(
         &c,

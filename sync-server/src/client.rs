@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub tick: Duration,
     /// Largest message accepted from the relay.
     pub max_message_bytes: usize,
+    /// A PEM file of extra certificate authorities to trust for `wss://` (for a relay with a
+    /// private CA); the built-in web roots are always trusted.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClientOptions {
@@ -45,6 +48,7 @@ impl ClientOptions {
             max_backoff: Duration::from_secs(10),
             tick: Duration::from_millis(200),
             max_message_bytes: 64 << 20,
+            ca_file: None,
         }
     }
 
@@ -70,6 +74,21 @@ pub struct Traffic {
     pub connects: AtomicU64,
 }
 
+/// Why the client is not connected, as of its last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The relay refused the credentials (HTTP 401 or 403): no token, or a wrong, expired or
+    /// revoked one. Retrying will not help until the token changes.
+    #[error("the relay refused the token (HTTP {0}): it is missing, wrong, expired or revoked")]
+    Unauthorized(u16),
+    /// The relay is at its limit of connections for this token (HTTP 429).
+    #[error("the relay has too many connections with this token (HTTP 429)")]
+    TooManyConnections,
+    /// Anything else: unreachable, TLS failure, bad URL, connection lost.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// A running sync client. Dropping it stops the task too, but [`SyncClient::stop`] waits for a
 /// clean close.
 #[derive(Debug)]
@@ -81,6 +100,7 @@ pub struct SyncClient {
     remote: RemoteHeadsMap,
     replica: Arc<Replica>,
     read_only: Arc<std::sync::atomic::AtomicBool>,
+    last_error: Arc<std::sync::Mutex<Option<ConnectError>>>,
 }
 
 /// What the other side last announced it holds, per document.
@@ -94,9 +114,21 @@ impl SyncClient {
         let traffic = Arc::new(Traffic::default());
         let remote = RemoteHeadsMap::default();
         let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let shared = Shared { traffic: traffic.clone(), remote: remote.clone(), read_only: read_only.clone() };
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let shared = Shared {
+            traffic: traffic.clone(),
+            remote: remote.clone(),
+            read_only: read_only.clone(),
+            last_error: last_error.clone(),
+        };
         let task = tokio::spawn(run(replica.clone(), options, stop_rx, connected_tx, shared));
-        SyncClient { stop, task: Some(task), connected, traffic, remote, replica, read_only }
+        SyncClient { stop, task: Some(task), connected, traffic, remote, replica, read_only, last_error }
+    }
+
+    /// Why the last connection attempt failed or the last connection ended; `None` while
+    /// connected and before the first attempt ends.
+    pub fn last_error(&self) -> Option<ConnectError> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether the other side accepts no changes from this replica (a read-only token).
@@ -136,14 +168,17 @@ impl SyncClient {
     }
 
     /// Waits (up to `timeout`) until this replica and the other side hold the same heads for
-    /// every document: everything pushed and pulled. Returns whether that happened.
+    /// every document: everything pushed and pulled. Returns whether that happened; gives up
+    /// early when the relay refuses the token ([`SyncClient::last_error`] says so).
     pub async fn wait_settled(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.pending().is_ok_and(|p| p.settled) {
                 return true;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline
+                || matches!(self.last_error(), Some(ConnectError::Unauthorized(_)))
+            {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,6 +233,7 @@ struct Shared {
     traffic: Arc<Traffic>,
     remote: RemoteHeadsMap,
     read_only: Arc<std::sync::atomic::AtomicBool>,
+    last_error: Arc<std::sync::Mutex<Option<ConnectError>>>,
 }
 
 /// A sync client on a thread of its own, for programs without a tokio runtime.
@@ -226,7 +262,13 @@ impl SyncThread {
 /// Why a connection ended.
 enum End {
     Stopped,
-    Lost(String),
+    Lost(ConnectError),
+}
+
+impl From<String> for End {
+    fn from(why: String) -> Self {
+        End::Lost(ConnectError::Failed(why))
+    }
 }
 
 /// A little randomness for jitter, without a dependency: std's per-process random hash keys.
@@ -246,7 +288,7 @@ async fn run(
     connected: watch::Sender<bool>,
     shared: Shared,
 ) {
-    let Shared { traffic, remote, read_only } = shared;
+    let Shared { traffic, remote, read_only, last_error } = shared;
     let link = replica.link();
     link.attach(now_millis());
     let notify = Arc::new(Notify::new());
@@ -264,6 +306,7 @@ async fn run(
         let end = match connect(&options).await {
             Ok(ws) => {
                 backoff = options.min_backoff;
+                *last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 link.set_online();
                 let _ = connected.send(true);
                 traffic.connects.fetch_add(1, Ordering::Relaxed);
@@ -280,7 +323,15 @@ async fn run(
         link.set_offline(now_millis());
         match end {
             End::Stopped => break,
-            End::Lost(why) => tracing::info!(url = %options.url, %why, retry_in = ?backoff, "sync connection lost"),
+            End::Lost(why) => {
+                match &why {
+                    ConnectError::Failed(_) => {
+                        tracing::info!(url = %options.url, %why, retry_in = ?backoff, "sync connection lost")
+                    }
+                    refused => tracing::warn!(url = %options.url, why = %refused, retry_in = ?backoff, "relay refused"),
+                }
+                *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            }
         }
         let delay = jitter(backoff);
         backoff = (backoff * 2).min(options.max_backoff);
@@ -295,23 +346,39 @@ async fn run(
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(options: &ClientOptions) -> Result<Ws, String> {
-    let mut request =
-        options.url.as_str().into_client_request().map_err(|e| format!("bad relay URL {}: {e}", options.url))?;
+async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
+    let failed = ConnectError::Failed;
+    let mut request = options
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| failed(format!("bad relay URL {}: {e}", options.url)))?;
     if let Some(token) = &options.token {
         let value = format!("Bearer {token}")
             .parse()
-            .map_err(|_| "the token has characters a header cannot carry".to_string())?;
+            .map_err(|_| failed("the token has characters a header cannot carry".into()))?;
         request.headers_mut().insert("authorization", value);
     }
     let config = WebSocketConfig::default()
         .max_message_size(Some(options.max_message_bytes))
         .max_frame_size(Some(options.max_message_bytes));
-    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    // wss:// with our TLS configuration: the built-in web roots plus any extra CA.
+    let connector = if options.url.starts_with("wss:") {
+        let tls = crate::tls::client_config(options.ca_file.as_deref()).map_err(|e| failed(e.to_string()))?;
+        Some(tokio_tungstenite::Connector::Rustls(tls))
+    } else {
+        None
+    };
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("connecting timed out".into()),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(match response.status().as_u16() {
+            code @ (401 | 403) => ConnectError::Unauthorized(code),
+            429 => ConnectError::TooManyConnections,
+            code => failed(format!("the relay answered HTTP {code} to the websocket upgrade")),
+        }),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Err(_) => Err(failed("connecting timed out".into())),
     }
 }
 
@@ -368,7 +435,7 @@ async fn session(
             session = s;
             let effects = match result {
                 Ok(e) => e,
-                Err(e) => return End::Lost(e),
+                Err(e) => return End::from(e),
             };
             for effect in effects {
                 match effect {
@@ -377,14 +444,14 @@ async fn session(
                         traffic.frames_out.fetch_add(1, Ordering::Relaxed);
                         traffic.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         if let Err(e) = ws.send(WsMessage::Binary(bytes.into())).await {
-                            return End::Lost(e.to_string());
+                            return End::from(e.to_string());
                         }
                     }
                     Effect::Close { reason } => {
                         let _ = ws
                             .close(Some(CloseFrame { code: CloseCode::Protocol, reason: reason.clone().into() }))
                             .await;
-                        return End::Lost(reason);
+                        return End::from(reason);
                     }
                     Effect::Freshness(Caught::Behind) => replica.link().set_behind(now_millis()),
                     Effect::Freshness(Caught::Synced) => replica.link().set_synced(now_millis()),
@@ -411,14 +478,14 @@ async fn session(
                         Ok(m) => input = Some(Input::Received(m)),
                         Err(e) => {
                             let _ = ws.close(Some(CloseFrame { code: CloseCode::Protocol, reason: "malformed message".into() })).await;
-                            return End::Lost(format!("malformed message from the relay: {e}"));
+                            return End::from(format!("malformed message from the relay: {e}"));
                         }
                     }
                 }
-                Some(Ok(WsMessage::Close(frame))) => return End::Lost(frame.map(|f| f.reason.to_string()).unwrap_or_else(|| "closed".into())),
+                Some(Ok(WsMessage::Close(frame))) => return End::from(frame.map(|f| f.reason.to_string()).unwrap_or_else(|| "closed".into())),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return End::Lost(e.to_string()),
-                None => return End::Lost("connection closed".into()),
+                Some(Err(e)) => return End::from(e.to_string()),
+                None => return End::from("connection closed".to_string()),
             },
             _ = notify.notified() => {
                 let docs: Vec<DocId> = std::mem::take(&mut *changed.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();

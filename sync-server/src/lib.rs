@@ -34,12 +34,13 @@ pub mod hub;
 mod metrics;
 mod server;
 mod storage;
+pub mod tls;
 pub mod tokens;
 
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{ClientOptions, Pending, SyncClient, SyncThread, Traffic};
+pub use client::{ClientOptions, ConnectError, Pending, SyncClient, SyncThread, Traffic};
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
 pub use server::{Auth, Relay, RelayConfig, StartError};
@@ -93,16 +94,27 @@ pub enum RelayError {
     /// The server failed.
     #[error("relay server failed: {0}")]
     Serve(std::io::Error),
+    /// The TLS certificate or key would not load.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// How `run_relay` runs.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Commit durability.
+    pub durability: cairn::Durability,
+    /// Let anyone read and write everything (local development only).
+    pub insecure_no_auth: bool,
+    /// Serve `wss://` with this PEM certificate chain and PEM private key.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Runs a relay on `listen`, storing in `data`, until SIGTERM or Ctrl-C; then stops accepting,
 /// closes connections with "going away" and returns. Everything acknowledged is already on disk.
-pub async fn run_relay(
-    listen: std::net::SocketAddr,
-    data: &Path,
-    durability: cairn::Durability,
-    insecure_no_auth: bool,
-) -> Result<(), RelayError> {
+pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: RelayOptions) -> Result<(), RelayError> {
+    let RelayOptions { durability, insecure_no_auth, tls } = options;
+    let tls = tls.map(|(cert, key)| tls::server_config(&cert, &key)).transpose()?;
     let auth = if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(RelayStore::file_in(data)) };
     let config = RelayConfig::new(hub_config_for(data), auth);
     let store = RelayStore::open(data, durability)?.with_metrics(config.metrics.clone());
@@ -119,8 +131,13 @@ pub async fn run_relay(
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(RelayError::Serve)?;
-    tracing::info!(%local, data = %data.display(), "relay listening (ws://{local}, health at http://{local}/healthz)");
-    relay.serve(listener, shutdown_signal()).await.map_err(RelayError::Serve)
+    let (ws, http) = if tls.is_some() { ("wss", "https") } else { ("ws", "http") };
+    tracing::info!(%local, data = %data.display(), "relay listening ({ws}://{local}, health at {http}://{local}/healthz)");
+    match tls {
+        Some(tls) => relay.serve_tls(listener, tls, shutdown_signal()).await,
+        None => relay.serve(listener, shutdown_signal()).await,
+    }
+    .map_err(RelayError::Serve)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -204,11 +204,6 @@ impl Relay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
-        let stop = self.shutdown_tx.clone();
-        let router = self.router();
-        if self.tokens.is_some() {
-            tokio::spawn(self.clone().watch_tokens());
-        }
         // Sync messages are small and latency-bound: without TCP_NODELAY, Nagle's algorithm
         // and delayed acknowledgements add ~40 ms to a round trip.
         let listener = listener.tap_io(|tcp| {
@@ -216,6 +211,30 @@ impl Relay {
                 tracing::warn!(error = %e, "could not set TCP_NODELAY");
             }
         });
+        self.serve_on(listener, shutdown).await
+    }
+
+    /// [`Relay::serve`] over TLS (`wss://`).
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = crate::tls::TlsListener::new(listener, tls)?;
+        self.serve_on(listener, shutdown).await
+    }
+
+    async fn serve_on<L>(self, listener: L, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        let stop = self.shutdown_tx.clone();
+        let router = self.router();
+        if self.tokens.is_some() {
+            tokio::spawn(self.clone().watch_tokens());
+        }
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;

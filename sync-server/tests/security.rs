@@ -154,6 +154,20 @@ async fn a_revoked_token_closes_its_open_connections() {
     assert_eq!(code, CloseCode::Policy);
     assert!(reason.contains("revoked"), "{reason}");
     assert!(raw(addr, Some(&t)).await.unwrap_err().contains("revoked"));
+    // A sync client with the revoked token says why it is not connected, and stops waiting for
+    // a sync that cannot happen well before its timeout.
+    let replica = Arc::new(Replica::open(dir.path().join("r.db"), "agent").unwrap());
+    let c = client(&replica, addr, &t);
+    let started = Instant::now();
+    assert!(!c.wait_settled(WAIT).await);
+    assert!(started.elapsed() < WAIT, "gave up early on a refused token");
+    assert_eq!(c.last_error(), Some(cairn_sync::ConnectError::Unauthorized(401)));
+    assert!(!c.is_connected());
+    assert_eq!(c.pending().unwrap().changes, 0, "genesis is nobody's write: nothing is pending");
+    replica
+        .write(&[cairn::Op::CreateEntity { name: "E".into(), entity_type: "t".into(), observations: vec![] }])
+        .unwrap();
+    assert_eq!(c.pending().unwrap().changes, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,4 +573,43 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_native_tls() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let config = RelayConfig::new(cairn_sync::hub_config_for(&data), Auth::Tokens(RelayStore::file_in(&data)));
+    let store = RelayStore::open(&data, Durability::Normal).unwrap();
+    let relay = Relay::start(store, config).unwrap();
+    let tls = cairn_sync::tls::server_config(&fixtures.join("relay.pem"), &fixtures.join("relay.key")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(relay.serve_tls(listener, tls, std::future::pending()));
+    let t = token(&Tokens::open(&RelayStore::file_in(&data)).unwrap(), &["default"], Role::Write);
+    let url = format!("wss://localhost:{}", addr.port());
+    let (a, b) = (replica(dir.path(), "a"), replica(dir.path(), "b"));
+    write(&a, vec![entity("Over TLS", &[])]).await;
+    let with_ca = |r: &Arc<Replica>| {
+        let mut o = options(addr).token(Some(t.clone()));
+        o.url = url.clone();
+        o.ca_file = Some(fixtures.join("ca.pem"));
+        SyncClient::spawn(r.clone(), o)
+    };
+    let (ca, cb) = (with_ca(&a), with_ca(&b));
+    converge(&[a.clone(), b.clone()], WAIT).await;
+    assert_eq!(b.status().unwrap().entities, 1);
+    // Without trusting the test CA, the certificate is refused: no connection.
+    let stranger = replica(dir.path(), "stranger");
+    let mut o = options(addr).token(Some(t.clone()));
+    o.url = url.clone();
+    let mut cs = SyncClient::spawn(stranger.clone(), o);
+    assert!(!cs.wait_connected(Duration::from_millis(800)).await);
+    assert!(matches!(stranger.freshness(), cairn::Freshness::Offline { .. }));
+    // And plain ws:// to a TLS port does not get in either.
+    assert!(raw(addr, Some(&t)).await.is_err());
+    for c in [ca, cb, cs] {
+        c.stop().await;
+    }
 }

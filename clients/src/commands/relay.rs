@@ -30,6 +30,12 @@ pub(crate) struct RelayArgs {
     /// Let anyone who can reach the relay read and write every graph (local development only)
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Serve wss:// with this PEM certificate chain (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -78,7 +84,9 @@ pub(crate) async fn run(args: RelayArgs) -> Result<()> {
         Some(RelayCommand::Token(t)) => tokens(&data, t),
         None => {
             let durability = if args.fast_commits { cairn::Durability::Normal } else { cairn::Durability::Full };
-            cairn_sync::run_relay(args.listen, &data, durability, args.insecure_no_auth).await?;
+            let tls = args.tls_cert.zip(args.tls_key);
+            let options = cairn_sync::RelayOptions { durability, insecure_no_auth: args.insecure_no_auth, tls };
+            cairn_sync::run_relay(args.listen, &data, options).await?;
             Ok(())
         }
     }

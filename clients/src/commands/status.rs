@@ -11,6 +11,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
     let replica = session.replica.clone();
     let status = tokio::task::spawn_blocking(move || replica.status()).await??;
     let pending = session.pending();
+    let relay_error = session.last_error().map(|e| e.to_string());
     let path = opts.db_path();
     if opts.json {
         output::json(&json!({
@@ -20,6 +21,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
             "relay": opts.relay,
             "status": status,
             "pending": pending,
+            "relay_error": relay_error,
         }));
     } else {
         output::text(&format!(
@@ -37,7 +39,11 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
             (None, _) => output::text("relay      none (local only; set --relay or CAIRN_RELAY to sync)"),
             (Some(url), Some(p)) => output::text(&format!(
                 "relay      {url}: {}; {} change(s) not yet on the relay",
-                if p.settled { "in step" } else { "not in step" },
+                match (&relay_error, p.settled) {
+                    (_, true) => "in step".to_owned(),
+                    (Some(why), false) => format!("not in step ({why})"),
+                    (None, false) => "not in step".to_owned(),
+                },
                 p.changes
             )),
             (Some(url), None) => output::text(&format!("relay      {url}")),
@@ -68,9 +74,13 @@ pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
         }
         cairn_sync::shutdown_signal().await;
     }
+    let why = session.last_error();
     session.close().await;
     if !settled && !watch {
-        bail!("could not sync with {url}; is the relay running and the token right?");
+        match why {
+            Some(e) => bail!("could not sync with {url}: {e}"),
+            None => bail!("could not sync with {url}; is the relay running and the token right?"),
+        }
     }
     Ok(())
 }

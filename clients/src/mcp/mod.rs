@@ -37,7 +37,7 @@ conflicting changes, if someone changed those entities since.";
 /// What a `cairn mcp` session opens on its first tool call (when the client's name is known).
 struct Live {
     replica: Arc<Replica>,
-    _sync: Option<SyncClient>,
+    sync: Option<SyncClient>,
 }
 
 /// The MCP server.
@@ -268,7 +268,7 @@ impl MemoryServer {
                     .relay
                     .as_deref()
                     .map(|url| SyncClient::spawn(replica.clone(), self.opts.client_options(url)));
-                Ok(Live { replica, _sync: sync })
+                Ok(Live { replica, sync })
             })
             .await
     }
@@ -412,7 +412,8 @@ impl MemoryServer {
             }
             "memory_status" => {
                 let status = Self::blocking(replica, |r| r.status()).await?;
-                let pending = live._sync.as_ref().and_then(|s| s.pending().ok());
+                let pending = live.sync.as_ref().and_then(|s| s.pending().ok());
+                let relay_error = live.sync.as_ref().and_then(|s| s.last_error()).map(|e| e.to_string());
                 let value = json!({
                     "version": status.version,
                     "freshness": status.freshness,
@@ -423,6 +424,7 @@ impl MemoryServer {
                     "relations": status.relations,
                     "relay": self.opts.relay,
                     "pending": pending,
+                    "relay_error": relay_error,
                 });
                 Ok(success(&value, None, notice(&status.freshness, &status.unseen)))
             }

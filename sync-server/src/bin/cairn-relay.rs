@@ -38,7 +38,11 @@ fn main() {
             std::process::exit(1)
         }
     };
-    if let Err(e) = runtime.block_on(cairn_sync::run_relay(listen, &data, cairn::Durability::Full, insecure)) {
+    if let Err(e) = runtime.block_on(cairn_sync::run_relay(
+        listen,
+        &data,
+        cairn_sync::RelayOptions { durability: cairn::Durability::Full, insecure_no_auth: insecure, tls: None },
+    )) {
         eprintln!("error: {e}");
         std::process::exit(1)
     }
