@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench core                 # everything (1k, 10k, 100k entities)
 //!     cargo bench --bench core -- --quick      # 1k and 10k only
+//!     cargo bench --bench core -- fill g.db 100000   # only build the seeded graph (to profile)
 //!
 //! Figures: durable single-write latency (new entity; observation on a random existing entity)
 //! at three graph sizes, batch import throughput, cold open time and resident memory, search
@@ -159,10 +160,63 @@ fn cold_open(path: &str, n: u64) {
     );
 }
 
+/// Search latencies, as a table row. Queries are drawn like the data: an entity's name, one word,
+/// two words (words are skewed as in the observations, so common words are queried often); and
+/// the worst case, a word in every entity's observations.
+fn search_latencies(replica: &Replica, n: u64) -> String {
+    let mut qrng = Rng(7);
+    let (name_p50, name_p99) =
+        latencies(|_| drop(replica.search_limit(&format!("entity-{}", qrng.below(n)), 20).unwrap()), 300);
+    let (word_p50, word_p99) = latencies(|_| drop(replica.search_limit(&skewed_word(&mut qrng), 20).unwrap()), 300);
+    let (two_p50, two_p99) = latencies(
+        |_| {
+            let q = format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng));
+            replica.search_limit(&q, 20).unwrap();
+        },
+        300,
+    );
+    // An infix that starts no word: the substring fallback.
+    let (infix_p50, infix_p99) = latencies(
+        |_| {
+            let w = skewed_word(&mut qrng);
+            let inner: String = w.chars().skip(1).take(4).collect();
+            replica.search_limit(&inner, 20).unwrap();
+        },
+        100,
+    );
+    let (common_p50, _) = latencies(|_| drop(replica.search_limit("note", 20).unwrap()), 20);
+    format!(
+        "search: a name p50 {} p99 {} | one word p50 {} p99 {} | two words p50 {} p99 {} | infix p50 {} p99 {} | a word in every entity p50 {}",
+        ms(name_p50),
+        ms(name_p99),
+        ms(word_p50),
+        ms(word_p99),
+        ms(two_p50),
+        ms(two_p99),
+        ms(infix_p50),
+        ms(infix_p99),
+        ms(common_p50)
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("cold-open") {
         return cold_open(&args[2], args[3].parse().unwrap());
+    }
+    // `fill PATH N`: just build the seeded graph, to profile queries against it.
+    if args.get(1).map(String::as_str) == Some("fill") {
+        let n = args[3].parse().unwrap();
+        let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
+        println!("{:.0} facts/s", fill(&replica, n, &mut Rng(n)));
+        return;
+    }
+    // `search PATH N`: only the search figures, on a graph `fill` built.
+    if args.get(1).map(String::as_str) == Some("search") {
+        let n = args[3].parse().unwrap();
+        let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
+        println!("{n:>7} entities | {}", search_latencies(&replica, n));
+        return;
     }
     let quick = args.iter().any(|a| a == "--quick");
     let sizes: &[u64] = if quick { &[1_000, 10_000] } else { &[1_000, 10_000, 100_000] };
@@ -198,21 +252,7 @@ fn main() {
             },
             1_000,
         );
-        // Queries drawn like the data: an entity's name, one word, two words (words are skewed
-        // as in the observations, so common words are queried often); and the worst case, a word
-        // in every entity's observations.
-        let mut qrng = Rng(7);
-        let (name_p50, name_p99) =
-            latencies(|_| drop(replica.search_limit(&format!("entity-{}", qrng.below(n)), 20).unwrap()), 300);
-        let (word_p50, word_p99) = latencies(|_| drop(replica.search_limit(&skewed_word(&mut qrng), 20).unwrap()), 300);
-        let (two_p50, two_p99) = latencies(
-            |_| {
-                let q = format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng));
-                replica.search_limit(&q, 20).unwrap();
-            },
-            300,
-        );
-        let (common_p50, _) = latencies(|_| drop(replica.search_limit("note", 20).unwrap()), 20);
+        let search = search_latencies(&replica, n);
         println!(
             "{n:>7} entities | batch import {:>7.0} facts/s | new entity p50 {} p99 {} | observation on existing p50 {} p99 {}",
             throughput,
@@ -221,16 +261,7 @@ fn main() {
             ms(obs_p50),
             ms(obs_p99),
         );
-        println!(
-            "{n:>7} entities | search: a name p50 {} p99 {} | one word p50 {} p99 {} | two words p50 {} p99 {} | a word in every entity p50 {}",
-            ms(name_p50),
-            ms(name_p99),
-            ms(word_p50),
-            ms(word_p99),
-            ms(two_p50),
-            ms(two_p99),
-            ms(common_p50)
-        );
+        println!("{n:>7} entities | {search}");
         if n == *sizes.last().unwrap() {
             drop(replica);
             let out = Command::new(std::env::current_exe().unwrap())

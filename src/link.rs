@@ -123,9 +123,13 @@ impl Link {
         s.attached = s.attached.saturating_sub(1);
     }
 
-    /// The connection came up.
+    /// The connection came up. Until its first exchange finishes, the replica is not known to
+    /// hold what the relay received while it was away: it reads as behind since it went offline.
     pub fn set_online(&self) {
-        self.lock().online = true;
+        let mut s = self.lock();
+        s.online = true;
+        let since = s.offline_since;
+        s.behind_since.get_or_insert(since);
     }
 
     /// The connection went down (or an attempt failed).

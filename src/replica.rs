@@ -387,8 +387,10 @@ impl Replica {
     }
 
     /// Entities whose name, type or observations contain every whitespace-separated term of
-    /// `query` (case-insensitive substrings, BM25-ranked, at most [`DEFAULT_SEARCH_LIMIT`]), and
-    /// the relations touching them. Any text is a valid query.
+    /// `query` (case-insensitive, BM25-ranked, at most [`DEFAULT_SEARCH_LIMIT`]), and the
+    /// relations touching them. Terms match at the start of a word (`tea`: "green tea",
+    /// "Teapot"); only if no entity matches that way, anywhere (`lic`: "Alice"). Any text is a
+    /// valid query.
     pub fn search(&self, query: &str) -> Result<Read<Graph>> {
         self.search_limit(query, DEFAULT_SEARCH_LIMIT)
     }

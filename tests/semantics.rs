@@ -441,6 +441,60 @@ fn compaction_keeps_data_history_and_sync() {
 }
 
 #[test]
+fn word_starts_come_first_and_substrings_are_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), "a.db", "alice");
+    a.write(&[
+        entity("Teapot", "thing", &[]),
+        entity("Instead", "word", &["contains tea in the middle"]),
+        entity("Steam", "thing", &["from the kettle"]),
+        entity("entity-1234", "id", &[]),
+        entity("entity-12345", "id", &[]),
+    ])
+    .unwrap();
+    let found = |q: &str| {
+        let mut n: Vec<String> = names(&a.search(q).unwrap().data).into_iter().map(String::from).collect();
+        n.sort();
+        n
+    };
+    // "tea" starts a word in Teapot and in Instead's observation; Steam only holds it inside.
+    assert_eq!(found("TEA"), ["Instead", "Teapot"]);
+    // Nothing starts with "tea" and "kettle" both at once? Steam does ("kettle"), but "tea" is
+    // only inside it: no entity matches both at a word start, so substrings answer.
+    assert_eq!(found("tea kettle"), ["Steam"]);
+    // Nothing starts with "eam": substrings answer.
+    assert_eq!(found("eam"), ["Steam"]);
+    // Names with `-` stay one word; a prefix finds the longer one too.
+    assert_eq!(found("entity-1234"), ["entity-1234", "entity-12345"]);
+    assert_eq!(found("entity-12345"), ["entity-12345"]);
+    // Terms the word index cannot hold as one word go to the substring stage.
+    assert_eq!(found(r"kettle\"), Vec::<String>::new());
+    assert_eq!(found("pot,"), Vec::<String>::new());
+    assert_eq!(found("y-123"), ["entity-1234", "entity-12345"]);
+}
+
+#[test]
+fn a_database_from_before_the_word_index_gains_it_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let a = open(dir.path(), "old.db", "alice");
+        a.write(&[entity("Teapot", "thing", &[]), entity("Steam", "thing", &[])]).unwrap();
+    }
+    // Make it what migration 1 left: no word index.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch("DROP TABLE words; PRAGMA user_version = 1;").unwrap();
+    drop(db);
+    let a = open(dir.path(), "old.db", "alice");
+    // The word index was built from the existing rows: "tea" starts a word only in Teapot (an
+    // empty word index would have fallen back to substrings and found Steam too).
+    assert_eq!(names(&a.search("tea").unwrap().data), ["Teapot"]);
+    let version: i64 =
+        rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+}
+
+#[test]
 fn common_terms_filter_while_rare_terms_rank() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), "a.db", "alice");

@@ -1,6 +1,6 @@
 //! `cairn mcp` against the reference memory server (`@modelcontextprotocol/server-memory`, from
 //! npm), side by side in one run, both driven over stdio by the same MCP client. Needs
-//! `npm ci --prefix clients/js`. Prints a table; record it in BENCHMARKS.md.
+//! `npm install --prefix clients/js`. Prints a table; record it in BENCHMARKS.md.
 //!
 //!     cargo bench -p cairn-cli --bench mcp
 
@@ -40,7 +40,7 @@ impl Server {
 fn reference_js() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("js/node_modules/@modelcontextprotocol/server-memory/dist/index.js");
-    assert!(p.is_file(), "run `npm ci --prefix clients/js` first");
+    assert!(p.is_file(), "run `npm install --prefix clients/js` first");
     p
 }
 

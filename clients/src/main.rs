@@ -58,10 +58,13 @@ enum Command {
         entity_type: String,
     },
     /// Find entities whose name, type or observations contain every word of the query
+    ///
+    /// Case-insensitive. Words match at the start of a word ("tea" finds "green tea" and
+    /// "Teapot"); only when no entity matches that way, anywhere inside ("lic" finds "Alice").
     Search {
         #[command(flatten)]
         opts: ReplicaOpts,
-        /// Words to look for (case-insensitive substrings)
+        /// Words to look for
         query: String,
         /// At most this many entities
         #[arg(long, default_value_t = cairn::DEFAULT_SEARCH_LIMIT)]

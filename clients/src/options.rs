@@ -142,9 +142,9 @@ impl Session {
 
     /// Why the session is not in step with the relay, in one line.
     fn trouble(&self, client: &SyncClient) -> String {
-        let relay = self.relay.as_deref().unwrap_or("the relay");
+        let relay = cairn_sync::redacted_url(self.relay.as_deref().unwrap_or("the relay"));
         match client.last_error() {
-            Some(e @ ConnectError::Unauthorized(_)) => {
+            Some(e @ ConnectError::Unauthorized { .. }) => {
                 format!("{relay}: {e}; check --token / CAIRN_TOKEN. Working locally, changes will sync later")
             }
             Some(e) => format!(

@@ -36,7 +36,7 @@ pub enum Durability {
 }
 
 /// The schema migrations, in order; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// An open storage file.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! [`ClientSession`] (a replica's side of one connection). The relay's side is in the
 //! `cairn-sync` crate (`sync-server/`), and so are the sockets, timers and tasks.
 
+mod chunks;
 mod session;
 pub mod wire;
 
@@ -11,6 +12,7 @@ use automerge::sync;
 use crate::error::Result;
 use crate::ids::DocId;
 
+pub use chunks::ChunkError;
 pub use session::{Caught, ClientSession, Effect, Input, SessionConfig};
 
 /// The documents one side of a connection serves, as the sync state machines see them.
@@ -76,22 +78,18 @@ impl SyncDocs for std::sync::Arc<crate::Replica> {
     }
 }
 
-/// Checks that every change a sync message carries decodes. Automerge drops undecodable changes
-/// from a message with only a warning when it applies them to a document that already has
-/// history; a peer sending them is broken or hostile, and gets a protocol error instead.
-pub fn check_changes(message: &sync::Message) -> std::result::Result<(), String> {
-    for chunk in message.changes.iter() {
-        // A chunk is one change, a bundle of changes, or a whole saved document (a first sync in
-        // message version 2); each carries checksums and decodes on its own.
-        if automerge::Change::from_bytes(chunk.to_vec()).is_ok() {
-            continue;
-        }
-        if automerge::Bundle::try_from(chunk).is_ok_and(|b| b.to_changes().is_ok()) {
-            continue;
-        }
-        automerge::Automerge::load(chunk).map_err(|e| format!("undecodable changes ({e})"))?;
-    }
-    Ok(())
+/// The default for how much a sync message's changes may take decompressed: far beyond any
+/// graph's document, far below what would hurt a server.
+pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 128 << 20;
+
+/// Checks that every change a sync message carries decodes, and that decompressed they take at
+/// most `max_inflated` bytes (checked first, without trusting them: see `chunks.rs`). Automerge
+/// drops undecodable changes from a message with only a warning when it applies them to a
+/// document that already has history; a peer sending them is broken or hostile, and gets a
+/// protocol error instead.
+pub fn check_changes(message: &sync::Message, max_inflated: u64) -> std::result::Result<(), ChunkError> {
+    let entries: Vec<&[u8]> = message.changes.iter().collect();
+    chunks::check(&entries, max_inflated)
 }
 
 #[cfg(test)]
@@ -123,12 +121,16 @@ mod tests {
         tx.commit();
         let later = message_after(&doc, &first);
         assert!(!later.changes.is_empty());
-        assert_eq!(check_changes(&later), Ok(()), "a change whose dependency is not in the message");
+        assert_eq!(
+            check_changes(&later, DEFAULT_MAX_INFLATED_BYTES),
+            Ok(()),
+            "a change whose dependency is not in the message"
+        );
         let mut damaged = message_after(&doc, &[]);
         let mut chunks: Vec<Vec<u8>> = damaged.changes.iter().map(<[u8]>::to_vec).collect();
         let n = chunks[0].len() - 3;
         chunks[0][n] ^= 0xff;
         damaged.changes = chunks.into();
-        assert!(check_changes(&damaged).is_err());
+        assert!(check_changes(&damaged, DEFAULT_MAX_INFLATED_BYTES).is_err());
     }
 }

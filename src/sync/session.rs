@@ -222,7 +222,7 @@ impl ClientSession {
                         return Ok(());
                     }
                 };
-                if let Err(e) = super::check_changes(&msg) {
+                if let Err(e) = super::check_changes(&msg, super::DEFAULT_MAX_INFLATED_BYTES) {
                     out.push(Effect::Close { reason: format!("invalid changes for {doc}: {e}") });
                     return Ok(());
                 }

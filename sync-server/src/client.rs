@@ -78,9 +78,15 @@ pub struct Traffic {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
     /// The relay refused the credentials (HTTP 401 or 403): no token, or a wrong, expired or
-    /// revoked one. Retrying will not help until the token changes.
-    #[error("the relay refused the token (HTTP {0}): it is missing, wrong, expired or revoked")]
-    Unauthorized(u16),
+    /// revoked one (the relay's reason, if it gave one). Retrying will not help until the token
+    /// changes.
+    #[error("the relay refused the token (HTTP {status}): {reason}")]
+    Unauthorized {
+        /// 401 or 403.
+        status: u16,
+        /// What the relay said, or a summary.
+        reason: String,
+    },
     /// The relay is at its limit of connections for this token (HTTP 429).
     #[error("the relay has too many connections with this token (HTTP 429)")]
     TooManyConnections,
@@ -177,7 +183,7 @@ impl SyncClient {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline
-                || matches!(self.last_error(), Some(ConnectError::Unauthorized(_)))
+                || matches!(self.last_error(), Some(ConnectError::Unauthorized { .. }))
             {
                 return false;
             }
@@ -310,7 +316,7 @@ async fn run(
                 link.set_online();
                 let _ = connected.send(true);
                 traffic.connects.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(url = %options.url, "connected");
+                tracing::info!(url = %redacted_url(&options.url), "connected");
                 remote.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 let end =
                     session(ws, &replica, &options, (&notify, &changed), &mut stop, (&traffic, &remote, &read_only))
@@ -326,9 +332,11 @@ async fn run(
             End::Lost(why) => {
                 match &why {
                     ConnectError::Failed(_) => {
-                        tracing::info!(url = %options.url, %why, retry_in = ?backoff, "sync connection lost")
+                        tracing::info!(url = %redacted_url(&options.url), %why, retry_in = ?backoff, "sync connection lost")
                     }
-                    refused => tracing::warn!(url = %options.url, why = %refused, retry_in = ?backoff, "relay refused"),
+                    refused => {
+                        tracing::warn!(url = %redacted_url(&options.url), why = %refused, retry_in = ?backoff, "relay refused")
+                    }
                 }
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             }
@@ -344,6 +352,11 @@ async fn run(
     link.detach();
 }
 
+/// The URL without its query: a `?token=` must not end up in logs or messages.
+pub fn redacted_url(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
+}
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
@@ -352,7 +365,7 @@ async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
         .url
         .as_str()
         .into_client_request()
-        .map_err(|e| failed(format!("bad relay URL {}: {e}", options.url)))?;
+        .map_err(|e| failed(format!("bad relay URL {}: {e}", redacted_url(&options.url))))?;
     if let Some(token) = &options.token {
         let value = format!("Bearer {token}")
             .parse()
@@ -363,7 +376,7 @@ async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
         .max_message_size(Some(options.max_message_bytes))
         .max_frame_size(Some(options.max_message_bytes));
     // wss:// with our TLS configuration: the built-in web roots plus any extra CA.
-    let connector = if options.url.starts_with("wss:") {
+    let connector = if request.uri().scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("wss")) {
         let tls = crate::tls::client_config(options.ca_file.as_deref()).map_err(|e| failed(e.to_string()))?;
         Some(tokio_tungstenite::Connector::Rustls(tls))
     } else {
@@ -373,7 +386,13 @@ async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(match response.status().as_u16() {
-            code @ (401 | 403) => ConnectError::Unauthorized(code),
+            status @ (401 | 403) => {
+                let said = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                let said: String = said.trim().chars().filter(|c| !c.is_control()).take(200).collect();
+                let reason =
+                    if said.is_empty() { "the token is missing, wrong, expired or revoked".to_owned() } else { said };
+                ConnectError::Unauthorized { status, reason }
+            }
             429 => ConnectError::TooManyConnections,
             code => failed(format!("the relay answered HTTP {code} to the websocket upgrade")),
         }),
@@ -460,7 +479,7 @@ async fn session(
                     }
                     Effect::PeerReadOnly => {
                         read_only.store(true, Ordering::Relaxed);
-                        tracing::warn!(url = %options.url, "the relay accepts no changes with this token (read-only): local changes stay local");
+                        tracing::warn!(url = %redacted_url(&options.url), "the relay accepts no changes with this token (read-only): local changes stay local");
                     }
                 }
             }

@@ -130,12 +130,21 @@ pub struct HubConfig {
     pub storage_id: String,
     /// Documents one connection may have open (a graph is 33).
     pub max_docs_per_connection: usize,
+    /// How much one sync message's changes may take decompressed, checked before Automerge
+    /// decodes them (compressed data can claim a thousand times its size).
+    pub max_inflated_bytes: u64,
 }
 
 impl HubConfig {
-    /// An identity, with the default limit of 16 graphs' documents per connection.
+    /// An identity, with the default limits: 16 graphs' documents per connection, and
+    /// [`cairn::sync::DEFAULT_MAX_INFLATED_BYTES`] per message.
     pub fn new(peer_id: impl Into<String>, storage_id: impl Into<String>) -> Self {
-        HubConfig { peer_id: peer_id.into(), storage_id: storage_id.into(), max_docs_per_connection: 16 * 33 }
+        HubConfig {
+            peer_id: peer_id.into(),
+            storage_id: storage_id.into(),
+            max_docs_per_connection: 16 * 33,
+            max_inflated_bytes: cairn::sync::DEFAULT_MAX_INFLATED_BYTES,
+        }
     }
 }
 
@@ -368,14 +377,21 @@ impl Hub {
             self.send(conn, unavailable(doc), out);
             return Ok(());
         };
-        let msg = match sync::Message::decode(&data) {
+        let mut msg = match sync::Message::decode(&data) {
             Ok(m) => m,
             Err(e) => {
                 self.refuse(conn, format!("invalid sync data for {doc}: {e}"), out);
                 return Ok(());
             }
         };
-        if let Err(e) = cairn::sync::check_changes(&msg) {
+        if !self.conns[&conn].access.write {
+            // A read-only connection's changes go nowhere: drop them undecoded, so that they
+            // cost nothing (below, its sync state tells the peer not to send them).
+            if !msg.changes.is_empty() {
+                tracing::info!(conn, %doc, "ignoring changes from a read-only connection");
+            }
+            msg.changes = sync::ChunkList::empty();
+        } else if let Err(e) = cairn::sync::check_changes(&msg, self.config.max_inflated_bytes) {
             self.refuse(conn, format!("invalid changes for {doc}: {e}"), out);
             return Ok(());
         }
@@ -396,12 +412,9 @@ impl Hub {
             return Ok(());
         }
         let c = self.conns.get_mut(&conn).expect("checked above");
-        // A read-only connection's sync state ignores the changes it sends (they are never
-        // stored or forwarded), and says so in every message back: Automerge's read-only flag
-        // tells the peer there is no point sending them.
-        if !c.access.write && !msg.changes.is_empty() {
-            tracing::info!(conn, %doc, "ignoring changes from a read-only connection");
-        }
+        // A read-only connection's sync state would ignore changes too (they were dropped above),
+        // and says so in every message back: Automerge's read-only flag tells the peer there is
+        // no point sending them.
         let write = c.access.write;
         let mut state =
             c.docs.remove(&id).unwrap_or_else(|| if write { sync::State::new() } else { sync::State::new_read_only() });

@@ -13,23 +13,28 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
+//! use cairn_sync::{Auth, ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
 //!
-//! // A relay on loopback, storing in ./relay-data.
-//! let store = RelayStore::open("relay-data".as_ref(), cairn::Durability::Full)?;
-//! let relay = Relay::start(store, RelayConfig::new(cairn_sync::hub_config_for("relay-data".as_ref())));
+//! // A relay on loopback, storing in ./relay-data; connections must present a token that
+//! // `cairn relay token create --data relay-data ...` issued.
+//! let data = std::path::Path::new("relay-data");
+//! let store = RelayStore::open(data, cairn::Durability::Full)?;
+//! let auth = Auth::Tokens(RelayStore::file_in(data));
+//! let relay = Relay::start(store, RelayConfig::new(cairn_sync::hub_config_for(data), auth))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
 //! tokio::spawn(relay.serve(listener, std::future::pending()));
 //!
 //! // An agent's replica, synced through it.
 //! let replica = Arc::new(cairn::Replica::open("agent.db", "planner@laptop")?);
-//! let client = SyncClient::spawn(replica.clone(), ClientOptions::new("ws://127.0.0.1:7878"));
+//! let options = ClientOptions::new("ws://127.0.0.1:7878").token(Some("TOKEN".into()));
+//! let client = SyncClient::spawn(replica.clone(), options);
 //! // ... read and write `replica` as usual; reads now report `synced`, `behind` or `offline`.
 //! client.stop().await;
 //! # Ok(()) }
 //! ```
 
 mod client;
+mod connection;
 pub mod hub;
 mod metrics;
 mod server;
@@ -40,7 +45,7 @@ pub mod tokens;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{ClientOptions, ConnectError, Pending, SyncClient, SyncThread, Traffic};
+pub use client::{ClientOptions, ConnectError, Pending, SyncClient, SyncThread, Traffic, redacted_url};
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
 pub use server::{Auth, Relay, RelayConfig, StartError};
@@ -116,6 +121,12 @@ pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: Relay
     let RelayOptions { durability, insecure_no_auth, tls } = options;
     let tls = tls.map(|(cert, key)| tls::server_config(&cert, &key)).transpose()?;
     let auth = if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(RelayStore::file_in(data)) };
+    if insecure_no_auth && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "--insecure-no-auth on an address other machines can reach: anyone on the network can read and write every graph"
+        );
+    }
     let config = RelayConfig::new(hub_config_for(data), auth);
     let store = RelayStore::open(data, durability)?.with_metrics(config.metrics.clone());
     if !insecure_no_auth {

@@ -5,42 +5,32 @@
 //! Safe by default: a connection presents a token (an `Authorization: Bearer` header, or a
 //! `token` query parameter for browsers) checked before the websocket upgrade, and every limit —
 //! message size, documents per connection, connections per token, message rate, idle time, the
-//! outgoing queue — has a default. A reader too slow to keep up is disconnected, never allowed to
-//! grow the relay's memory.
+//! outgoing queue, bytes waiting for the hub — has a default. A reader too slow to keep up is
+//! disconnected, never allowed to grow the relay's memory. The connection tasks themselves are
+//! in `connection.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use cairn::GraphName;
 use cairn::sync::SyncDocs;
-use cairn::sync::wire::Message;
 
+use crate::connection::code;
 use crate::hub::{Access, Action, ConnId, DocScope, Event, Hub, HubConfig};
 use crate::metrics::Metrics;
 use crate::tokens::{Graphs, Role, TokenError, Tokens};
-
-/// Close codes (RFC 6455).
-mod code {
-    pub(crate) const NORMAL: u16 = 1000;
-    pub(crate) const GOING_AWAY: u16 = 1001;
-    pub(crate) const PROTOCOL: u16 = 1002;
-    pub(crate) const UNSUPPORTED: u16 = 1003;
-    pub(crate) const POLICY: u16 = 1008;
-    pub(crate) const TOO_BIG: u16 = 1009;
-}
 
 /// Who may connect.
 #[derive(Debug, Clone)]
@@ -75,13 +65,23 @@ pub struct RelayConfig {
     pub handshake_timeout: Duration,
     /// How often token revocations and expiries are checked against open connections.
     pub token_check_interval: Duration,
+    /// A frame the peer does not take within this closes the connection (it stopped reading).
+    pub write_timeout: Duration,
+    /// Bytes of received messages, across all connections, waiting for the hub; a connection
+    /// with a message beyond it waits (and so reads no further) until the hub catches up.
+    pub max_inflight_bytes: usize,
+    /// A TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// TLS handshakes in progress at once; further connections wait to be accepted.
+    pub max_tls_handshakes: usize,
     /// Where the relay counts what it does (shared with its storage; see `/metrics`).
     pub metrics: Arc<Metrics>,
 }
 
 impl RelayConfig {
     /// Defaults: 16 MiB messages, 1024 queued frames, 32 connections per token, 500 messages/s
-    /// with bursts of 2000, 90 s idle timeout, 10 s to send `join`.
+    /// with bursts of 2000, 90 s idle timeout, 10 s to send `join`, 10 s to take a frame,
+    /// 256 MiB waiting for the hub, 10 s and 256 at once for TLS handshakes.
     pub fn new(hub: HubConfig, auth: Auth) -> Self {
         RelayConfig {
             hub,
@@ -94,20 +94,34 @@ impl RelayConfig {
             idle_timeout: Duration::from_secs(90),
             handshake_timeout: Duration::from_secs(10),
             token_check_interval: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(10),
+            max_inflight_bytes: 256 << 20,
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_tls_handshakes: 256,
             metrics: Arc::default(),
         }
     }
 }
 
 /// What a connection task hands the hub thread.
-enum Command {
-    Register { conn: ConnId, out: mpsc::Sender<Outgoing> },
+pub(crate) enum Command {
+    Register {
+        conn: ConnId,
+        out: mpsc::Sender<Outgoing>,
+    },
     Event(Event),
+    /// A received message, holding its share of the in-flight byte budget until it is handled.
+    Received {
+        event: Event,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// The relay is shutting down: finish the batch and stop.
+    Stop,
 }
 
 /// What the hub thread hands a connection task.
 #[derive(Debug)]
-enum Outgoing {
+pub(crate) enum Outgoing {
     Frame(Vec<u8>),
     Close { code: u16, reason: String },
 }
@@ -117,6 +131,41 @@ enum Outgoing {
 struct Sessions {
     token_of: HashMap<ConnId, String>,
     per_token: HashMap<String, usize>,
+}
+
+/// One connection's place in its token's limit, given back when dropped — whichever way the
+/// connection ends, including an upgrade that never completes.
+pub(crate) struct TokenSlot {
+    sessions: Arc<Mutex<Sessions>>,
+    token: String,
+}
+
+impl TokenSlot {
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Drop for TokenSlot {
+    fn drop(&mut self) {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = s.per_token.get_mut(&self.token) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.per_token.remove(&self.token);
+            }
+        }
+    }
+}
+
+/// Counts a connection task as running until dropped; shutdown waits for the count to reach 0.
+pub(crate) struct ActiveGuard(Arc<(AtomicUsize, Notify)>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.1.notify_waiters();
+    }
 }
 
 /// A running relay core: the hub thread and the handle to feed it.
@@ -130,6 +179,10 @@ pub struct Relay {
     sessions: Arc<Mutex<Sessions>>,
     shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
+    inflight: Arc<Semaphore>,
+    active: Arc<(AtomicUsize, Notify)>,
+    watching: Arc<AtomicBool>,
+    hub_thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -160,10 +213,11 @@ impl Relay {
         let hub = Hub::new(config.hub.clone());
         let metrics = config.metrics.clone();
         let hub_metrics = metrics.clone();
-        std::thread::Builder::new()
+        let hub_thread = std::thread::Builder::new()
             .name("cairn-hub".into())
             .spawn(move || run_hub(hub, docs, inbox, &hub_metrics))
             .expect("spawning the hub thread"); // only fails when the OS is out of threads
+        let inflight = Arc::new(Semaphore::new(config.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS)));
         Ok(Relay {
             metrics,
             commands,
@@ -173,7 +227,57 @@ impl Relay {
             sessions: Arc::default(),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
+            inflight,
+            active: Arc::default(),
+            watching: Arc::default(),
+            hub_thread: Arc::new(Mutex::new(Some(hub_thread))),
         })
+    }
+
+    pub(crate) fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    pub(crate) fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    pub(crate) fn active_guard(&self) -> ActiveGuard {
+        self.active.0.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(self.active.clone())
+    }
+
+    /// Hands the hub a command; false once the hub has stopped.
+    pub(crate) async fn send(&self, command: Command) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+
+    /// Waits for `bytes` of the in-flight budget (capped at the whole budget, so any message
+    /// can pass alone); `None` once the relay is stopping.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let n = bytes.clamp(1, self.config.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS));
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            permit = self.inflight.clone().acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX)) => permit.ok(),
+            _ = shutdown.changed() => None,
+        }
+    }
+
+    /// Records which token a connection uses (for revocation), or forgets it (`None`).
+    pub(crate) fn track_token(&self, conn: ConnId, token: Option<&str>) {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match token {
+            Some(t) => {
+                s.token_of.insert(conn, t.to_owned());
+            }
+            None => {
+                s.token_of.remove(&conn);
+            }
+        }
     }
 
     /// The relay's counters.
@@ -187,8 +291,18 @@ impl Relay {
         let _ = self.commands.try_send(Command::Event(Event::DocsChanged));
     }
 
-    /// The HTTP routes: the websocket at `/`, `/healthz` and `/metrics`.
+    /// The HTTP routes: the websocket at `/`, `/healthz` and `/metrics`. With tokens, this also
+    /// starts the task that closes connections whose token is revoked (on the current runtime).
     pub fn router(&self) -> Router {
+        if self.tokens.is_some() && !self.watching.swap(true, Ordering::SeqCst) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(self.clone().watch_tokens())),
+                Err(_) => {
+                    self.watching.store(false, Ordering::SeqCst);
+                    tracing::error!("Relay::router called outside a tokio runtime: revoked tokens stay connected");
+                }
+            }
+        }
         Router::new()
             .route("/", get(upgrade))
             .route("/healthz", get(|| async { "ok\n" }))
@@ -221,7 +335,12 @@ impl Relay {
         tls: Arc<rustls::ServerConfig>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let listener = crate::tls::TlsListener::new(listener, tls)?;
+        let listener = crate::tls::TlsListener::new(
+            listener,
+            tls,
+            self.config.tls_handshake_timeout,
+            self.config.max_tls_handshakes,
+        )?;
         self.serve_on(listener, shutdown).await
     }
 
@@ -232,15 +351,33 @@ impl Relay {
     {
         let stop = self.shutdown_tx.clone();
         let router = self.router();
-        if self.tokens.is_some() {
-            tokio::spawn(self.clone().watch_tokens());
-        }
-        axum::serve(listener, router)
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop.send(true);
             })
-            .await
+            .await;
+        // axum has stopped accepting; the websockets it upgraded are not its to wait for. Each
+        // was told "going away" by the shutdown signal: wait (bounded) for their tasks to end,
+        // then for the hub to finish its batch and close storage.
+        let _ = self.shutdown_tx.send(true);
+        let deadline = tokio::time::Instant::now() + self.config.write_timeout + Duration::from_secs(1);
+        loop {
+            let notified = self.active.1.notified();
+            if self.active.0.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!("connections still open at shutdown: stopping anyway");
+                break;
+            }
+        }
+        let _ = self.commands.send(Command::Stop).await;
+        let hub = self.hub_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(hub) = hub {
+            let _ = tokio::task::spawn_blocking(move || hub.join()).await;
+        }
+        served
     }
 
     /// Closes open connections whose token was revoked or expired.
@@ -265,7 +402,15 @@ impl Relay {
             let invalid = tokio::task::spawn_blocking(move || {
                 let t = tokens.lock().unwrap_or_else(|p| p.into_inner());
                 let now = cairn::now_millis();
-                ids.into_iter().filter(|id| !t.still_valid(id, now).unwrap_or(true)).collect::<Vec<_>>()
+                // Fail closed: a token whose validity cannot be read counts as revoked.
+                ids.into_iter()
+                    .filter(|id| {
+                        !t.still_valid(id, now).unwrap_or_else(|e| {
+                            tracing::error!(token = %id, error = %e, "cannot check a token; closing its connections");
+                            false
+                        })
+                    })
+                    .collect::<Vec<_>>()
             })
             .await
             .unwrap_or_default();
@@ -283,16 +428,31 @@ impl Relay {
         &self,
         headers: &HeaderMap,
         query: &HashMap<String, String>,
-    ) -> Result<(Access, Option<String>), (StatusCode, String)> {
+    ) -> Result<(Access, Option<TokenSlot>), (StatusCode, String)> {
         let Some(tokens) = self.tokens.clone() else { return Ok((Access::full(), None)) };
-        let presented = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::to_owned)
-            .or_else(|| query.get("token").cloned());
+        let presented = match headers.get("authorization") {
+            Some(value) => {
+                let bearer = value.to_str().ok().and_then(|v| {
+                    let (scheme, token) = v.split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+                });
+                match bearer {
+                    Some(t) => Some(t),
+                    None => {
+                        Metrics::add(&self.metrics.refused_bad_token, 1);
+                        tracing::info!("refused a connection: malformed Authorization header");
+                        return Err((
+                            StatusCode::UNAUTHORIZED,
+                            "malformed Authorization header: send `Authorization: Bearer <token>`\n".into(),
+                        ));
+                    }
+                }
+            }
+            None => query.get("token").cloned(),
+        };
         let Some(token) = presented else {
             Metrics::add(&self.metrics.refused_no_token, 1);
+            tracing::info!("refused a connection: no token");
             return Err((
                 StatusCode::UNAUTHORIZED,
                 "no token: send Authorization: Bearer <token>, or ?token=<token>\n".into(),
@@ -322,6 +482,7 @@ impl Relay {
             let open = s.per_token.entry(grant.id.clone()).or_default();
             if *open >= self.config.max_connections_per_token {
                 Metrics::add(&self.metrics.refused_too_many, 1);
+                tracing::info!(token = %grant.id, "refused a connection: too many for this token");
                 return Err((
                     StatusCode::TOO_MANY_REQUESTS,
                     format!(
@@ -340,17 +501,7 @@ impl Relay {
                 Access::graphs(&graphs, write)
             }
         };
-        Ok((access, Some(grant.id)))
-    }
-
-    fn release(&self, conn: ConnId, token: Option<&str>) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.token_of.remove(&conn);
-        if let Some(t) = token {
-            if let Some(n) = s.per_token.get_mut(t) {
-                *n = n.saturating_sub(1);
-            }
-        }
+        Ok((access, Some(TokenSlot { sessions: self.sessions.clone(), token: grant.id })))
     }
 }
 
@@ -359,6 +510,7 @@ const BATCH: usize = 256;
 
 fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Command>, metrics: &Metrics) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
+    let mut stopping = false;
     while let Some(first) = inbox.blocking_recv() {
         let started = Instant::now();
         // Take whatever else is already waiting, handle it all, then fan out once: under load,
@@ -371,6 +523,8 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
             }
         }
         let mut actions = Vec::new();
+        // Permits of the batch's messages: their bytes count as in flight until handled.
+        let mut permits = Vec::new();
         for command in batch {
             let event = match command {
                 Command::Register { conn, out } => {
@@ -378,6 +532,14 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
                     continue;
                 }
                 Command::Event(e) => e,
+                Command::Received { event, _permit } => {
+                    permits.push(_permit);
+                    event
+                }
+                Command::Stop => {
+                    stopping = true;
+                    continue;
+                }
             };
             if let Event::Disconnected { conn } = &event {
                 conns.remove(conn);
@@ -389,6 +551,7 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
                 Err(e) => tracing::error!(error = %e, "relay storage failed"),
             }
         }
+        drop(permits);
         match hub.flush(cairn::now_millis(), &mut docs) {
             Ok(a) => actions.extend(a),
             Err(e) => tracing::error!(error = %e, "relay storage failed"),
@@ -428,8 +591,11 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
         metrics.connections.store(hub.connections() as u64, Ordering::Relaxed);
         metrics.open_docs.store(hub.open_docs() as u64, Ordering::Relaxed);
         Metrics::add(&metrics.hub_busy_micros, started.elapsed().as_micros() as u64);
+        if stopping {
+            break;
+        }
     }
-    // Every sender is gone: the relay is shutting down. Everything acknowledged is committed;
+    // Stopped, or every sender is gone: the relay is shutting down. Everything acknowledged is committed;
     // fold the write-ahead log into the database so the files are tidy for the next start.
     drop(docs);
     tracing::info!("hub stopped");
@@ -441,174 +607,15 @@ async fn upgrade(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (access, token) = match relay.authorize(&headers, &query).await {
+    let (access, slot) = match relay.authorize(&headers, &query).await {
         Ok(granted) => granted,
         Err(refusal) => return refusal.into_response(),
     };
     let max = relay.config.max_message_bytes;
+    // The slot moves into the callback: if the upgrade never completes, dropping the callback
+    // gives it back.
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection(socket, relay, access, token))
+        .on_upgrade(move |socket| crate::connection::run(socket, relay, access, slot))
         .into_response()
-}
-
-/// A token bucket: `rate` per second, at most `burst` at once.
-struct Bucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-async fn connection(socket: WebSocket, relay: Relay, access: Access, token: Option<String>) {
-    let conn = relay.next_conn.fetch_add(1, Ordering::Relaxed);
-    Metrics::add(&relay.metrics.connections_total, 1);
-    if let Some(t) = &token {
-        relay.sessions.lock().unwrap_or_else(|p| p.into_inner()).token_of.insert(conn, t.clone());
-    }
-    tracing::debug!(conn, token = ?token, "connection opened");
-    let (out_tx, mut out_rx) = mpsc::channel(relay.config.outgoing_queue);
-    if relay.commands.send(Command::Register { conn, out: out_tx }).await.is_ok()
-        && relay.commands.send(Command::Event(Event::Connected { conn, access })).await.is_ok()
-    {
-        serve_connection(socket, &relay, conn, &mut out_rx).await;
-    }
-    let _ = relay.commands.send(Command::Event(Event::Disconnected { conn })).await;
-    relay.release(conn, token.as_deref());
-    tracing::debug!(conn, "connection closed");
-}
-
-async fn serve_connection(socket: WebSocket, relay: &Relay, conn: ConnId, out_rx: &mut mpsc::Receiver<Outgoing>) {
-    let config = &relay.config;
-    let (mut sink, mut stream) = socket.split();
-    let mut shutdown = relay.shutdown.clone();
-    let close = |code: u16, reason: &str| WsMessage::Close(Some(CloseFrame { code, reason: truncate(reason).into() }));
-    let mut bucket = Bucket {
-        tokens: config.message_burst,
-        rate: config.messages_per_second,
-        burst: config.message_burst,
-        at: Instant::now(),
-    };
-    let opened = Instant::now();
-    let mut joined = false;
-    let mut last_heard = Instant::now();
-    // Pings keep idle-but-healthy connections alive; the same tick enforces the deadlines.
-    let mut ping = tokio::time::interval(
-        (config.idle_timeout / 3).min(config.handshake_timeout / 2).max(Duration::from_millis(10)),
-    );
-    ping.tick().await;
-    let refuse = |reason: String| {
-        Metrics::add(&relay.metrics.closed_protocol, 1);
-        tracing::info!(conn, %reason, "closing a connection");
-        reason
-    };
-    loop {
-        tokio::select! {
-            // Frames from the peer go to the hub; the hub's inbox is bounded, so a flood of
-            // frames waits here instead of piling up in memory.
-            incoming = stream.next() => {
-                last_heard = Instant::now();
-                let frame = match incoming {
-                    Some(Ok(WsMessage::Binary(bytes))) => bytes,
-                    Some(Ok(WsMessage::Text(_))) => {
-                        let reason = refuse("text frames are not part of the protocol; send CBOR in binary frames".into());
-                        let _ = sink.send(close(code::UNSUPPORTED, &reason)).await;
-                        break;
-                    }
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        let text = e.to_string();
-                        let too_big = text.contains("too long") || text.contains("too big");
-                        let reason = refuse(format!("bad frame: {text}"));
-                        let _ = sink.send(close(if too_big { code::TOO_BIG } else { code::PROTOCOL }, &reason)).await;
-                        break;
-                    }
-                };
-                if !bucket.take() {
-                    let reason = refuse(format!("message rate above {} per second; slow down", config.messages_per_second));
-                    let _ = sink.send(close(code::POLICY, &reason)).await;
-                    break;
-                }
-                Metrics::add(&relay.metrics.messages_in, 1);
-                Metrics::add(&relay.metrics.bytes_in, frame.len() as u64);
-                match Message::decode(&frame) {
-                    Ok(message) => {
-                        joined = true;
-                        if relay.commands.send(Command::Event(Event::Received { conn, message })).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        let reason = refuse(format!("malformed message: {e}"));
-                        let reply = Message::Error { sender: Some(config.hub.peer_id.clone()), target: None, message: reason.clone() };
-                        let _ = sink.send(WsMessage::Binary(reply.encode().into())).await;
-                        let _ = sink.send(close(code::PROTOCOL, &reason)).await;
-                        break;
-                    }
-                }
-            }
-            // Frames from the hub go to the peer.
-            outgoing = out_rx.recv() => match outgoing {
-                Some(Outgoing::Frame(bytes)) => {
-                    if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Outgoing::Close { code, reason }) => {
-                    let _ = sink.send(close(code, &reason)).await;
-                    break;
-                }
-                // The hub dropped this connection (too slow a reader).
-                None => {
-                    let _ = sink.send(close(code::POLICY, "too slow: the outgoing queue is full")).await;
-                    break;
-                }
-            },
-            // Keep-alive, idle and handshake deadlines.
-            _ = ping.tick() => {
-                if !joined && opened.elapsed() >= config.handshake_timeout {
-                    let reason = refuse(format!("no join within {:?}", config.handshake_timeout));
-                    let _ = sink.send(close(code::POLICY, &reason)).await;
-                    break;
-                }
-                if last_heard.elapsed() >= config.idle_timeout {
-                    let _ = sink.send(close(code::NORMAL, "idle timeout")).await;
-                    break;
-                }
-                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                    break;
-                }
-            }
-            _ = shutdown.changed() => {
-                let _ = sink.send(close(code::GOING_AWAY, "relay shutting down")).await;
-                break;
-            }
-        }
-    }
-    // Give the close frame a moment to leave; the peer's reply does not matter.
-    let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
-}
-
-/// Close-frame reasons are limited to 123 bytes.
-fn truncate(reason: &str) -> String {
-    let mut end = reason.len().min(120);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
 }

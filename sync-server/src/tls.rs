@@ -64,8 +64,13 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
+        let mut added = 0;
         for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))? {
             roots.add(cert.map_err(|e| file_error(path, e))?).map_err(|e| file_error(path, e))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(file_error(path, "no PEM certificate in it"));
         }
     }
     let config = rustls::ClientConfig::builder_with_provider(provider())
@@ -75,8 +80,9 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
     Ok(Arc::new(config))
 }
 
-/// A listener that hands axum TLS streams. Handshakes run in their own tasks (bounded in time),
-/// so a slow or silent client cannot hold up accepting others.
+/// A listener that hands axum TLS streams. Handshakes run in their own tasks, bounded in time and
+/// in number, so a slow or silent client cannot hold up accepting others, and many cannot hold
+/// unbounded sockets.
 #[derive(Debug)]
 pub struct TlsListener {
     incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -84,15 +90,33 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Wraps a bound TCP listener.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+    /// Wraps a bound TCP listener: each handshake must finish within `timeout`, and at most
+    /// `max_handshakes` run at once (further connections wait in the kernel's backlog).
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        timeout: Duration,
+        max_handshakes: usize,
+    ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, incoming) = mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
         tokio::spawn(async move {
             loop {
-                let (tcp, addr) = match listener.accept().await {
-                    Ok(pair) => pair,
+                // Ends with the listener: dropping it closes the channel.
+                let accepted = tokio::select! {
+                    _ = tx.closed() => return,
+                    permit = handshakes.clone().acquire_owned() => match permit {
+                        Ok(permit) => tokio::select! {
+                            _ = tx.closed() => return,
+                            accepted = listener.accept() => accepted.map(|a| (a, permit)),
+                        },
+                        Err(_) => return,
+                    },
+                };
+                let ((tcp, addr), permit) = match accepted {
+                    Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -102,7 +126,9 @@ impl TlsListener {
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, handoff) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = handoff.send((tls, addr)).await;
                         }
@@ -110,9 +136,6 @@ impl TlsListener {
                         Err(_) => tracing::info!(%addr, "TLS handshake timed out"),
                     }
                 });
-                if tx.is_closed() {
-                    return;
-                }
             }
         });
         Ok(TlsListener { incoming, local })

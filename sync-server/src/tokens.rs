@@ -282,7 +282,11 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
         "d" => 86_400_000,
         _ => return Err(format!("duration {s:?}: the unit must be s, m, h or d")),
     };
-    n.checked_mul(unit_ms).ok_or_else(|| format!("duration {s:?} is too long"))
+    // At most a century: an expiry is added to the current time, and must stay a real date.
+    const CENTURY: i64 = 36_500 * 86_400_000;
+    n.checked_mul(unit_ms)
+        .filter(|ms| *ms <= CENTURY)
+        .ok_or_else(|| format!("duration {s:?} is too long (at most 36500d)"))
 }
 
 #[cfg(test)]
@@ -320,5 +324,6 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(5_400_000));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("106751991000d").unwrap_err().contains("too long"), "no overflow past a century");
     }
 }

@@ -35,6 +35,7 @@ async fn a_peers_write_is_reported_as_unseen_on_the_next_read() {
     assert!(matches!(read.freshness, Freshness::Synced { .. }), "{:?}", read.freshness);
     assert!(b.read_graph().unwrap().unseen.is_empty());
     // C's own write is not "unseen" to C.
+    eventually("c has the plan", WAIT, || c.status().unwrap().entities == 1).await;
     write(&c, vec![observe("Plan", "c's step")]).await;
     eventually("c has its own", WAIT, || c.status().unwrap().observations == 2).await;
     assert!(c.read_graph().unwrap().unseen.agents.iter().all(|who| who != "c"));

@@ -1,5 +1,5 @@
 //! Interoperability with the stock JavaScript automerge-repo packages (installed by `.ci/run`
-//! with `npm ci --prefix clients/js`): a Node client joins a graph on the Cairn relay, and Rust
+//! with `npm install --prefix clients/js`): a Node client joins a graph on the Cairn relay, and Rust
 //! replicas sync through the stock automerge-repo sync server.
 
 mod common;
@@ -15,7 +15,7 @@ fn js_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
     assert!(
         dir.join("node_modules/@automerge/automerge-repo").is_dir(),
-        "the JavaScript packages are not installed: run `npm ci --prefix clients/js` (the README's test command does)"
+        "the JavaScript packages are not installed: run `npm install --prefix clients/js` (the README's test command does)"
     );
     dir
 }

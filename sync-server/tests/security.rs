@@ -161,7 +161,12 @@ async fn a_revoked_token_closes_its_open_connections() {
     let started = Instant::now();
     assert!(!c.wait_settled(WAIT).await);
     assert!(started.elapsed() < WAIT, "gave up early on a refused token");
-    assert_eq!(c.last_error(), Some(cairn_sync::ConnectError::Unauthorized(401)));
+    match c.last_error() {
+        Some(cairn_sync::ConnectError::Unauthorized { status: 401, reason }) => {
+            assert!(reason.contains("revoked"), "the relay's reason comes through: {reason}")
+        }
+        other => panic!("expected a refused token, got {other:?}"),
+    }
     assert!(!c.is_connected());
     assert_eq!(c.pending().unwrap().changes, 0, "genesis is nobody's write: nothing is pending");
     replica
@@ -291,7 +296,11 @@ impl Bystanders {
 async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let (addr, _stop, tokens) = secured(&data, |c| c.max_message_bytes = 64 * 1024).await;
+    let (addr, _stop, tokens) = secured(&data, |c| {
+        c.max_message_bytes = 64 * 1024;
+        c.hub.max_inflated_bytes = 1 << 20;
+    })
+    .await;
     let t = token(&tokens, &["*"], Role::Write);
     let mut bystanders = Bystanders::new(dir.path(), addr, &t).await;
     bystanders.still_syncing().await;
@@ -381,6 +390,12 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
             Box::new(move |relay: &str| sync_msg(relay, doc, corrupt_changes())),
             "invalid",
         ),
+        (
+            "a compressed change that inflates beyond the limit",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, deflate_bomb())),
+            "more than 1048576 bytes decompressed",
+        ),
     ];
     for (what, join_first, frame, reason) in cases {
         let mut ws = raw(addr, Some(&t)).await.unwrap();
@@ -392,7 +407,7 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
         bystanders.still_syncing().await;
     }
     // Nothing partial was stored: only the bystanders' writes were logged meanwhile.
-    assert_eq!(count_changes(&data), changes_before + 4, "exactly the four bystander writes, one per case");
+    assert_eq!(count_changes(&data), changes_before + 5, "exactly the bystanders' writes, one per case");
 }
 
 /// A first sync message for a document holding one change (so the relay creates it).
@@ -424,6 +439,26 @@ fn changes_message(corrupt: bool) -> Vec<u8> {
         chunks[0][last] ^= 0xff;
     }
     msg.changes = chunks.into();
+    msg.encode()
+}
+
+/// A sync message whose one chunk is a "compressed change" of 16 MiB of zeros: 16 KiB on the
+/// wire, a thousand times that if anything inflated it without a bound.
+fn deflate_bomb() -> Vec<u8> {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, &vec![0u8; 16 << 20]).unwrap();
+    let body = encoder.finish().unwrap();
+    // Chunk header: magic, checksum (never reached), type 2 = compressed change, LEB128 length.
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = body.len();
+    while len >= 0x80 {
+        chunk.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    chunk.push(len as u8);
+    chunk.extend(body);
+    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    msg.changes = vec![chunk].into();
     msg.encode()
 }
 
@@ -510,19 +545,56 @@ async fn a_reader_too_slow_for_its_queue_is_disconnected() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, _stop, tokens) = secured(dir.path(), |c| c.outgoing_queue = 1).await;
     let t = token(&tokens, &["*"], Role::Write);
-    let docs = GraphDocs::of(&"default".parse().unwrap());
+    let docs: Vec<DocId> = GraphDocs::of(&"default".parse().unwrap()).all().map(|(d, _)| d).take(BIG_DOCS).collect();
+    // A writer fills the relay: 1 MiB of incompressible text in each document.
+    let mut writer = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut writer).await;
+    for (i, doc) in docs.iter().enumerate() {
+        writer.send(sync_msg(&relay_id, *doc, big_change(i as u64, 1 << 20))).await.unwrap();
+        assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the relay took document {i}");
+    }
+    // A reader asks for all of it and reads nothing. Far more than loopback's socket buffers
+    // hold is on its way, so the relay's writes block, its one-frame queue fills, and the
+    // connection is closed rather than buffered for.
     let mut ws = raw(addr, Some(&t)).await.unwrap();
     let relay_id = handshake(&mut ws).await;
-    // Open every document in one burst without reading: the relay's replies overflow the
-    // one-frame queue, and the connection is closed rather than buffered.
-    for doc in docs.all().map(|(d, _)| d) {
-        ws.send(sync_msg(&relay_id, doc, sync_with_a_change())).await.unwrap();
+    for doc in &docs {
+        ws.send(sync_msg(&relay_id, *doc, empty_sync())).await.unwrap();
     }
     let (code, reason) = closed(&mut ws).await;
     assert_eq!(code, CloseCode::Policy, "{reason}");
     assert!(reason.contains("too slow"), "{reason}");
     let metrics = http_get(addr, "/metrics").await;
     assert!(metrics.contains("cairn_relay_closed_total{reason=\"slow\"} 1"), "{metrics}");
+    // The writer, which reads, is still served.
+    writer.send(sync_msg(&relay_id, docs[0], empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the writer is still served");
+}
+
+/// Documents the slow reader asks for: 32 MiB in all, several times loopback's socket buffers.
+const BIG_DOCS: usize = 32;
+
+/// A sync message carrying one change that puts `len` bytes of pseudo-random letters (which
+/// DEFLATE cannot shrink much) in a document.
+fn big_change(seed: u64, len: usize) -> Vec<u8> {
+    use cairn::automerge::sync::SyncDoc;
+    use cairn::automerge::transaction::Transactable;
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let text: String = (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from(b'!' + ((x >> 33) % 90) as u8)
+        })
+        .collect();
+    let mut doc = cairn::automerge::Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(cairn::automerge::ROOT, "blob", text).unwrap();
+    tx.commit();
+    let mut state = cairn::automerge::sync::State::new();
+    state.their_heads = Some(vec![]);
+    state.their_have = Some(vec![cairn::automerge::sync::Have::default()]);
+    state.their_need = Some(vec![]);
+    doc.generate_sync_message(&mut state).unwrap().encode()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,7 +98,7 @@ fn tokens(data: &std::path::Path, command: TokenCommand) -> Result<()> {
     let now = cairn::now_millis();
     match command {
         TokenCommand::Create { graphs, role, expires, label, json } => {
-            let expires_at = expires.map(|d| now + d);
+            let expires_at = expires.map(|d| now.saturating_add(d));
             let (id, token) = tokens.create(&graphs, role, expires_at, label.as_deref(), now)?;
             if json {
                 output::json(

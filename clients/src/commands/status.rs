@@ -18,7 +18,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
             "db": path,
             "graph": opts.graph,
             "agent": opts.agent_name(),
-            "relay": opts.relay,
+            "relay": opts.relay.as_deref().map(cairn_sync::redacted_url),
             "status": status,
             "pending": pending,
             "relay_error": relay_error,
@@ -38,7 +38,8 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
         match (&opts.relay, pending) {
             (None, _) => output::text("relay      none (local only; set --relay or CAIRN_RELAY to sync)"),
             (Some(url), Some(p)) => output::text(&format!(
-                "relay      {url}: {}; {} change(s) not yet on the relay",
+                "relay      {}: {}; {} change(s) not yet on the relay",
+                cairn_sync::redacted_url(url),
                 match (&relay_error, p.settled) {
                     (_, true) => "in step".to_owned(),
                     (Some(why), false) => format!("not in step ({why})"),
@@ -46,7 +47,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
                 },
                 p.changes
             )),
-            (Some(url), None) => output::text(&format!("relay      {url}")),
+            (Some(url), None) => output::text(&format!("relay      {}", cairn_sync::redacted_url(url))),
         }
         output::text(&format!("freshness  {}", output::freshness(&status.freshness)));
         if let Some(line) = output::unseen(&status.unseen) {
@@ -58,7 +59,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
 }
 
 pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
-    let Some(url) = opts.relay.clone() else {
+    let Some(url) = opts.relay.as_deref().map(|u| cairn_sync::redacted_url(u).to_owned()) else {
         bail!("no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY");
     };
     let session = Session::open(opts).await?;

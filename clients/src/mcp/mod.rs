@@ -30,7 +30,8 @@ use crate::shape::{RefEntity, RefGraph, RefRelation};
 
 const INSTRUCTIONS: &str = "Cairn is shared memory: other agents may read and write the same knowledge graph. \
 Read results end with a [cairn] line when your view is behind the relay or when other agents changed things since \
-your last read; call memory_status for the current version and freshness, memory_changes_since to see what changed. \
+your last read; call memory_status for the current version and freshness, memory_changes_since to see what changed, \
+memory_history for everything that ever happened to an entity. \
 To update safely after reading, pass `expect` (the version you read) to a write: it is refused, with the \
 conflicting changes, if someone changed those entities since.";
 
@@ -422,7 +423,7 @@ impl MemoryServer {
                     "entities": status.entities,
                     "observations": status.observations,
                     "relations": status.relations,
-                    "relay": self.opts.relay,
+                    "relay": self.opts.relay.as_deref().map(cairn_sync::redacted_url),
                     "pending": pending,
                     "relay_error": relay_error,
                 });

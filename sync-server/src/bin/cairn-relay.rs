@@ -1,6 +1,6 @@
 //! `cairn-relay`: the relay on its own (the `cairn relay` command runs the same code).
 //!
-//!     cairn-relay --listen 127.0.0.1:7878 --data ./relay-data [--insecure-no-auth]
+//!     cairn-relay --listen 127.0.0.1:7878 --data ./relay-data [--tls-cert PEM --tls-key PEM] [--insecure-no-auth]
 //!
 //! Tokens are managed with `cairn relay token ...` on the same data directory.
 
@@ -9,7 +9,12 @@ use std::path::PathBuf;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cairn-relay [--listen ADDR] [--data DIR]\n  --listen ADDR  address to listen on (default 127.0.0.1:7878)\n  --data DIR     where the relay stores graphs (default ./relay-data)"
+        "usage: cairn-relay [--listen ADDR] [--data DIR] [--tls-cert PEM --tls-key PEM] [--insecure-no-auth]
+  --listen ADDR       address to listen on (default 127.0.0.1:7878)
+  --data DIR          where the relay stores graphs and tokens (default ./relay-data)
+  --tls-cert PEM      serve wss:// with this certificate chain (with --tls-key)
+  --tls-key PEM       the private key for --tls-cert
+  --insecure-no-auth  no tokens: anyone who can connect reads and writes everything (development only)"
     );
     std::process::exit(2)
 }
@@ -22,15 +27,23 @@ fn main() {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7878));
     let mut data = PathBuf::from("relay-data");
     let mut insecure = false;
+    let (mut cert, mut key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage()),
             "--data" => data = args.next().map(PathBuf::from).unwrap_or_else(|| usage()),
             "--insecure-no-auth" => insecure = true,
+            "--tls-cert" => cert = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
+            "--tls-key" => key = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
+    let tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => usage(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -41,7 +54,7 @@ fn main() {
     if let Err(e) = runtime.block_on(cairn_sync::run_relay(
         listen,
         &data,
-        cairn_sync::RelayOptions { durability: cairn::Durability::Full, insecure_no_auth: insecure, tls: None },
+        cairn_sync::RelayOptions { durability: cairn::Durability::Full, insecure_no_auth: insecure, tls },
     )) {
         eprintln!("error: {e}");
         std::process::exit(1)

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.encode(), encoded, "re-encoding is stable");
     if let Message::Sync { data, .. } | Message::Request { data, .. } = &message {
         if let Ok(sync) = cairn::automerge::sync::Message::decode(data) {
-            let _ = cairn::sync::check_changes(&sync);
+            let _ = cairn::sync::check_changes(&sync, 1 << 20);
         }
     }
 });
