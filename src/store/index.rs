@@ -634,25 +634,6 @@ fn like_pattern(term: &str) -> String {
 
 /// Entities holding every one of the (rare) FTS5 patterns, best summed BM25 first.
 fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[String]) -> Result<Vec<String>> {
-    // Scoring costs several times what finding does: with more than one term, first check
-    // that some entity holds them all (often none does, and the next stage takes over).
-    if patterns.len() > 1 {
-        let mut stmt =
-            db.prepare_cached(&format!("SELECT entity FROM {table} WHERE {table} MATCH ?1 AND graph = ?2"))?;
-        let mut common: Option<BTreeSet<String>> = None;
-        for p in patterns {
-            let holding: BTreeSet<String> =
-                stmt.query_map(params![p, graph], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            let both: BTreeSet<String> = match common {
-                None => holding,
-                Some(before) => before.intersection(&holding).cloned().collect(),
-            };
-            if both.is_empty() {
-                return Ok(Vec::new());
-            }
-            common = Some(both);
-        }
-    }
     let mut parts = Vec::new();
     for i in 0..patterns.len() {
         parts.push(format!(
