@@ -198,19 +198,28 @@ impl Replica {
         let docs = GraphDocs::of(&options.graph);
         let mut cache = DocCache::new(ActorId::random());
         let graph = options.graph.clone();
-        // Make sure every document of the graph exists, starting from its shared genesis.
-        store.write(|tx| {
+        // Make sure every document of the graph exists, starting from its shared genesis. Looked
+        // for under a read first: the write lock is taken only for a graph's first open.
+        let missing = |tx: &rusqlite::Transaction<'_>| -> Result<Vec<_>> {
             let mut stmt = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM changes WHERE doc = ?1)")?;
+            let mut missing = Vec::new();
             for (id, kind) in docs.all() {
-                let present: bool = stmt.query_row([&id.as_bytes()[..]], |r| r.get(0))?;
-                if !present {
+                if !stmt.query_row([&id.as_bytes()[..]], |r| r.get::<_, bool>(0))? {
+                    missing.push((id, kind));
+                }
+            }
+            Ok(missing)
+        };
+        if !store.read(missing)?.is_empty() {
+            store.write(|tx| {
+                for (id, kind) in missing(tx)? {
                     let genesis = Cached::new(schema::genesis(&graph, id, kind));
                     let changes = genesis.doc.get_changes(&[]);
                     ingest(tx, &graph, id, &genesis, &changes, false, &mut index::SearchUpdates::default())?;
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
+        }
         cache.clear();
         let replica = store.replica_id();
         Ok(Replica {

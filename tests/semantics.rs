@@ -495,6 +495,28 @@ fn a_database_from_before_the_word_index_gains_it_on_open() {
 }
 
 #[test]
+fn opening_a_current_file_needs_no_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    drop(open(dir.path(), "busy.db", "alice"));
+    // Another process holds the write lock (as a long import does, transaction after transaction).
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (done, opened) = std::sync::mpsc::channel();
+    let where_ = dir.path().to_owned();
+    let opener = std::thread::spawn(move || {
+        let r = open(&where_, "busy.db", "bob");
+        let entities = r.status().unwrap().entities;
+        done.send(entities).unwrap();
+    });
+    // An open that queued for the lock would wait out its 30 s busy timeout.
+    let entities = opened.recv_timeout(std::time::Duration::from_secs(10));
+    other.execute_batch("ROLLBACK").unwrap();
+    opener.join().unwrap();
+    assert_eq!(entities, Ok(0), "the open waited for a write lock it does not need");
+}
+
+#[test]
 fn common_terms_filter_while_rare_terms_rank() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), "a.db", "alice");

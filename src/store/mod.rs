@@ -91,6 +91,11 @@ impl Store {
 
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
+        // A file already at the current schema needs no write lock: an open must not queue
+        // behind another process's long run of writes (an import) for a lock it does not use.
+        if self.is_current()? {
+            return Ok(());
+        }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Checked again inside the write lock: another process may have initialised the file
         // between our first look and now.
@@ -116,6 +121,16 @@ impl Store {
         tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('replica_id', ?1)", [format!("{id:08x}")])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Whether the file is Cairn's, at the current schema version, and initialised.
+    fn is_current(&self) -> Result<bool> {
+        let app_id: i64 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if app_id != APPLICATION_ID || version != MIGRATIONS.len() as i64 {
+            return Ok(false);
+        }
+        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'replica_id')", [], |r| r.get(0))?)
     }
 
     /// The file this store lives in.
