@@ -581,10 +581,12 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
             }
         }
         for conn in slow {
-            // Dropping the sender makes the connection task close the socket.
-            if conns.remove(&conn).is_some() {
+            if let Some(tx) = conns.remove(&conn) {
                 tracing::warn!(conn, "closing a connection that reads too slowly");
                 Metrics::add(&metrics.closed_slow, 1);
+                // Dropping the sender makes the connection task close the socket: counted
+                // first, so a peer that sees its close also sees it in /metrics.
+                drop(tx);
                 let _ = hub.handle(cairn::now_millis(), Event::Disconnected { conn }, &mut docs);
             }
         }
