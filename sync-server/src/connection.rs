@@ -28,12 +28,14 @@ pub(crate) mod code {
 }
 
 /// Runs a connection from its upgrade to its end, then tells the hub and frees its slot.
-pub(crate) async fn run(socket: WebSocket, relay: Relay, access: Access, slot: Option<TokenSlot>) {
+pub(crate) async fn run(socket: WebSocket, relay: Relay, access: Access, mut slot: Option<TokenSlot>) {
     let conn = relay.next_conn();
     let _active = relay.active_guard();
     Metrics::add(&relay.metrics().connections_total, 1);
-    let token = slot.as_ref().map(|s| s.token().to_owned());
-    relay.track_token(conn, token.as_deref());
+    if let Some(slot) = &mut slot {
+        slot.attach(conn);
+    }
+    let token = slot.as_ref().map(TokenSlot::token);
     tracing::debug!(conn, token = ?token, "connection opened");
     let (out_tx, mut out_rx) = mpsc::channel(relay.config().outgoing_queue);
     let ended = if relay.send(Command::Register { conn, out: out_tx }).await
@@ -44,9 +46,8 @@ pub(crate) async fn run(socket: WebSocket, relay: Relay, access: Access, slot: O
         Cow::Borrowed("relay stopping")
     };
     relay.send(Command::Event(Event::Disconnected { conn })).await;
-    relay.track_token(conn, None);
-    drop(slot);
     tracing::info!(conn, token = ?token, reason = %ended, "connection closed");
+    drop(slot);
 }
 
 /// A token bucket: `rate` per second, at most `burst` at once.
@@ -73,14 +74,75 @@ impl Bucket {
 
 type Sink = SplitSink<WebSocket, WsMessage>;
 
+/// The longest a close frame may take to leave: a courtesy to the peer, never a wait on it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a connection task can take to end once told to: a frame already being written (the
+/// write timeout), the close frame, and the socket's shutdown. Relay shutdown waits this long.
+pub(crate) fn longest_ending(write_timeout: Duration) -> Duration {
+    write_timeout + CLOSE_TIMEOUT + Duration::from_millis(100)
+}
+
 /// Sends a frame, giving up after `within`: a peer that stops reading must not hold its task
 /// (and its token's connection slot) forever.
 async fn send(sink: &mut Sink, frame: WsMessage, within: Duration) -> bool {
     matches!(tokio::time::timeout(within, sink.send(frame)).await, Ok(Ok(())))
 }
 
-fn close(code: u16, reason: &str) -> WsMessage {
-    WsMessage::Close(Some(CloseFrame { code, reason: truncate(reason).into() }))
+/// Why a connection ended, and the close frame to tell the peer (none for a peer that left or
+/// stopped reading).
+struct Ending {
+    close: Option<u16>,
+    reason: Cow<'static, str>,
+}
+
+impl Ending {
+    fn close(code: u16, reason: impl Into<Cow<'static, str>>) -> Ending {
+        Ending { close: Some(code), reason: reason.into() }
+    }
+
+    fn silent(reason: impl Into<Cow<'static, str>>) -> Ending {
+        Ending { close: None, reason: reason.into() }
+    }
+
+    fn stopping() -> Ending {
+        Ending::close(code::GOING_AWAY, "relay shutting down")
+    }
+}
+
+/// Writes what the hub sent this connection.
+async fn deliver(sink: &mut Sink, outgoing: Option<Outgoing>, relay: &Relay) -> Result<(), Ending> {
+    let write_timeout = relay.config().write_timeout;
+    match outgoing {
+        Some(Outgoing::Frame(bytes)) => {
+            if send(sink, WsMessage::Binary(bytes.into()), write_timeout).await {
+                Ok(())
+            } else {
+                Metrics::add(&relay.metrics().closed_slow, 1);
+                Err(Ending::silent(format!("the peer did not take a frame within {write_timeout:?}")))
+            }
+        }
+        Some(Outgoing::Close { code, reason }) => Err(Ending::close(code, reason)),
+        // The hub dropped this connection (and counted it): too slow a reader.
+        None => Err(Ending::close(code::POLICY, "too slow: the outgoing queue is full")),
+    }
+}
+
+/// Waits for `work` (the hub's budget or inbox) while still delivering the hub's frames, so a
+/// connection held up by the hub never falls behind on its own outgoing queue.
+async fn delivering<T>(
+    work: impl Future<Output = T>,
+    sink: &mut Sink,
+    out_rx: &mut mpsc::Receiver<Outgoing>,
+    relay: &Relay,
+) -> Result<T, Ending> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            outgoing = out_rx.recv() => deliver(sink, outgoing, relay).await?,
+        }
+    }
 }
 
 /// Serves the connection; returns why it ended.
@@ -90,9 +152,28 @@ async fn serve(
     conn: ConnId,
     out_rx: &mut mpsc::Receiver<Outgoing>,
 ) -> Cow<'static, str> {
+    let (mut sink, stream) = socket.split();
+    let Err(ending) = exchange(&mut sink, stream, relay, conn, out_rx).await;
+    if let Some(code) = ending.close {
+        let within = relay.config().write_timeout.min(CLOSE_TIMEOUT);
+        let frame = WsMessage::Close(Some(CloseFrame { code, reason: truncate(&ending.reason).into() }));
+        let _ = send(&mut sink, frame, within).await;
+    }
+    // Give the close frame a moment to leave; the peer's reply does not matter.
+    let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
+    ending.reason
+}
+
+/// Moves frames both ways until something ends the connection (`?` ends it too).
+async fn exchange(
+    sink: &mut Sink,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    relay: &Relay,
+    conn: ConnId,
+    out_rx: &mut mpsc::Receiver<Outgoing>,
+) -> Result<std::convert::Infallible, Ending> {
     let config = relay.config();
     let write_timeout = config.write_timeout;
-    let (mut sink, mut stream) = socket.split();
     let mut shutdown = relay.shutdown_signal();
     let mut bucket = Bucket {
         tokens: config.message_burst,
@@ -107,12 +188,14 @@ async fn serve(
     let mut ping = tokio::time::interval(
         (config.idle_timeout / 3).min(config.handshake_timeout / 2).max(Duration::from_millis(10)),
     );
+    // After a wait on the hub, one tick, not a burst of catch-up ticks.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
-    let refuse = |reason: String| {
+    let refuse = |code: u16, reason: String| {
         Metrics::add(&relay.metrics().closed_protocol, 1);
-        reason
+        Ending::close(code, reason)
     };
-    let ended: Cow<'static, str> = loop {
+    loop {
         tokio::select! {
             // Frames from the peer go to the hub; the hub's inbox is bounded in messages and in
             // bytes, so a flood of frames waits here instead of piling up in memory.
@@ -120,89 +203,66 @@ async fn serve(
                 last_heard = Instant::now();
                 // Every frame counts against the rate, control frames too.
                 if matches!(incoming, Some(Ok(_))) && !bucket.take() {
-                    let reason = refuse(format!("message rate above {} per second; slow down", config.messages_per_second));
-                    let _ = send(&mut sink, close(code::POLICY, &reason), write_timeout).await;
-                    break reason.into();
+                    let reason = format!("message rate above {} per second; slow down", config.messages_per_second);
+                    return Err(refuse(code::POLICY, reason));
                 }
                 let frame = match incoming {
                     Some(Ok(WsMessage::Binary(bytes))) => bytes,
                     Some(Ok(WsMessage::Text(_))) => {
-                        let reason = refuse("text frames are not part of the protocol; send CBOR in binary frames".into());
-                        let _ = send(&mut sink, close(code::UNSUPPORTED, &reason), write_timeout).await;
-                        break reason.into();
+                        let reason = "text frames are not part of the protocol; send CBOR in binary frames";
+                        return Err(refuse(code::UNSUPPORTED, reason.into()));
                     }
                     Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => break "closed by the peer".into(),
+                    Some(Ok(WsMessage::Close(_))) | None => return Err(Ending::silent("closed by the peer")),
                     Some(Err(e)) => {
                         let text = e.to_string();
                         let too_big = text.contains("too long") || text.contains("too big");
-                        let reason = refuse(format!("bad frame: {text}"));
                         let code = if too_big { code::TOO_BIG } else { code::PROTOCOL };
-                        let _ = send(&mut sink, close(code, &reason), write_timeout).await;
-                        break reason.into();
+                        return Err(refuse(code, format!("bad frame: {text}")));
                     }
                 };
                 Metrics::add(&relay.metrics().messages_in, 1);
                 Metrics::add(&relay.metrics().bytes_in, frame.len() as u64);
-                match Message::decode(&frame) {
-                    Ok(message) => {
-                        joined = true;
-                        let Some(permit) = relay.reserve(frame.len()).await else { break "relay stopping".into() };
-                        if !relay.send(Command::Received { event: Event::Received { conn, message }, _permit: permit }).await {
-                            break "relay stopping".into();
-                        }
-                    }
+                // The frame's bytes count against the budget before it is decoded into a copy.
+                let reserved = delivering(relay.reserve(frame.len()), sink, out_rx, relay).await?;
+                let permit = reserved.ok_or_else(Ending::stopping)?;
+                let message = match Message::decode(&frame) {
+                    Ok(message) => message,
                     Err(e) => {
-                        let reason = refuse(format!("malformed message: {e}"));
-                        let reply = Message::Error { sender: Some(config.hub.peer_id.clone()), target: None, message: reason.clone() };
-                        let _ = send(&mut sink, WsMessage::Binary(reply.encode().into()), write_timeout).await;
-                        let _ = send(&mut sink, close(code::PROTOCOL, &reason), write_timeout).await;
-                        break reason.into();
+                        let ending = refuse(code::PROTOCOL, format!("malformed message: {e}"));
+                        let sender = Some(config.hub.peer_id.clone());
+                        let reply = Message::Error { sender, target: None, message: ending.reason.to_string() };
+                        let _ = send(sink, WsMessage::Binary(reply.encode().into()), write_timeout).await;
+                        return Err(ending);
                     }
+                };
+                drop(frame);
+                joined = true;
+                let command = Command::Received { event: Event::Received { conn, message }, permit };
+                if !delivering(relay.send(command), sink, out_rx, relay).await? {
+                    return Err(Ending::stopping());
                 }
+                // Time spent waiting on the hub is not the peer's silence.
+                last_heard = Instant::now();
             }
             // Frames from the hub go to the peer.
-            outgoing = out_rx.recv() => match outgoing {
-                Some(Outgoing::Frame(bytes)) => {
-                    if !send(&mut sink, WsMessage::Binary(bytes.into()), write_timeout).await {
-                        break format!("the peer did not take a frame within {write_timeout:?}").into();
-                    }
-                }
-                Some(Outgoing::Close { code, reason }) => {
-                    let _ = send(&mut sink, close(code, &reason), write_timeout).await;
-                    break reason.into();
-                }
-                // The hub dropped this connection (too slow a reader).
-                None => {
-                    let reason = "too slow: the outgoing queue is full";
-                    let _ = send(&mut sink, close(code::POLICY, reason), write_timeout).await;
-                    break reason.into();
-                }
-            },
+            outgoing = out_rx.recv() => deliver(sink, outgoing, relay).await?,
             // Keep-alive, idle and handshake deadlines.
             _ = ping.tick() => {
                 if !joined && opened.elapsed() >= config.handshake_timeout {
-                    let reason = refuse(format!("no join within {:?}", config.handshake_timeout));
-                    let _ = send(&mut sink, close(code::POLICY, &reason), write_timeout).await;
-                    break reason.into();
+                    return Err(refuse(code::POLICY, format!("no join within {:?}", config.handshake_timeout)));
                 }
                 if last_heard.elapsed() >= config.idle_timeout {
-                    let _ = send(&mut sink, close(code::NORMAL, "idle timeout"), write_timeout).await;
-                    break "idle timeout".into();
+                    return Err(Ending::close(code::NORMAL, "idle timeout"));
                 }
-                if !send(&mut sink, WsMessage::Ping(Vec::new().into()), write_timeout).await {
-                    break "the peer stopped reading".into();
+                if !send(sink, WsMessage::Ping(Vec::new().into()), write_timeout).await {
+                    Metrics::add(&relay.metrics().closed_slow, 1);
+                    return Err(Ending::silent("the peer stopped reading"));
                 }
             }
-            _ = shutdown.changed() => {
-                let _ = send(&mut sink, close(code::GOING_AWAY, "relay shutting down"), write_timeout).await;
-                break "relay shutting down".into();
-            }
+            _ = shutdown.changed() => return Err(Ending::stopping()),
         }
-    };
-    // Give the close frame a moment to leave; the peer's reply does not matter.
-    let _ = tokio::time::timeout(Duration::from_millis(100), sink.close()).await;
-    ended
+    }
 }
 
 /// Close-frame reasons are limited to 123 bytes.

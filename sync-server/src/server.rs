@@ -59,7 +59,7 @@ pub struct RelayConfig {
     /// Messages one connection may send in a burst above that rate.
     pub message_burst: f64,
     /// A connection that sends nothing (not even a pong) for this long is closed. The relay
-    /// pings every third of it.
+    /// pings every third of it, or every half of `handshake_timeout` if that is sooner.
     pub idle_timeout: Duration,
     /// A connection must send its `join` within this.
     pub handshake_timeout: Duration,
@@ -68,7 +68,8 @@ pub struct RelayConfig {
     /// A frame the peer does not take within this closes the connection (it stopped reading).
     pub write_timeout: Duration,
     /// Bytes of received messages, across all connections, waiting for the hub; a connection
-    /// with a message beyond it waits (and so reads no further) until the hub catches up.
+    /// with a message beyond it waits (and so reads no further) until the hub catches up. Each
+    /// such waiting connection holds its one frame outside this budget.
     pub max_inflight_bytes: usize,
     /// A TLS handshake must finish within this.
     pub tls_handshake_timeout: Duration,
@@ -101,6 +102,11 @@ impl RelayConfig {
             metrics: Arc::default(),
         }
     }
+
+    /// The in-flight budget as semaphore permits (one per byte).
+    fn inflight_budget(&self) -> usize {
+        self.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS)
+    }
 }
 
 /// What a connection task hands the hub thread.
@@ -113,7 +119,7 @@ pub(crate) enum Command {
     /// A received message, holding its share of the in-flight byte budget until it is handled.
     Received {
         event: Event,
-        _permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
     },
     /// The relay is shutting down: finish the batch and stop.
     Stop,
@@ -133,22 +139,32 @@ struct Sessions {
     per_token: HashMap<String, usize>,
 }
 
-/// One connection's place in its token's limit, given back when dropped — whichever way the
-/// connection ends, including an upgrade that never completes.
+/// One connection's place in its token's limit and in the revocation checks, given back when
+/// dropped — whichever way the connection ends, including an upgrade that never completes.
 pub(crate) struct TokenSlot {
     sessions: Arc<Mutex<Sessions>>,
     token: String,
+    conn: Option<ConnId>,
 }
 
 impl TokenSlot {
     pub(crate) fn token(&self) -> &str {
         &self.token
     }
+
+    /// Records the connection using the slot, so revoking the token closes it.
+    pub(crate) fn attach(&mut self, conn: ConnId) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).token_of.insert(conn, self.token.clone());
+        self.conn = Some(conn);
+    }
 }
 
 impl Drop for TokenSlot {
     fn drop(&mut self) {
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = self.conn {
+            s.token_of.remove(&conn);
+        }
         if let Some(n) = s.per_token.get_mut(&self.token) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -217,7 +233,7 @@ impl Relay {
             .name("cairn-hub".into())
             .spawn(move || run_hub(hub, docs, inbox, &hub_metrics))
             .expect("spawning the hub thread"); // only fails when the OS is out of threads
-        let inflight = Arc::new(Semaphore::new(config.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS)));
+        let inflight = Arc::new(Semaphore::new(config.inflight_budget()));
         Ok(Relay {
             metrics,
             commands,
@@ -259,24 +275,11 @@ impl Relay {
     /// Waits for `bytes` of the in-flight budget (capped at the whole budget, so any message
     /// can pass alone); `None` once the relay is stopping.
     pub(crate) async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let n = bytes.clamp(1, self.config.max_inflight_bytes.clamp(1, Semaphore::MAX_PERMITS));
+        let n = bytes.clamp(1, self.config.inflight_budget());
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
             permit = self.inflight.clone().acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX)) => permit.ok(),
             _ = shutdown.changed() => None,
-        }
-    }
-
-    /// Records which token a connection uses (for revocation), or forgets it (`None`).
-    pub(crate) fn track_token(&self, conn: ConnId, token: Option<&str>) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        match token {
-            Some(t) => {
-                s.token_of.insert(conn, t.to_owned());
-            }
-            None => {
-                s.token_of.remove(&conn);
-            }
         }
     }
 
@@ -296,7 +299,7 @@ impl Relay {
     pub fn router(&self) -> Router {
         if self.tokens.is_some() && !self.watching.swap(true, Ordering::SeqCst) {
             match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn(self.clone().watch_tokens())),
+                Ok(runtime) => drop(runtime.spawn(self.token_watch())),
                 Err(_) => {
                     self.watching.store(false, Ordering::SeqCst);
                     tracing::error!("Relay::router called outside a tokio runtime: revoked tokens stay connected");
@@ -351,17 +354,29 @@ impl Relay {
     {
         let stop = self.shutdown_tx.clone();
         let router = self.router();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await;
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        // axum waits, without limit, for HTTP requests in progress (one whose client sent half
+        // its headers and went quiet, too): give them as long as a websocket gets, no longer.
+        let grace = crate::connection::longest_ending(self.config.write_timeout);
+        let mut stopping = self.shutdown.clone();
+        let served = tokio::select! {
+            served = serving.into_future() => served,
+            _ = async {
+                let _ = stopping.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("HTTP requests still unfinished at shutdown: stopping anyway");
+                Ok(())
+            }
+        };
         // axum has stopped accepting; the websockets it upgraded are not its to wait for. Each
         // was told "going away" by the shutdown signal: wait (bounded) for their tasks to end,
         // then for the hub to finish its batch and close storage.
         let _ = self.shutdown_tx.send(true);
-        let deadline = tokio::time::Instant::now() + self.config.write_timeout + Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + grace;
         loop {
             let notified = self.active.1.notified();
             if self.active.0.load(Ordering::SeqCst) == 0 {
@@ -380,45 +395,59 @@ impl Relay {
         served
     }
 
-    /// Closes open connections whose token was revoked or expired.
-    async fn watch_tokens(self) {
-        let Some(tokens) = self.tokens.clone() else { return };
-        let mut tick = tokio::time::interval(self.config.token_check_interval);
+    /// A task that closes open connections whose token was revoked or expired. It holds the
+    /// hub's inbox weakly, so it keeps nothing alive: it ends at shutdown or once every handle
+    /// to the relay is gone.
+    fn token_watch(&self) -> impl Future<Output = ()> + Send + 'static {
+        let tokens = self.tokens.clone();
+        let sessions = self.sessions.clone();
+        let commands = self.commands.downgrade();
         let mut shutdown = self.shutdown.clone();
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let open: Vec<(ConnId, String)> = {
-                let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-                s.token_of.iter().map(|(c, t)| (*c, t.clone())).collect()
-            };
-            if open.is_empty() {
-                continue;
-            }
-            let tokens = tokens.clone();
-            let ids: Vec<String> = open.iter().map(|(_, t)| t.clone()).collect();
-            let invalid = tokio::task::spawn_blocking(move || {
-                let t = tokens.lock().unwrap_or_else(|p| p.into_inner());
-                let now = cairn::now_millis();
-                // Fail closed: a token whose validity cannot be read counts as revoked.
-                ids.into_iter()
-                    .filter(|id| {
-                        !t.still_valid(id, now).unwrap_or_else(|e| {
-                            tracing::error!(token = %id, error = %e, "cannot check a token; closing its connections");
-                            false
-                        })
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
-            for (conn, token) in open {
-                if invalid.contains(&token) {
-                    tracing::info!(conn, token = %token, "closing a connection whose token was revoked or expired");
-                    let _ = self.commands.send(Command::Event(Event::AccessChanged { conn, access: None })).await;
+        let interval = self.config.token_check_interval;
+        async move {
+            let Some(tokens) = tokens else { return };
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
                 }
+                let Some(commands) = commands.upgrade() else { return };
+                Relay::close_revoked(&tokens, &sessions, &commands).await;
+            }
+        }
+    }
+
+    /// Closes the open connections whose token is no longer valid.
+    async fn close_revoked(tokens: &Arc<Mutex<Tokens>>, sessions: &Mutex<Sessions>, commands: &mpsc::Sender<Command>) {
+        let open: Vec<(ConnId, String)> = {
+            let s = sessions.lock().unwrap_or_else(|p| p.into_inner());
+            s.token_of.iter().map(|(c, t)| (*c, t.clone())).collect()
+        };
+        if open.is_empty() {
+            return;
+        }
+        let tokens = tokens.clone();
+        let ids: Vec<String> = open.iter().map(|(_, t)| t.clone()).collect();
+        let invalid = tokio::task::spawn_blocking(move || {
+            let t = tokens.lock().unwrap_or_else(|p| p.into_inner());
+            let now = cairn::now_millis();
+            // Fail closed: a token whose validity cannot be read counts as revoked.
+            ids.into_iter()
+                .filter(|id| {
+                    !t.still_valid(id, now).unwrap_or_else(|e| {
+                        tracing::error!(token = %id, error = %e, "cannot check a token; closing its connections");
+                        false
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (conn, token) in open {
+            if invalid.contains(&token) {
+                tracing::info!(conn, token = %token, "closing a connection whose token was revoked or expired");
+                let _ = commands.send(Command::Event(Event::AccessChanged { conn, access: None })).await;
             }
         }
     }
@@ -501,7 +530,7 @@ impl Relay {
                 Access::graphs(&graphs, write)
             }
         };
-        Ok((access, Some(TokenSlot { sessions: self.sessions.clone(), token: grant.id })))
+        Ok((access, Some(TokenSlot { sessions: self.sessions.clone(), token: grant.id, conn: None })))
     }
 }
 
@@ -532,8 +561,8 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
                     continue;
                 }
                 Command::Event(e) => e,
-                Command::Received { event, _permit } => {
-                    permits.push(_permit);
+                Command::Received { event, permit } => {
+                    permits.push(permit);
                     event
                 }
                 Command::Stop => {
@@ -572,9 +601,9 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
                     if protocol_error {
                         Metrics::add(&metrics.closed_protocol, 1);
                     }
+                    // The connection's task logs the reason when it ends.
                     if let Some(tx) = conns.remove(&conn) {
                         let code = if protocol_error { code::PROTOCOL } else { code::POLICY };
-                        tracing::info!(conn, %reason, "closing a connection");
                         let _ = tx.try_send(Outgoing::Close { code, reason });
                     }
                 }
@@ -582,7 +611,6 @@ fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Com
         }
         for conn in slow {
             if let Some(tx) = conns.remove(&conn) {
-                tracing::warn!(conn, "closing a connection that reads too slowly");
                 Metrics::add(&metrics.closed_slow, 1);
                 // Dropping the sender makes the connection task close the socket: counted
                 // first, so a peer that sees its close also sees it in /metrics.

@@ -2,9 +2,9 @@
 //! `--tls-cert`/`--tls-key`, and the client connects to `wss://` URLs, trusting the system's web
 //! roots (Mozilla's, built in) plus any CA given with `ClientOptions::ca_file`.
 //!
-//! Native rather than "put nginx in front": one binary to deploy, no plain-text hop, and the
-//! relay sees real client addresses. A reverse proxy still works (it terminates TLS and forwards
-//! the websocket upgrade), see `docs/security.md`.
+//! Native rather than "put nginx in front": one binary to deploy and no plain-text hop. A reverse
+//! proxy still works (it terminates TLS and forwards the websocket upgrade), see
+//! `docs/security.md`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -105,14 +105,15 @@ impl TlsListener {
         tokio::spawn(async move {
             loop {
                 // Ends with the listener: dropping it closes the channel.
+                let next = async {
+                    let permit = handshakes.clone().acquire_owned().await.ok()?;
+                    Some(listener.accept().await.map(|a| (a, permit)))
+                };
                 let accepted = tokio::select! {
                     _ = tx.closed() => return,
-                    permit = handshakes.clone().acquire_owned() => match permit {
-                        Ok(permit) => tokio::select! {
-                            _ = tx.closed() => return,
-                            accepted = listener.accept() => accepted.map(|a| (a, permit)),
-                        },
-                        Err(_) => return,
+                    accepted = next => match accepted {
+                        Some(accepted) => accepted,
+                        None => return,
                     },
                 };
                 let ((tcp, addr), permit) = match accepted {

@@ -638,6 +638,31 @@ async fn sigterm_closes_connections_with_going_away_and_keeps_everything() {
     relay.wait().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::new(cairn_sync::hub_config_for(dir.path()), Auth::InsecureNoAuth);
+    config.write_timeout = Duration::from_millis(500);
+    let store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
+    let relay = Relay::start(store, config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(relay.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    // Half a request, then silence (the connection stays open).
+    let mut quiet = tokio::net::TcpStream::connect(addr).await.unwrap();
+    quiet.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert!(http_get(addr, "/healthz").await.contains("ok"));
+    stop.send(()).unwrap();
+    // axum alone would wait for the rest of that request forever.
+    let ended = tokio::time::timeout(WAIT, served).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "the relay stopped despite the quiet client: {ended:?}");
+    drop(quiet);
+}
+
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
