@@ -467,6 +467,15 @@ fn word_starts_come_first_and_substrings_are_the_fallback() {
     // Names with `-` stay one word; a prefix finds the longer one too.
     assert_eq!(found("entity-1234"), ["entity-1234", "entity-12345"]);
     assert_eq!(found("entity-12345"), ["entity-12345"]);
+    // A word is a run of letters and digits: punctuation around it does not hide it.
+    a.write(&[
+        entity("Standup", "meeting", &["ask @alice first.", "well-known issue"]),
+        entity("Alice", "person", &[]),
+        entity("Known Issues", "list", &["first draft"]),
+    ])
+    .unwrap();
+    assert_eq!(found("alice"), ["Alice", "Standup"]);
+    assert_eq!(found("known first"), ["Known Issues", "Standup"]);
     // Terms the word index cannot hold as one word go to the substring stage.
     assert_eq!(found(r"kettle\"), Vec::<String>::new());
     assert_eq!(found("pot,"), Vec::<String>::new());
@@ -529,10 +538,12 @@ fn common_terms_filter_while_rare_terms_rank() {
         observe("item 0007", "zebra stripes"),
         observe("item 1234", "zebra crossing"),
         entity("Zebra Inc", "company", &[]),
+        entity("Zebra Crossing Ltd", "company", &["uncommonly busy"]),
     ])
     .unwrap();
     let found = |q: &str| names(&a.search_limit(q, 50).unwrap().data).into_iter().map(String::from).collect::<Vec<_>>();
-    // The rare term finds and ranks; the common one filters (Zebra Inc has no "common").
+    // The rare term finds and ranks; the common one filters, at word starts as every term of
+    // this stage does (Zebra Inc has no "common"; Zebra Crossing Ltd has it only inside a word).
     let mut both = found("common zebra");
     both.sort();
     assert_eq!(both, ["item 0007", "item 1234"]);
@@ -540,6 +551,10 @@ fn common_terms_filter_while_rare_terms_rank() {
     let newest = found("COMMON");
     assert_eq!(newest.len(), 50);
     assert!(newest.iter().all(|n| n.as_str() >= "item 2000"), "{newest:?}");
-    // Short terms filter too.
-    assert_eq!(found("zebra cr"), ["item 1234"]);
+    // Short terms filter too, at word starts ("cr" starts "crossing" in two entities).
+    let mut short = found("zebra cr");
+    short.sort();
+    assert_eq!(short, ["Zebra Crossing Ltd", "item 1234"]);
+    // A limit of zero returns nothing.
+    assert!(a.search_limit("zebra", 0).unwrap().data.entities.is_empty());
 }

@@ -38,7 +38,8 @@ impl Filter {
 ///
 /// FTS5 flushes its pending inserts to disk whenever a statement opens a savepoint, so search
 /// writes interleaved with the other index writes would cost a flush (and a segment merge) each.
-/// They are collected here and written by two set-based statements, last in the transaction.
+/// They are collected here and written by set-based statements (a delete and an insert per
+/// index), last in the transaction.
 #[derive(Debug, Default)]
 pub(crate) struct SearchUpdates {
     /// Search rows to delete.
@@ -66,7 +67,7 @@ impl SearchUpdates {
             return Ok(());
         }
         // Row ids are assigned here and recorded in the owning tables first: every ordinary
-        // write precedes the two search statements.
+        // write precedes the search statements.
         let first: i64 = db
             .prepare_cached("SELECT rowid FROM search ORDER BY rowid DESC LIMIT 1")?
             .query_row([], |r| r.get(0))
@@ -478,17 +479,34 @@ impl Stage {
 
     /// The FTS5 query that finds `term` in this stage's index, or `None` when the index cannot
     /// look it up (so it only filters): the trigram index needs three characters; the word index
-    /// needs two, and a term it tokenizes as a single word, so that its matches are substrings.
+    /// needs a term of two or more letters and digits (one word: FTS5 keeps no positions here,
+    /// so it cannot look up phrases).
     fn pattern(self, term: &str) -> Option<String> {
-        let quoted = format!("\"{}\"", term.replace('"', "\"\""));
-        let one_word = term.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-            && term.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && term.len() >= 2;
         match self {
-            Stage::Substrings => (term.chars().count() >= 3).then_some(quoted),
-            Stage::WordStarts => one_word.then(|| format!("{quoted}*")),
+            Stage::Substrings => (term.chars().count() >= 3).then(|| quoted(term)),
+            Stage::WordStarts => {
+                let one_word = term.len() >= 2 && term.chars().all(|c| c.is_ascii_alphanumeric());
+                one_word.then(|| format!("{}*", quoted(term)))
+            }
         }
     }
+
+    /// Whether `text` (lowercased) holds `term` (lowercased) the way this stage matches.
+    fn matches(self, text: &str, term: &str) -> bool {
+        match self {
+            Stage::Substrings => text.contains(term),
+            // As the word index splits words: at the start of the text or after a character
+            // that is not a letter or digit.
+            Stage::WordStarts => text
+                .match_indices(term)
+                .any(|(i, _)| text[..i].chars().next_back().is_none_or(|c| !c.is_alphanumeric())),
+        }
+    }
+}
+
+/// `term` as one FTS5 string, so no character in it is read as query syntax.
+fn quoted(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
 }
 
 /// A term found in this many search rows or more is "common": ranking by it would mean scoring
@@ -510,10 +528,11 @@ const SCAN: i64 = 5_000;
 /// intersect long ones, which at 100k entities costs several milliseconds.
 ///
 /// In each stage, ranking uses the terms found in fewer than [`COMMON`] rows (BM25); the other
-/// terms (common ones, and those the index cannot look up) filter the candidates. When every
-/// term is common, the results are the most recently written matches among the newest [`SCAN`]
-/// rows of the first term. So a query's cost is bounded by its rarest term, not by how often a
-/// word like "note" appears in a large graph.
+/// terms (common ones, and those the index cannot look up) filter the candidates, matched the
+/// stage's way. When every term is common, the results are the most recently written matches
+/// among the newest [`SCAN`] rows of the first common term (in the word stage, its rows as a
+/// whole word, then as a prefix). So a query's cost is bounded by its rarest term, not by how
+/// often a word like "note" appears in a large graph.
 pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, filter: Filter) -> Result<Graph> {
     let terms: Vec<&str> = query.split_whitespace().collect();
     let mut names: Vec<String> = Vec::new();
@@ -545,6 +564,9 @@ pub(crate) fn search(db: &Connection, graph: &str, query: &str, limit: usize, fi
 
 /// One stage of [`search`]: the names of at most `limit` matching entities, best first.
 fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limit: usize) -> Result<Vec<String>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let table = stage.table();
     // How common a term is, counted over every graph in the file: reading each row's graph would
     // cost more than the count itself, and an estimate is all the choice below needs.
@@ -558,8 +580,8 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
         match stage.pattern(t) {
             // A word common by itself is common as a prefix too, and counting it streams where
             // counting the prefix first merges every word it starts.
-            Some(p) if p.ends_with('*') && count(p.trim_end_matches('*'))? >= COMMON => {
-                common.get_or_insert(p);
+            Some(_) if matches!(stage, Stage::WordStarts) && count(&quoted(t))? >= COMMON => {
+                common.get_or_insert(*t);
                 filters.push(t.to_lowercase());
             }
             Some(p) => match count(&p)? {
@@ -567,7 +589,7 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
                 0 => return Ok(Vec::new()),
                 n if n < COMMON => rare.push(p),
                 _ => {
-                    common.get_or_insert(p);
+                    common.get_or_insert(*t);
                     filters.push(t.to_lowercase());
                 }
             },
@@ -578,7 +600,7 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
     let mut seen = BTreeSet::new();
     // Takes a candidate if it holds every filter term; true once `limit` are taken.
     let mut take = |name: String| -> Result<bool> {
-        if seen.insert(name.clone()) && (filters.is_empty() || entity_contains_all(db, graph, &name, &filters)?) {
+        if seen.insert(name.clone()) && (filters.is_empty() || entity_matches_all(db, graph, stage, &name, &filters)?) {
             keep.push(name);
         }
         Ok(keep.len() >= limit)
@@ -596,11 +618,10 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
         // A common word's own rows first: a prefix query over a common word merges the posting
         // lists of every word it starts before the first row comes out (12 ms for "note" at 100k
         // entities), where the word alone streams.
-        (Some(prefix), Stage::WordStarts) => {
-            let word = prefix.trim_end_matches('*').to_owned();
-            (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), vec![word, prefix])
+        (Some(t), Stage::WordStarts) => {
+            (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), vec![quoted(t), format!("{}*", quoted(t))])
         }
-        (Some(p), _) => (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), vec![p]),
+        (Some(t), _) => (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), vec![quoted(t)]),
         // No term the trigram index can look up (all under three characters): scan.
         (None, Stage::Substrings) => {
             ("SELECT entity FROM search WHERE text LIKE ?1 ESCAPE '\\'".to_owned(), vec![like_pattern(terms[0])])
@@ -653,8 +674,9 @@ fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[Stri
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Whether every (lowercased) term is a substring of the entity's name, type or an observation.
-fn entity_contains_all(db: &Connection, graph: &str, name: &str, terms: &[String]) -> Result<bool> {
+/// Whether every (lowercased) term is in the entity's name, type or an observation, matched the
+/// way `stage` matches.
+fn entity_matches_all(db: &Connection, graph: &str, stage: Stage, name: &str, terms: &[String]) -> Result<bool> {
     let mut texts = vec![name.to_lowercase()];
     if let Some(t) = db
         .prepare_cached("SELECT type FROM entities WHERE graph = ?1 AND name = ?2")?
@@ -667,7 +689,7 @@ fn entity_contains_all(db: &Connection, graph: &str, name: &str, terms: &[String
     for t in stmt.query_map(params![graph, name], |r| r.get::<_, String>(0))? {
         texts.push(t?.to_lowercase());
     }
-    Ok(terms.iter().all(|term| texts.iter().any(|t| t.contains(term.as_str()))))
+    Ok(terms.iter().all(|term| texts.iter().any(|t| stage.matches(t, term))))
 }
 
 /// How many entities, observations and relations a graph holds.

@@ -1,8 +1,8 @@
 -- Cairn storage, migration 2: word search beside substring search.
 --
 -- `words` holds the same rows as `search` (same rowids), split into words: names, types and
--- observations as unicode61 tokens, keeping `-_.@` inside a token so that `entity-42`,
--- `alice@example.com` and `v1.2` stay whole. A word index looks a term up in a few short posting
+-- observations as unicode61 tokens, runs of letters and digits (so "@alice", "tea." and
+-- "well-known" hold the words alice, tea, well and known). A word index looks a term up in a few short posting
 -- lists where the trigram index has to intersect long ones: at 100k entities, milliseconds
 -- against tens of milliseconds. Search asks it first (terms at the start of a word) and falls
 -- back to the trigram index (terms anywhere) only when no entity matches at a word start.
@@ -11,7 +11,7 @@
 -- batch import 30k → 24k facts/s with them) for queries that do not need them.
 CREATE VIRTUAL TABLE words USING fts5 (
     graph UNINDEXED, entity UNINDEXED, text,
-    tokenize = "unicode61 remove_diacritics 0 tokenchars '-_.@'",
+    tokenize = "unicode61 remove_diacritics 0",
     detail = none
 );
 INSERT INTO words (rowid, graph, entity, text) SELECT rowid, graph, entity, text FROM search;
