@@ -6,11 +6,13 @@
 //!
 //! Automerge inflates compressed changes and the compressed columns of documents and bundles
 //! with an unbounded `read_to_end`, and checks the checksum only afterwards: a few megabytes of
-//! DEFLATE can claim gigabytes (a ratio of about 1000:1). So before any chunk reaches Automerge,
-//! [`check`] walks the chunk framing and column metadata (the binary format's public layout,
-//! <https://automerge.org/automerge-binary-format-spec/>) and inflates every compressed part
-//! into a sink, counting, stopping as soon as the total passes a budget. Only then does it let
-//! Automerge decode each chunk.
+//! DEFLATE can claim gigabytes (a ratio of about 1000:1). And its columns are run-length
+//! encoded: a few bytes can claim ten million operations, each of which Automerge decodes and
+//! allocates. So before any chunk reaches Automerge, [`check`] walks the chunk framing and
+//! column metadata (the binary format's public layout,
+//! <https://automerge.org/automerge-binary-format-spec/>), inflates every compressed part
+//! (stopping as soon as the total passes a budget), sums each column's run lengths, and charges
+//! the budget for the bytes and for the rows. Only then does it let Automerge decode each chunk.
 
 use std::io::Read;
 
@@ -104,6 +106,22 @@ fn decode(chunk: &Chunk<'_>) -> Result<(), ChunkError> {
     }
 }
 
+/// What one encoded row (an operation, or a change's metadata) counts against the budget: a
+/// run-length encoded column can claim millions of rows in a few bytes, and Automerge decodes
+/// (and allocates) every one of them.
+const ROW_COST: u64 = 64;
+
+/// Column types (the low three bits of a column specification).
+mod column {
+    pub(super) const GROUP: u32 = 0;
+    pub(super) const ACTOR: u32 = 1;
+    pub(super) const ULEB: u32 = 2;
+    pub(super) const DELTA: u32 = 3;
+    pub(super) const BOOLEAN: u32 = 4;
+    pub(super) const STRING: u32 = 5;
+    pub(super) const VALUE_METADATA: u32 = 6;
+}
+
 struct Budget {
     left: u64,
     limit: u64,
@@ -115,39 +133,130 @@ impl Budget {
         Ok(())
     }
 
-    /// Inflates `data` into nothing, spending what it produces; never produces more than is left.
-    fn inflate(&mut self, data: &[u8]) -> Result<(), ChunkError> {
-        let mut decoder = flate2::read::DeflateDecoder::new(data).take(self.left.saturating_add(1));
-        let produced = std::io::copy(&mut decoder, &mut std::io::sink())
+    /// Inflates `data`, spending what it produces; never produces more than is left.
+    fn inflate(&mut self, data: &[u8]) -> Result<Vec<u8>, ChunkError> {
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(data)
+            .take(self.left.saturating_add(1))
+            .read_to_end(&mut out)
             .map_err(|_| ChunkError::Malformed("invalid DEFLATE data"))?;
-        self.spend(produced)
+        self.spend(out.len() as u64)?;
+        Ok(out)
     }
 
-    /// Spends what the chunk takes decompressed.
+    /// Spends what the chunk takes decompressed, and what its rows take decoded.
     fn charge(&mut self, chunk: &Chunk<'_>) -> Result<(), ChunkError> {
-        let mut b = Reader(chunk.body);
         match chunk.kind {
-            CHANGE => self.spend(chunk.body.len() as u64),
-            COMPRESSED_CHANGE => self.inflate(chunk.body),
+            CHANGE => {
+                self.spend(chunk.body.len() as u64)?;
+                self.change_body(chunk.body)
+            }
+            COMPRESSED_CHANGE => {
+                let body = self.inflate(chunk.body)?;
+                self.change_body(&body)
+            }
             DOCUMENT => {
+                let mut b = Reader(chunk.body);
                 b.actors()?;
                 b.hashes()?;
                 let changes = b.columns()?;
                 let ops = b.columns()?;
-                b.column_data(&changes, self)?;
-                b.column_data(&ops, self)
+                self.column_data(&mut b, &changes)?;
+                self.column_data(&mut b, &ops)
             }
             BUNDLE => {
+                let mut b = Reader(chunk.body);
                 b.hashes()?;
                 b.actors()?;
                 let changes = b.columns()?;
-                b.column_data(&changes, self)?;
+                self.column_data(&mut b, &changes)?;
                 let ops = b.columns()?;
-                b.column_data(&ops, self)
+                self.column_data(&mut b, &ops)
             }
             _ => Err(ChunkError::Malformed("unknown chunk type")),
         }
     }
+
+    /// Charges the rows of a change's operation columns (its bytes are already spent).
+    fn change_body(&mut self, body: &[u8]) -> Result<(), ChunkError> {
+        let mut b = Reader(body);
+        b.hashes()?; // dependencies
+        let len = b.count()?;
+        b.take(len)?; // actor
+        b.uleb()?; // sequence number
+        b.uleb()?; // start op
+        b.uleb()?; // time (signed, but only skipped here)
+        let len = b.count()?;
+        b.take(len)?; // message
+        b.actors()?; // other actors
+        let ops = b.columns()?;
+        let mut rows = 0;
+        for (spec, len) in ops {
+            rows = rows.max(column_rows(spec, b.take(len)?)?);
+        }
+        self.spend(rows.saturating_mul(ROW_COST))
+    }
+
+    /// Spends the columns' data (inflating the compressed ones) and their rows.
+    fn column_data(&mut self, b: &mut Reader<'_>, columns: &[(u32, usize)]) -> Result<(), ChunkError> {
+        let mut rows = 0;
+        for &(spec, len) in columns {
+            let data = b.take(len)?;
+            let n = if spec & DEFLATE_BIT != 0 {
+                column_rows(spec, &self.inflate(data)?)?
+            } else {
+                self.spend(len as u64)?;
+                column_rows(spec, data)?
+            };
+            rows = rows.max(n);
+        }
+        self.spend(rows.saturating_mul(ROW_COST))
+    }
+}
+
+/// How many rows a column's (decompressed) data encodes, without decoding them one by one: the
+/// lengths of its runs summed. Raw value bytes encode no rows of their own.
+fn column_rows(spec: u32, data: &[u8]) -> Result<u64, ChunkError> {
+    let mut r = Reader(data);
+    let mut rows = 0u64;
+    let value = |r: &mut Reader<'_>| -> Result<(), ChunkError> {
+        match spec & 0b111 {
+            column::STRING => {
+                let len = r.count()?;
+                r.take(len).map(drop)
+            }
+            _ => r.uleb().map(drop), // unsigned and signed LEB128 end the same way
+        }
+    };
+    match spec & 0b111 {
+        // Run lengths, alternately of false and true.
+        column::BOOLEAN => {
+            while !r.0.is_empty() {
+                rows = rows.saturating_add(r.uleb()?);
+            }
+        }
+        column::GROUP | column::ACTOR | column::ULEB | column::DELTA | column::STRING | column::VALUE_METADATA => {
+            // Runs: n > 0 repeats one value n times, n < 0 lists -n values, 0 is a run of nulls.
+            while !r.0.is_empty() {
+                let n = r.sleb()?;
+                match n {
+                    0 => rows = rows.saturating_add(r.uleb()?),
+                    n if n > 0 => {
+                        value(&mut r)?;
+                        rows = rows.saturating_add(n.unsigned_abs());
+                    }
+                    n => {
+                        for _ in 0..n.unsigned_abs() {
+                            value(&mut r)?; // each literal takes at least a byte: bounded by the data
+                        }
+                        rows = rows.saturating_add(n.unsigned_abs());
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(rows)
 }
 
 /// A cursor over untrusted bytes: every read is bounds-checked.
@@ -169,6 +278,21 @@ impl<'a> Reader<'a> {
             let byte = self.take(1)?[0];
             value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
             if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(ChunkError::Malformed("integer too long"))
+    }
+
+    fn sleb(&mut self) -> Result<i64, ChunkError> {
+        let mut value = 0i64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= i64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+            if byte & 0x80 == 0 {
+                if shift + 7 < 64 && byte & 0x40 != 0 {
+                    value |= -1i64 << (shift + 7); // sign-extend
+                }
                 return Ok(value);
             }
         }
@@ -204,19 +328,6 @@ impl<'a> Reader<'a> {
             columns.push((spec, self.count()?));
         }
         Ok(columns)
-    }
-
-    /// The columns' data, inflating the compressed ones.
-    fn column_data(&mut self, columns: &[(u32, usize)], budget: &mut Budget) -> Result<(), ChunkError> {
-        for &(spec, len) in columns {
-            let data = self.take(len)?;
-            if spec & DEFLATE_BIT != 0 {
-                budget.inflate(data)?;
-            } else {
-                budget.spend(len as u64)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -267,7 +378,9 @@ mod tests {
         let mut damaged = joined.clone();
         let last = damaged.len() - 2;
         damaged[last] ^= 0xff;
-        assert!(matches!(check(&[damaged.as_slice()], 1 << 20), Err(ChunkError::Undecodable(_))));
+        // Refused by the row count's walk of the columns, or by Automerge.
+        let refused = check(&[damaged.as_slice()], 1 << 20);
+        assert!(matches!(refused, Err(ChunkError::Undecodable(_) | ChunkError::Malformed(_))), "{refused:?}");
         assert!(matches!(check(&[&joined[..joined.len() - 1]], 1 << 20), Err(ChunkError::Malformed("truncated"))));
     }
 
@@ -278,20 +391,69 @@ mod tests {
         std::io::Write::write_all(&mut encoder, &vec![0u8; 64 << 20]).unwrap();
         let bomb = encoder.finish().unwrap();
         assert!(bomb.len() < 1 << 20);
-        let mut chunk = MAGIC.to_vec();
-        chunk.extend([0, 0, 0, 0, COMPRESSED_CHANGE]);
-        let mut len = bomb.len();
-        loop {
-            let byte = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
-                chunk.push(byte);
-                break;
-            }
-            chunk.push(byte | 0x80);
-        }
-        chunk.extend(&bomb);
+        let chunk = framed(COMPRESSED_CHANGE, &bomb);
         assert_eq!(check(&[chunk.as_slice()], 1 << 20), Err(ChunkError::TooLarge { limit: 1 << 20 }));
+    }
+
+    fn leb(out: &mut Vec<u8>, mut n: i64, signed: bool) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            let done = if signed { (n == 0 && byte & 0x40 == 0) || (n == -1 && byte & 0x40 != 0) } else { n == 0 };
+            out.push(if done { byte } else { byte | 0x80 });
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// A chunk of `kind` around `body` (checksum left zero: the budget is charged before
+    /// Automerge would check it).
+    fn framed(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut chunk = MAGIC.to_vec();
+        chunk.extend([0, 0, 0, 0, kind]);
+        leb(&mut chunk, body.len() as i64, false);
+        chunk.extend(body);
+        chunk
+    }
+
+    #[test]
+    fn a_run_length_bomb_is_refused_by_its_row_count() {
+        // A change whose one operation column is a single run claiming ten million rows: eight
+        // bytes that Automerge would expand into ten million operations.
+        let mut body = vec![0, 16];
+        body.extend([7; 16]); // no dependencies; the actor
+        body.extend([1, 1, 0, 0, 0]); // seq, start op, time, no message, no other actors
+        let mut data = Vec::new();
+        leb(&mut data, 10_000_000, true);
+        leb(&mut data, 1, false);
+        body.push(1); // one column: the action column, unsigned LEB128
+        leb(&mut body, (4 << 4) | i64::from(column::ULEB), false);
+        leb(&mut body, data.len() as i64, false);
+        body.extend(&data);
+        let chunk = framed(CHANGE, &body);
+        assert!(chunk.len() < 64);
+        assert_eq!(check(&[chunk.as_slice()], 128 << 20), Err(ChunkError::TooLarge { limit: 128 << 20 }));
+    }
+
+    #[test]
+    fn a_real_change_is_charged_for_its_operations() {
+        let doc = big_document();
+        let change = doc.get_last_local_change().unwrap();
+        let bytes = change.raw_bytes();
+        // 2,000 operations: their rows cost more than the change's bytes.
+        let rows = 2_000 * ROW_COST;
+        assert_eq!(check(&[bytes], rows + bytes.len() as u64), Ok(()));
+        assert!(matches!(check(&[bytes], rows), Err(ChunkError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn negative_and_long_integers_decode() {
+        for n in [0i64, 1, -1, 63, -64, 64, -65, 10_000_000, -10_000_000, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            leb(&mut out, n, true);
+            assert_eq!(Reader(&out).sleb(), Ok(n), "{n}");
+        }
     }
 
     #[test]

@@ -82,8 +82,9 @@ impl SyncDocs for std::sync::Arc<crate::Replica> {
 /// graph's document, far below what would hurt a server.
 pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 128 << 20;
 
-/// Checks that every change a sync message carries decodes, and that decompressed they take at
-/// most `max_inflated` bytes (checked first, without trusting them: see `chunks.rs`). Automerge
+/// Checks that every change a sync message carries decodes, and that decompressed (each encoded
+/// row counted as 64 bytes) they take at most `max_inflated` bytes (checked first, without
+/// trusting them: see `chunks.rs`). Automerge
 /// drops undecodable changes from a message with only a warning when it applies them to a
 /// document that already has history; a peer sending them is broken or hostile, and gets a
 /// protocol error instead.

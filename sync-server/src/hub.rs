@@ -130,8 +130,9 @@ pub struct HubConfig {
     pub storage_id: String,
     /// Documents one connection may have open (a graph is 33).
     pub max_docs_per_connection: usize,
-    /// How much one sync message's changes may take decompressed, checked before Automerge
-    /// decodes them (compressed data can claim a thousand times its size).
+    /// How much one sync message's changes may take decompressed, each encoded row counted as
+    /// 64 bytes, checked before Automerge decodes them (compressed and run-length encoded data
+    /// can claim a thousand times its size and more).
     pub max_inflated_bytes: u64,
 }
 

@@ -396,6 +396,12 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
             Box::new(move |relay: &str| sync_msg(relay, doc, deflate_bomb())),
             "more than 1048576 bytes decompressed",
         ),
+        (
+            "a change whose run-length encoding claims ten million operations",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, run_length_bomb())),
+            "more than 1048576 bytes decompressed",
+        ),
     ];
     for (what, join_first, frame, reason) in cases {
         let mut ws = raw(addr, Some(&t)).await.unwrap();
@@ -407,7 +413,7 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
         bystanders.still_syncing().await;
     }
     // Nothing partial was stored: only the bystanders' writes were logged meanwhile.
-    assert_eq!(count_changes(&data), changes_before + 5, "exactly the bystanders' writes, one per case");
+    assert_eq!(count_changes(&data), changes_before + 6, "exactly the bystanders' writes, one per case");
 }
 
 /// A first sync message for a document holding one change (so the relay creates it).
@@ -456,6 +462,22 @@ fn deflate_bomb() -> Vec<u8> {
         len >>= 7;
     }
     chunk.push(len as u8);
+    chunk.extend(body);
+    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    msg.changes = vec![chunk].into();
+    msg.encode()
+}
+
+/// A sync message whose one chunk is a 41-byte change with one operation column holding a single
+/// run of ten million rows.
+fn run_length_bomb() -> Vec<u8> {
+    // Body: no dependencies, a 16-byte actor, seq 1, start op 1, time 0, no message, no other
+    // actors; one column (the action column, LEB128 integers): run of 10,000,000 × the value 1.
+    let mut body = vec![0, 16];
+    body.extend([7; 16]);
+    body.extend([1, 1, 0, 0, 0, 1, 0x42, 5]);
+    body.extend([0x80, 0xad, 0xe2, 0x04, 1]); // signed LEB128 10,000,000; then the value
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, body.len() as u8];
     chunk.extend(body);
     let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
     msg.changes = vec![chunk].into();
