@@ -476,6 +476,11 @@ fn word_starts_come_first_and_substrings_are_the_fallback() {
     .unwrap();
     assert_eq!(found("alice"), ["Alice", "Standup"]);
     assert_eq!(found("known first"), ["Known Issues", "Standup"]);
+    // A term with punctuation is looked up word by word and must start a word whole: "tea-pot"
+    // starts one in "old tea-pot", not in "oldtea-pot" (which substrings would also return).
+    a.write(&[entity("Kettle A", "thing", &["old tea-pot"]), entity("Kettle B", "thing", &["oldtea-pot"])]).unwrap();
+    assert_eq!(found("Tea-Pot"), ["Kettle A"]);
+    assert_eq!(found("ea-pot"), ["Kettle A", "Kettle B"]);
     // Terms the word index cannot hold as one word go to the substring stage.
     assert_eq!(found(r"kettle\"), Vec::<String>::new());
     assert_eq!(found("pot,"), Vec::<String>::new());

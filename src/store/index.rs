@@ -477,17 +477,36 @@ impl Stage {
         }
     }
 
-    /// The FTS5 query that finds `term` in this stage's index, or `None` when the index cannot
-    /// look it up (so it only filters): the trigram index needs three characters; the word index
-    /// needs a term of two or more letters and digits (one word: FTS5 keeps no positions here,
-    /// so it cannot look up phrases).
-    fn pattern(self, term: &str) -> Option<String> {
+    /// The lookups that find `term` in this stage's index; none when the index cannot look it
+    /// up (so it only filters). The trigram index needs three characters. The word index holds
+    /// runs of letters and digits, and keeps no positions (so no phrases): a term's runs of two
+    /// or more ASCII letters and digits are looked up one by one, each a whole word but the last,
+    /// which may start one (`entity-42`: the word `entity` and a word starting `42`).
+    fn lookups(self, term: &str) -> Vec<Lookup> {
         match self {
-            Stage::Substrings => (term.chars().count() >= 3).then(|| quoted(term)),
+            Stage::Substrings if term.chars().count() >= 3 => vec![Lookup { quoted: quoted(term), prefix: false }],
+            Stage::Substrings => Vec::new(),
+            // Other letters are left to the filter: the tokenizer's idea of them may differ.
+            Stage::WordStarts if term.chars().any(|c| c.is_alphanumeric() && !c.is_ascii()) => Vec::new(),
             Stage::WordStarts => {
-                let one_word = term.len() >= 2 && term.chars().all(|c| c.is_ascii_alphanumeric());
-                one_word.then(|| format!("{}*", quoted(term)))
+                let runs: Vec<&str> =
+                    term.split(|c: char| !c.is_ascii_alphanumeric()).filter(|r| !r.is_empty()).collect();
+                let open_end = term.ends_with(|c: char| c.is_ascii_alphanumeric());
+                runs.iter()
+                    .enumerate()
+                    .filter(|(_, run)| run.len() >= 2)
+                    .map(|(i, run)| Lookup { quoted: quoted(run), prefix: open_end && i + 1 == runs.len() })
+                    .collect()
             }
+        }
+    }
+
+    /// Whether the lookups of `term` find exactly what the term matches, so that no filter
+    /// is needed after them.
+    fn looks_up_whole(self, term: &str, lookups: &[Lookup]) -> bool {
+        match self {
+            Stage::Substrings => !lookups.is_empty(),
+            Stage::WordStarts => lookups.len() == 1 && term.chars().all(|c| c.is_ascii_alphanumeric()),
         }
     }
 
@@ -501,6 +520,18 @@ impl Stage {
                 .match_indices(term)
                 .any(|(i, _)| text[..i].chars().next_back().is_none_or(|c| !c.is_alphanumeric())),
         }
+    }
+}
+
+/// One look-up in a full-text index: a quoted string, as a whole token or as a prefix.
+struct Lookup {
+    quoted: String,
+    prefix: bool,
+}
+
+impl Lookup {
+    fn pattern(&self) -> String {
+        if self.prefix { format!("{}*", self.quoted) } else { self.quoted.clone() }
     }
 }
 
@@ -576,24 +607,30 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
     let mut common = None;
     let mut filters = Vec::new();
     for t in terms {
-        let mut count = |p: &str| probe.query_row(params![p, COMMON], |r| r.get::<_, i64>(0));
-        match stage.pattern(t) {
+        let lookups = stage.lookups(t);
+        let whole = stage.looks_up_whole(t, &lookups);
+        if !whole {
+            filters.push(t.to_lowercase());
+        }
+        for lookup in lookups {
+            let mut count = |p: &str| probe.query_row(params![p, COMMON], |r| r.get::<_, i64>(0));
             // A word common by itself is common as a prefix too, and counting it streams where
             // counting the prefix first merges every word it starts.
-            Some(_) if matches!(stage, Stage::WordStarts) && count(&quoted(t))? >= COMMON => {
-                common.get_or_insert(*t);
-                filters.push(t.to_lowercase());
-            }
-            Some(p) => match count(&p)? {
+            let n = match count(&lookup.quoted)? {
+                n if n < COMMON && lookup.prefix => count(&lookup.pattern())?,
+                n => n,
+            };
+            match n {
                 // A term this stage finds nowhere (in any graph): no entity has them all.
                 0 => return Ok(Vec::new()),
-                n if n < COMMON => rare.push(p),
+                n if n < COMMON => rare.push(lookup.pattern()),
                 _ => {
-                    common.get_or_insert(*t);
-                    filters.push(t.to_lowercase());
+                    common.get_or_insert(lookup);
+                    if whole {
+                        filters.push(t.to_lowercase());
+                    }
                 }
-            },
-            None => filters.push(t.to_lowercase()),
+            }
         }
     }
     let mut keep = Vec::new();
@@ -618,10 +655,13 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
         // A common word's own rows first: a prefix query over a common word merges the posting
         // lists of every word it starts before the first row comes out (12 ms for "note" at 100k
         // entities), where the word alone streams.
-        (Some(t), Stage::WordStarts) => {
-            (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), vec![quoted(t), format!("{}*", quoted(t))])
+        (Some(lookup), _) => {
+            let mut patterns = vec![lookup.quoted.clone()];
+            if lookup.prefix {
+                patterns.push(lookup.pattern());
+            }
+            (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), patterns)
         }
-        (Some(t), _) => (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), vec![quoted(t)]),
         // No term the trigram index can look up (all under three characters): scan.
         (None, Stage::Substrings) => {
             ("SELECT entity FROM search WHERE text LIKE ?1 ESCAPE '\\'".to_owned(), vec![like_pattern(terms[0])])
