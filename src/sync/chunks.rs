@@ -51,18 +51,12 @@ struct Chunk<'a> {
 /// Checks every chunk of `entries`: first that all of them together inflate to at most `limit`
 /// bytes, then that Automerge decodes each one.
 pub(crate) fn check(entries: &[&[u8]], limit: u64) -> Result<(), ChunkError> {
+    let chunks: Vec<Chunk<'_>> = entries.iter().flat_map(|entry| split(entry)).collect::<Result<_, _>>()?;
     let mut budget = Budget { left: limit, limit };
-    for entry in entries {
-        for chunk in split(entry) {
-            budget.charge(&chunk?)?;
-        }
+    for chunk in &chunks {
+        budget.charge(chunk)?;
     }
-    for entry in entries {
-        for chunk in split(entry) {
-            decode(&chunk?)?;
-        }
-    }
-    Ok(())
+    chunks.iter().try_for_each(decode)
 }
 
 /// The chunks laid end to end in `bytes`.
@@ -144,16 +138,17 @@ impl Budget {
         Ok(out)
     }
 
-    /// Spends what the chunk takes decompressed, and what its rows take decoded.
+    /// Spends the chunk's bytes (a compressed change's inflated), what its compressed columns
+    /// inflate to, and what its rows take decoded.
     fn charge(&mut self, chunk: &Chunk<'_>) -> Result<(), ChunkError> {
+        if chunk.kind != COMPRESSED_CHANGE {
+            self.spend(chunk.body.len() as u64)?;
+        }
         match chunk.kind {
-            CHANGE => {
-                self.spend(chunk.body.len() as u64)?;
-                self.change_body(chunk.body)
-            }
+            CHANGE => self.change_rows(chunk.body),
             COMPRESSED_CHANGE => {
                 let body = self.inflate(chunk.body)?;
-                self.change_body(&body)
+                self.change_rows(&body)
             }
             DOCUMENT => {
                 let mut b = Reader(chunk.body);
@@ -161,24 +156,25 @@ impl Budget {
                 b.hashes()?;
                 let changes = b.columns()?;
                 let ops = b.columns()?;
-                self.column_data(&mut b, &changes)?;
-                self.column_data(&mut b, &ops)
+                self.columns(&mut b, &changes)?;
+                self.columns(&mut b, &ops)
             }
             BUNDLE => {
                 let mut b = Reader(chunk.body);
                 b.hashes()?;
                 b.actors()?;
                 let changes = b.columns()?;
-                self.column_data(&mut b, &changes)?;
+                self.columns(&mut b, &changes)?;
                 let ops = b.columns()?;
-                self.column_data(&mut b, &ops)
+                self.columns(&mut b, &ops)
             }
             _ => Err(ChunkError::Malformed("unknown chunk type")),
         }
     }
 
-    /// Charges the rows of a change's operation columns (its bytes are already spent).
-    fn change_body(&mut self, body: &[u8]) -> Result<(), ChunkError> {
+    /// Charges the rows of a change's operation columns (a change is compressed whole, if at
+    /// all, never column by column).
+    fn change_rows(&mut self, body: &[u8]) -> Result<(), ChunkError> {
         let mut b = Reader(body);
         b.hashes()?; // dependencies
         let len = b.count()?;
@@ -190,22 +186,18 @@ impl Budget {
         b.take(len)?; // message
         b.actors()?; // other actors
         let ops = b.columns()?;
-        let mut rows = 0;
-        for (spec, len) in ops {
-            rows = rows.max(column_rows(spec, b.take(len)?)?);
-        }
-        self.spend(rows.saturating_mul(ROW_COST))
+        self.columns(&mut b, &ops)
     }
 
-    /// Spends the columns' data (inflating the compressed ones) and their rows.
-    fn column_data(&mut self, b: &mut Reader<'_>, columns: &[(u32, usize)]) -> Result<(), ChunkError> {
+    /// Spends what the columns' compressed data inflates to, and their rows (the most any
+    /// column holds).
+    fn columns(&mut self, b: &mut Reader<'_>, columns: &[(u32, usize)]) -> Result<(), ChunkError> {
         let mut rows = 0;
         for &(spec, len) in columns {
             let data = b.take(len)?;
             let n = if spec & DEFLATE_BIT != 0 {
                 column_rows(spec, &self.inflate(data)?)?
             } else {
-                self.spend(len as u64)?;
                 column_rows(spec, data)?
             };
             rows = rows.max(n);
@@ -272,31 +264,28 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn uleb(&mut self) -> Result<u64, ChunkError> {
+    /// A LEB128 integer's low 64 bits, and how many bits it was written with.
+    fn leb(&mut self) -> Result<(u64, u32), ChunkError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
             value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
             if byte & 0x80 == 0 {
-                return Ok(value);
+                return Ok((value, shift + 7));
             }
         }
         Err(ChunkError::Malformed("integer too long"))
     }
 
+    fn uleb(&mut self) -> Result<u64, ChunkError> {
+        Ok(self.leb()?.0)
+    }
+
     fn sleb(&mut self) -> Result<i64, ChunkError> {
-        let mut value = 0i64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.take(1)?[0];
-            value |= i64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
-            if byte & 0x80 == 0 {
-                if shift + 7 < 64 && byte & 0x40 != 0 {
-                    value |= -1i64 << (shift + 7); // sign-extend
-                }
-                return Ok(value);
-            }
-        }
-        Err(ChunkError::Malformed("integer too long"))
+        let (value, bits) = self.leb()?;
+        // Sign-extend from the last bit written (as u64 -> i64, the bits are reinterpreted).
+        let negative = bits < 64 && (value >> (bits - 1)) & 1 == 1;
+        Ok(if negative { value | (u64::MAX << bits) } else { value } as i64)
     }
 
     fn count(&mut self) -> Result<usize, ChunkError> {
