@@ -7,18 +7,15 @@
 //! ## A replica
 //!
 //! ```
-//! use cairn::{Op, Replica, Relation, Validity};
+//! use cairn::{Op, Replica};
 //!
 //! # fn main() -> Result<(), cairn::Error> {
 //! # let dir = tempfile::tempdir().unwrap();
 //! let memory = Replica::open(dir.path().join("memory.db"), "planner@laptop")?;
 //! memory.write(&[
-//!     Op::CreateEntity { name: "Alice".into(), entity_type: "person".into(), observations: vec!["likes tea".into()] },
-//!     Op::CreateEntity { name: "ACME".into(), entity_type: "company".into(), observations: vec![] },
-//!     Op::CreateRelation {
-//!         relation: Relation { from: "Alice".into(), relation_type: "works_at".into(), to: "ACME".into() },
-//!         validity: Validity::default(),
-//!     },
+//!     Op::create_entity("Alice", "person", &["likes tea"]),
+//!     Op::create_entity("ACME", "company", &[]),
+//!     Op::create_relation("Alice", "works_at", "ACME"),
 //! ])?;
 //!
 //! let found = memory.search("tea")?;
@@ -50,7 +47,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! let a = Replica::open(dir.path().join("a.db"), "alice")?;
 //! let b = Replica::open(dir.path().join("b.db"), "bob")?;
-//! a.write(&[Op::CreateEntity { name: "Tea".into(), entity_type: "drink".into(), observations: vec![] }])?;
+//! a.write(&[Op::create_entity("Tea", "drink", &[])])?;
 //! let bundle = a.export_since(&b.heads()?)?; // every change b lacks
 //! b.import(&bundle)?;
 //! assert_eq!(b.read_graph()?.data.entities.len(), 1);

@@ -81,6 +81,13 @@ pub struct Relation {
     pub to: String,
 }
 
+impl Relation {
+    /// The relation `(from, relation_type, to)`.
+    pub fn new(from: impl Into<String>, relation_type: impl Into<String>, to: impl Into<String>) -> Relation {
+        Relation { from: from.into(), relation_type: relation_type.into(), to: to.into() }
+    }
+}
+
 /// A relation with who wrote it and when it held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelationFact {
@@ -186,6 +193,71 @@ pub enum Op {
         /// World time of the change.
         at: Millis,
     },
+}
+
+/// Constructors for each operation, with validity left open (unbounded) where an operation has
+/// one; write the variant itself to give a validity.
+impl Op {
+    /// [`Op::CreateEntity`]: an entity `name` of type `entity_type` with these observations.
+    pub fn create_entity(name: impl Into<String>, entity_type: impl Into<String>, observations: &[&str]) -> Op {
+        Op::CreateEntity {
+            name: name.into(),
+            entity_type: entity_type.into(),
+            observations: observations.iter().map(|&text| text.to_owned()).collect(),
+        }
+    }
+
+    /// [`Op::SetEntityType`]: set the type of entity `name` to `entity_type`.
+    pub fn set_entity_type(name: impl Into<String>, entity_type: impl Into<String>) -> Op {
+        Op::SetEntityType { name: name.into(), entity_type: entity_type.into() }
+    }
+
+    /// [`Op::AddObservation`]: add `text` to `entity`, valid at all times.
+    pub fn add_observation(entity: impl Into<String>, text: impl Into<String>) -> Op {
+        Op::AddObservation { entity: entity.into(), text: text.into(), validity: Validity::default() }
+    }
+
+    /// [`Op::CreateRelation`]: add `(from, relation_type, to)`, valid at all times.
+    pub fn create_relation(from: impl Into<String>, relation_type: impl Into<String>, to: impl Into<String>) -> Op {
+        Op::CreateRelation { relation: Relation::new(from, relation_type, to), validity: Validity::default() }
+    }
+
+    /// [`Op::DeleteEntity`]: delete entity `name`, its observations and its relations.
+    pub fn delete_entity(name: impl Into<String>) -> Op {
+        Op::DeleteEntity { name: name.into() }
+    }
+
+    /// [`Op::DeleteObservation`]: delete observation `text` of `entity`.
+    pub fn delete_observation(entity: impl Into<String>, text: impl Into<String>) -> Op {
+        Op::DeleteObservation { entity: entity.into(), text: text.into() }
+    }
+
+    /// [`Op::DeleteRelation`]: delete `(from, relation_type, to)`.
+    pub fn delete_relation(from: impl Into<String>, relation_type: impl Into<String>, to: impl Into<String>) -> Op {
+        Op::DeleteRelation { relation: Relation::new(from, relation_type, to) }
+    }
+
+    /// [`Op::SupersedeObservation`]: observation `old` of `entity` ends at `at`, `new` holds from `at`.
+    pub fn supersede_observation(
+        entity: impl Into<String>,
+        old: impl Into<String>,
+        new: impl Into<String>,
+        at: Millis,
+    ) -> Op {
+        Op::SupersedeObservation { entity: entity.into(), old: old.into(), new: new.into(), at }
+    }
+
+    /// [`Op::SupersedeRelation`]: `(from, relation_type, to)` ends at `at`, `(from, relation_type,
+    /// new_to)` holds from `at`.
+    pub fn supersede_relation(
+        from: impl Into<String>,
+        relation_type: impl Into<String>,
+        to: impl Into<String>,
+        new_to: impl Into<String>,
+        at: Millis,
+    ) -> Op {
+        Op::SupersedeRelation { relation: Relation::new(from, relation_type, to), new_to: new_to.into(), at }
+    }
 }
 
 /// What one operation of a batch did.
