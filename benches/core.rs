@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn::{Durability, Op, OpenOptions, Replica, Validity};
+use cairn::{Durability, Op, OpenOptions, Replica};
 
 /// A small deterministic generator (PCG-style LCG), so every run writes the same workload.
 struct Rng(u64);
@@ -76,21 +76,14 @@ fn fill(replica: &Replica, n: u64, rng: &mut Rng) -> f64 {
     while i < n {
         let mut ops = Vec::new();
         for j in i..(i + BATCH).min(n) {
-            ops.push(Op::CreateEntity {
-                name: format!("entity-{j}"),
-                entity_type: ["person", "project", "document"][(j % 3) as usize].into(),
-                observations: vec![sentence(rng, j), sentence(rng, j + 1)],
-            });
+            ops.push(Op::create_entity(
+                format!("entity-{j}"),
+                ["person", "project", "document"][(j % 3) as usize],
+                &[&sentence(rng, j), &sentence(rng, j + 1)],
+            ));
             facts += 3;
             if j % 2 == 1 {
-                ops.push(Op::CreateRelation {
-                    relation: cairn::Relation {
-                        from: format!("entity-{j}"),
-                        relation_type: "relates_to".into(),
-                        to: format!("entity-{}", j - 1),
-                    },
-                    validity: Validity::default(),
-                });
+                ops.push(Op::create_relation(format!("entity-{j}"), "relates_to", format!("entity-{}", j - 1)));
                 facts += 1;
             }
         }
@@ -131,21 +124,13 @@ fn cold_open(path: &str, n: u64) {
     let opened = t.elapsed();
     let status = replica.status().unwrap();
     let t = Instant::now();
-    replica
-        .write(&[Op::AddObservation {
-            entity: "entity-7".into(),
-            text: "cold write".into(),
-            validity: Validity::default(),
-        }])
-        .unwrap();
+    replica.write(&[Op::add_observation("entity-7", "cold write")]).unwrap();
     let first_write = t.elapsed();
     let (rss_open, _) = rss_kib();
     let mut rng = Rng(99);
     for i in 0..2_000 {
         let e = format!("entity-{}", rng.below(n));
-        replica
-            .write(&[Op::AddObservation { entity: e, text: format!("warm {i}"), validity: Validity::default() }])
-            .unwrap();
+        replica.write(&[Op::add_observation(e, format!("warm {i}"))]).unwrap();
     }
     let (rss_loaded, hwm) = rss_kib();
     println!(
@@ -229,26 +214,14 @@ fn main() {
         let throughput = fill(&replica, n, &mut rng);
         let (new_p50, new_p99) = latencies(
             |i| {
-                replica
-                    .write(&[Op::CreateEntity {
-                        name: format!("new-{i}"),
-                        entity_type: "person".into(),
-                        observations: vec!["fresh".into()],
-                    }])
-                    .unwrap();
+                replica.write(&[Op::create_entity(format!("new-{i}"), "person", &["fresh"])]).unwrap();
             },
             1_000,
         );
         let (obs_p50, obs_p99) = latencies(
             |i| {
                 let e = format!("entity-{}", rng.below(n));
-                replica
-                    .write(&[Op::AddObservation {
-                        entity: e,
-                        text: format!("added {i}"),
-                        validity: Validity::default(),
-                    }])
-                    .unwrap();
+                replica.write(&[Op::add_observation(e, format!("added {i}"))]).unwrap();
             },
             1_000,
         );
@@ -278,18 +251,8 @@ fn main() {
     fill(&a, 100, &mut seed);
     b.import(&a.export_since(&b.heads().unwrap()).unwrap()).unwrap();
     for i in 0..1_000 {
-        a.write(&[Op::AddObservation {
-            entity: format!("entity-{}", i % 100),
-            text: format!("a{i}"),
-            validity: Validity::default(),
-        }])
-        .unwrap();
-        b.write(&[Op::AddObservation {
-            entity: format!("entity-{}", (i * 7) % 100),
-            text: format!("b{i}"),
-            validity: Validity::default(),
-        }])
-        .unwrap();
+        a.write(&[Op::add_observation(format!("entity-{}", i % 100), format!("a{i}"))]).unwrap();
+        b.write(&[Op::add_observation(format!("entity-{}", (i * 7) % 100), format!("b{i}"))]).unwrap();
     }
     let t = Instant::now();
     let to_b = a.export_since(&b.heads().unwrap()).unwrap();

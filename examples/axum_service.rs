@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use cairn::{Op, Replica, Validity};
+use cairn::{Op, Replica};
 
 /// The service: `POST /notes/{topic}` records the body as an observation on the topic (creating
 /// the topic on first use); `GET /notes/{topic}` returns its observations and freshness.
@@ -26,10 +26,7 @@ async fn write(
     Path(topic): Path<String>,
     body: String,
 ) -> Result<StatusCode, (StatusCode, String)> {
-    let ops = vec![
-        Op::CreateEntity { name: topic.clone(), entity_type: "topic".into(), observations: vec![] },
-        Op::AddObservation { entity: topic, text: body, validity: Validity::default() },
-    ];
+    let ops = vec![Op::create_entity(topic.clone(), "topic", &[]), Op::add_observation(topic, body)];
     // SQLite work: off the async worker threads.
     tokio::task::spawn_blocking(move || replica.write(&ops))
         .await

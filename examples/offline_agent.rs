@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::{Freshness, Op, Replica, Validity};
+use cairn::{Freshness, Op, Replica};
 use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
 
 fn note(entity: &str, text: &str) -> Op {
-    Op::AddObservation { entity: entity.into(), text: text.into(), validity: Validity::default() }
+    Op::add_observation(entity, text)
 }
 
 #[tokio::main]
@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let office = Arc::new(Replica::open(dir.path().join("office.db"), "office")?);
     let field = Arc::new(Replica::open(dir.path().join("field.db"), "field")?);
     let office_sync = SyncClient::spawn(office.clone(), ClientOptions::new(&url));
-    let site = Op::CreateEntity { name: "Site 7".into(), entity_type: "site".into(), observations: vec![] };
+    let site = Op::create_entity("Site 7", "site", &[]);
     office.write(std::slice::from_ref(&site))?;
     field.write(&[site])?; // both create it: they will merge into one entity
     field.write(&[note("Site 7", "north wall cracked"), note("Site 7", "water on floor")])?;

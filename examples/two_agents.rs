@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::{Op, Replica, Validity};
+use cairn::{Op, Replica};
 use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
 
 #[tokio::main]
@@ -33,15 +33,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     bob.read_graph()?; // Bob's first look: from now on, reads report what others changed.
 
-    alice.write(&[Op::CreateEntity {
-        name: "Tea".into(),
-        entity_type: "drink".into(),
-        observations: vec!["hot".into()],
-    }])?;
+    alice.write(&[Op::create_entity("Tea", "drink", &["hot"])])?;
     while bob.status()?.entities == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    bob.write(&[Op::AddObservation { entity: "Tea".into(), text: "green".into(), validity: Validity::default() }])?;
+    bob.write(&[Op::add_observation("Tea", "green")])?;
     while alice.status()?.observations < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -229,12 +229,12 @@ fn to_ops(action: &Action) -> Option<Vec<Op>> {
 fn to_op(action: &Action) -> Option<Op> {
     Some(match *action {
         Action::Create(n, t, x, obs) => entity(NAMES[n], TYPES[t], if obs { &TEXTS[x..=x] } else { &[] }),
-        Action::SetType(n, t) => Op::SetEntityType { name: NAMES[n].into(), entity_type: TYPES[t].into() },
+        Action::SetType(n, t) => Op::set_entity_type(NAMES[n], TYPES[t]),
         Action::Observe(n, x) => observe(NAMES[n], TEXTS[x]),
         Action::Relate(a, b) => relate(NAMES[a], "r", NAMES[b]),
-        Action::DeleteEntity(n) => Op::DeleteEntity { name: NAMES[n].into() },
-        Action::DeleteObservation(n, x) => Op::DeleteObservation { entity: NAMES[n].into(), text: TEXTS[x].into() },
-        Action::DeleteRelation(a, b) => Op::DeleteRelation { relation: rel(NAMES[a], "r", NAMES[b]) },
+        Action::DeleteEntity(n) => Op::delete_entity(NAMES[n]),
+        Action::DeleteObservation(n, x) => Op::delete_observation(NAMES[n], TEXTS[x]),
+        Action::DeleteRelation(a, b) => Op::delete_relation(NAMES[a], "r", NAMES[b]),
         Action::Merge { .. } | Action::Batch(_) => return None,
     })
 }

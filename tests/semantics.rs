@@ -34,7 +34,7 @@ fn deletes_remove_only_what_the_deleter_saw() {
     a.write(&[entity("Tea", "drink", &["hot"]), entity("Cup", "thing", &[]), relate("Cup", "holds", "Tea")]).unwrap();
     merge(&a, &b);
     // Alice deletes Tea (its observation and the relation to it); Bob concurrently adds to it.
-    a.write(&[Op::DeleteEntity { name: "Tea".into() }]).unwrap();
+    a.write(&[Op::delete_entity("Tea")]).unwrap();
     b.write(&[observe("Tea", "steeped 3 minutes"), entity("Pot", "thing", &[]), relate("Pot", "pours", "Tea")])
         .unwrap();
     merge(&a, &b);
@@ -48,7 +48,7 @@ fn deletes_remove_only_what_the_deleter_saw() {
         assert_eq!(rels, [&rel("Pot", "pours", "Tea")]);
     }
     // Writing a type restores the entity fully.
-    b.write(&[Op::SetEntityType { name: "Tea".into(), entity_type: "drink".into() }]).unwrap();
+    b.write(&[Op::set_entity_type("Tea", "drink")]).unwrap();
     let g = b.read_graph().unwrap().data;
     assert_eq!(g.entities.iter().find(|e| e.name == "Tea").unwrap().entity_type, "drink");
 }
@@ -60,11 +60,10 @@ fn a_concurrent_re_add_survives_an_observation_delete() {
     let b = open(dir.path(), "b.db", "bob");
     a.write(&[entity("Tea", "drink", &["hot"])]).unwrap();
     merge(&a, &b);
-    a.write(&[Op::DeleteObservation { entity: "Tea".into(), text: "hot".into() }]).unwrap();
+    a.write(&[Op::delete_observation("Tea", "hot")]).unwrap();
     // Bob supersedes "hot" at the same time: his write of the observation is not something
     // Alice saw, so it survives her delete.
-    b.write(&[Op::SupersedeObservation { entity: "Tea".into(), old: "hot".into(), new: "warm".into(), at: 1 }])
-        .unwrap();
+    b.write(&[Op::supersede_observation("Tea", "hot", "warm", 1)]).unwrap();
     merge(&a, &b);
     let all = a.read_graph_as_of(None).unwrap().data;
     assert_eq!(texts(&all, "Tea"), ["hot", "warm"]);
@@ -78,8 +77,8 @@ fn concurrent_type_writes_pick_one_winner_and_report_the_loser() {
     let b = open(dir.path(), "b.db", "bob");
     a.write(&[entity("Pluto", "planet", &[])]).unwrap();
     merge(&a, &b);
-    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "dwarf planet".into() }]).unwrap();
-    b.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "plutoid".into() }]).unwrap();
+    a.write(&[Op::set_entity_type("Pluto", "dwarf planet")]).unwrap();
+    b.write(&[Op::set_entity_type("Pluto", "plutoid")]).unwrap();
     merge(&a, &b);
     let pa = a.read_graph().unwrap().data.entities.remove(0);
     let pb = b.read_graph().unwrap().data.entities.remove(0);
@@ -95,7 +94,7 @@ fn concurrent_type_writes_pick_one_winner_and_report_the_loser() {
     // Writing the winning type resolves the conflict (Automerge records this as a delete of the
     // losing value; it must not read as a deleted entity), and the resolution merges.
     let winner = pa.entity_type.clone();
-    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: winner.clone() }]).unwrap();
+    a.write(&[Op::set_entity_type("Pluto", winner.clone())]).unwrap();
     merge(&a, &b);
     for r in [&a, &b] {
         let p = r.read_graph().unwrap().data.entities.remove(0);
@@ -106,12 +105,12 @@ fn concurrent_type_writes_pick_one_winner_and_report_the_loser() {
         assert_eq!(last.what, What::EntitySet { entity_type: winner.clone() });
     }
     // Writing a losing type resolves it too.
-    a.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "x".into() }]).unwrap();
-    b.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: "y".into() }]).unwrap();
+    a.write(&[Op::set_entity_type("Pluto", "x")]).unwrap();
+    b.write(&[Op::set_entity_type("Pluto", "y")]).unwrap();
     merge(&a, &b);
     let p = a.read_graph().unwrap().data.entities.remove(0);
     let loser = p.conflicts[0].entity_type.clone();
-    b.write(&[Op::SetEntityType { name: "Pluto".into(), entity_type: loser.clone() }]).unwrap();
+    b.write(&[Op::set_entity_type("Pluto", loser.clone())]).unwrap();
     merge(&a, &b);
     let p = a.read_graph().unwrap().data.entities.remove(0);
     assert_eq!((p.entity_type, p.conflicts.len()), (loser, 0));
@@ -122,7 +121,7 @@ fn history_reads_back_deleted_facts() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), "a.db", "alice");
     a.write(&[entity("Tea", "drink", &["hot"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")]).unwrap();
-    a.write(&[Op::DeleteEntity { name: "Tea".into() }]).unwrap();
+    a.write(&[Op::delete_entity("Tea")]).unwrap();
     assert!(a.read_graph().unwrap().data.entities.iter().all(|e| e.name != "Tea"));
     let history = a.history("Tea").unwrap().data;
     let whats: Vec<&What> = history.iter().map(|c| &c.what).collect();
@@ -157,13 +156,8 @@ fn supersede_keeps_the_past_readable_as_of_a_time() {
     ])
     .unwrap();
     a.write(&[
-        Op::SupersedeObservation {
-            entity: "Alice".into(),
-            old: "lives in Paris".into(),
-            new: "lives in Oslo".into(),
-            at: 5_000,
-        },
-        Op::SupersedeRelation { relation: rel("Alice", "works_at", "ACME"), new_to: "Initech".into(), at: 5_000 },
+        Op::supersede_observation("Alice", "lives in Paris", "lives in Oslo", 5_000),
+        Op::supersede_relation("Alice", "works_at", "ACME", "Initech", 5_000),
     ])
     .unwrap();
     let now = a.read_graph().unwrap().data;
@@ -188,9 +182,9 @@ fn duplicates_and_missing_items_are_reported_not_errors() {
             observe("Tea", "hot"),
             relate("Tea", "in", "Cup"),
             relate("Tea", "in", "Cup"),
-            Op::DeleteObservation { entity: "Tea".into(), text: "cold".into() },
-            Op::DeleteRelation { relation: rel("Cup", "in", "Tea") },
-            Op::DeleteEntity { name: "Nobody".into() },
+            Op::delete_observation("Tea", "cold"),
+            Op::delete_relation("Cup", "in", "Tea"),
+            Op::delete_entity("Nobody"),
         ])
         .unwrap();
     use Outcome::*;
@@ -234,7 +228,7 @@ fn operations_in_a_batch_see_each_other() {
             entity("A", "t", &[]),
             entity("B", "t", &[]),
             relate("A", "r", "B"),
-            Op::DeleteEntity { name: "B".into() },
+            Op::delete_entity("B"),
             entity("B", "u", &["back"]),
         ])
         .unwrap();
@@ -335,15 +329,11 @@ fn search_matches_substrings_and_accepts_any_text() {
     // Relations touching a match come along.
     assert_eq!(a.search("Teapot").unwrap().data.relations.len(), 1);
     // The index follows deletes and re-typing.
-    a.write(&[
-        Op::DeleteObservation { entity: "Bob".into(), text: "drinks coffee".into() },
-        Op::SetEntityType { name: "Teapot".into(), entity_type: "vessel".into() },
-    ])
-    .unwrap();
+    a.write(&[Op::delete_observation("Bob", "drinks coffee"), Op::set_entity_type("Teapot", "vessel")]).unwrap();
     assert!(found("coffee").is_empty());
     assert_eq!(found("vessel"), ["Teapot"]);
     assert!(found("thing").is_empty());
-    a.write(&[Op::DeleteEntity { name: "Alice Smith".into() }]).unwrap();
+    a.write(&[Op::delete_entity("Alice Smith")]).unwrap();
     assert!(found("green").is_empty());
     a.reindex().unwrap();
     assert_eq!(found("vessel"), ["Teapot"]);
@@ -405,12 +395,8 @@ fn the_index_always_equals_a_rebuild_from_the_documents() {
     a.write(&[entity("Tea", "drink", &["hot", "green"]), entity("Cup", "thing", &[]), relate("Tea", "in", "Cup")])
         .unwrap();
     merge(&a, &b);
-    a.write(&[
-        Op::DeleteEntity { name: "Cup".into() },
-        Op::SetEntityType { name: "Tea".into(), entity_type: "x".into() },
-    ])
-    .unwrap();
-    b.write(&[observe("Cup", "chipped"), Op::SetEntityType { name: "Tea".into(), entity_type: "y".into() }]).unwrap();
+    a.write(&[Op::delete_entity("Cup"), Op::set_entity_type("Tea", "x")]).unwrap();
+    b.write(&[observe("Cup", "chipped"), Op::set_entity_type("Tea", "y")]).unwrap();
     merge(&a, &b);
     for r in [&a, &b] {
         let incremental = shape(&r.read_graph_as_of(None).unwrap().data);

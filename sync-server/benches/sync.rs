@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use cairn::{Durability, Op, OpenOptions, Replica, Validity};
+use cairn::{Durability, Op, OpenOptions, Replica};
 use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
 
 fn replica(dir: &std::path::Path, name: &str, durability: Durability) -> Arc<Replica> {
@@ -41,7 +41,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn observe(entity: &str, text: String) -> Op {
-    Op::AddObservation { entity: entity.into(), text, validity: Validity::default() }
+    Op::add_observation(entity, text)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +59,7 @@ async fn main() {
     // 1. Write-to-visible latency.
     let a = replica(dir.path(), "a", Durability::Full);
     let b = replica(dir.path(), "b", Durability::Full);
-    a.write(&[Op::CreateEntity { name: "Hub".into(), entity_type: "t".into(), observations: vec![] }]).unwrap();
+    a.write(&[Op::create_entity("Hub", "t", &[])]).unwrap();
     let ca = SyncClient::spawn(a.clone(), options(addr));
     let cb = SyncClient::spawn(b.clone(), options(addr));
     wait_until("b sees Hub", Duration::from_secs(20), || b.read_graph().unwrap().data.entities.len() == 1).await;
@@ -94,9 +94,7 @@ async fn main() {
 
     // 2. Catch-up after 10k missed changes, spread over 100 entities (and so most shards).
     let c = replica(dir.path(), "c", Durability::Full);
-    let entities: Vec<Op> = (0..100)
-        .map(|e| Op::CreateEntity { name: format!("E{e}"), entity_type: "t".into(), observations: vec![] })
-        .collect();
+    let entities: Vec<Op> = (0..100).map(|e| Op::create_entity(format!("E{e}"), "t", &[])).collect();
     a.write(&entities).unwrap();
     let t = Instant::now();
     for i in 0..10_000 {
@@ -154,12 +152,7 @@ async fn main() {
         let r = r.clone();
         writers.push(tokio::task::spawn_blocking(move || {
             for n in 0..WRITES {
-                r.write(&[Op::CreateEntity {
-                    name: format!("w{i}-{n}"),
-                    entity_type: "t".into(),
-                    observations: vec![],
-                }])
-                .unwrap();
+                r.write(&[Op::create_entity(format!("w{i}-{n}"), "t", &[])]).unwrap();
             }
         }));
     }

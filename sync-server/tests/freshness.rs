@@ -26,7 +26,7 @@ async fn a_peers_write_is_reported_as_unseen_on_the_next_read() {
     b.read_graph().unwrap();
     eventually("b synced", WAIT, || matches!(b.freshness(), Freshness::Synced { .. })).await;
     // Step 2: A writes while B is connected.
-    write(&a, vec![entity("Plan", &["step 1"])]).await;
+    write(&a, vec![entity("Plan", "thing", &["step 1"])]).await;
     eventually("b has the plan", WAIT, || b.status().unwrap().entities == 1).await;
     // Step 3: B's next read reports it, by A, on Plan — and only once.
     let read = b.read_graph().unwrap();
@@ -63,7 +63,7 @@ async fn offline_with_the_right_times_then_synced_again() {
     assert!(since <= cairn::now_millis());
     assert_eq!(last_sync.map(|t| t >= synced_at), Some(true), "last sync {last_sync:?} vs {synced_at}");
     // Writes keep working offline, and reads say so.
-    write(&b, vec![entity("Offline note", &[])]).await;
+    write(&b, vec![entity("Offline note", "thing", &[])]).await;
     assert!(matches!(b.read_graph().unwrap().freshness, Freshness::Offline { .. }));
     // Step 2: the relay comes back on the same address; B reconnects and is synced again.
     let store = cairn_sync::RelayStore::open(&data, cairn::Durability::Normal).unwrap();
@@ -146,7 +146,7 @@ async fn behind_when_heads_arrive_before_the_changes() {
     // Step 1: the proxy starts holding the relay's sync messages to B; A writes.
     hold.store(true, Ordering::SeqCst);
     let before = cairn::now_millis();
-    write(&a, vec![entity("Held", &["back"])]).await;
+    write(&a, vec![entity("Held", "thing", &["back"])]).await;
     // Step 2: the relay's head announcement gets through: B knows it is behind, though it does
     // not have the change yet.
     eventually("b behind", WAIT, || matches!(b.freshness(), Freshness::Behind { .. })).await;
@@ -167,7 +167,7 @@ async fn conditional_writes_see_what_peers_changed() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, _relay) = relay(&dir.path().join("relay")).await;
     let (a, b) = (replica(dir.path(), "a"), replica(dir.path(), "b"));
-    write(&a, vec![entity("Plan", &["v1"]), entity("Notes", &[])]).await;
+    write(&a, vec![entity("Plan", "thing", &["v1"]), entity("Notes", "thing", &[])]).await;
     let clients = [connect(&a, addr), connect(&b, addr)];
     converge(&[a.clone(), b.clone()], WAIT).await;
     let seen = a.read_graph().unwrap().version;
@@ -185,7 +185,7 @@ async fn conditional_writes_see_what_peers_changed() {
     write(&b, vec![observe("Plan", "b's edit")]).await;
     converge(&[a.clone(), b.clone()], WAIT).await;
     let before = a.status().unwrap().observations;
-    let err = a.write_if(&[Op::DeleteEntity { name: "Plan".into() }], seen, &["Plan".into()]).unwrap_err();
+    let err = a.write_if(&[Op::delete_entity("Plan")], seen, &["Plan".into()]).unwrap_err();
     let Error::Conflict { changes, .. } = err else { panic!("{err:?}") };
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].agent.as_str(), changes[0].entity.as_str()), ("b", "Plan"));
@@ -208,7 +208,7 @@ async fn the_async_wait_for_change_wakes_on_a_peers_write() {
         tokio::spawn(async move { cairn_sync::wait_for_change(&b, since, WAIT).await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    write(&a, vec![entity("Ping", &[])]).await;
+    write(&a, vec![entity("Ping", "thing", &[])]).await;
     let changes = waiter.await.unwrap().data;
     assert!(changes.iter().any(|c| c.entity == "Ping" && c.agent == "a"), "{changes:?}");
     // Nothing new: the wait times out with nothing.

@@ -27,7 +27,7 @@ async fn a_stock_javascript_client_reads_and_writes_a_graph_on_the_relay() {
     let (addr, _relay) = relay(&dir.path().join("relay")).await;
     // Step 1: a Rust agent writes, and a second Rust replica proves the relay holds it.
     let rust = replica(dir.path(), "rust-agent");
-    write(&rust, vec![entity("Tea", &["hot", "green"]), entity("Cup", &[])]).await;
+    write(&rust, vec![entity("Tea", "thing", &["hot", "green"]), entity("Cup", "thing", &[])]).await;
     let observer = replica(dir.path(), "observer");
     let clients = [connect(&rust, addr), connect(&observer, addr)];
     converge(&[rust.clone(), observer.clone()], Duration::from_secs(30)).await;
@@ -88,8 +88,8 @@ async fn rust_replicas_sync_through_the_stock_automerge_repo_sync_server() {
         .await;
     let a = replica(dir.path(), "a");
     let b = replica(dir.path(), "b");
-    write(&a, vec![entity("FromA", &["a"])]).await;
-    write(&b, vec![entity("FromB", &["b"])]).await;
+    write(&a, vec![entity("FromA", "thing", &["a"])]).await;
+    write(&b, vec![entity("FromB", "thing", &["b"])]).await;
     let clients = [connect(&a, addr), connect(&b, addr)];
     converge(&[a.clone(), b.clone()], Duration::from_secs(30)).await;
     write(&a, vec![observe("FromB", "a was here")]).await;

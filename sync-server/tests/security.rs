@@ -169,9 +169,7 @@ async fn a_revoked_token_closes_its_open_connections() {
     }
     assert!(!c.is_connected());
     assert_eq!(c.pending().unwrap().changes, 0, "genesis is nobody's write: nothing is pending");
-    replica
-        .write(&[cairn::Op::CreateEntity { name: "E".into(), entity_type: "t".into(), observations: vec![] }])
-        .unwrap();
+    replica.write(&[entity("E", "t", &[])]).unwrap();
     assert_eq!(c.pending().unwrap().changes, 1);
 }
 
@@ -184,7 +182,7 @@ async fn a_token_sees_only_its_graphs() {
     let options = cairn::OpenOptions::new("writer".parse().unwrap()).graph("team".parse().unwrap());
     let writer = Arc::new(Replica::open_with(dir.path().join("w.db"), options).unwrap());
     let other = replica(dir.path(), "outsider");
-    write(&writer, vec![entity("Secret", &[])]).await;
+    write(&writer, vec![entity("Secret", "thing", &[])]).await;
     let _c1 = client(&writer, addr, &team);
     let _c2 = client(&other, addr, &team);
     eventually("the team replica is synced", WAIT, || matches!(writer.freshness(), cairn::Freshness::Synced { .. }))
@@ -224,8 +222,8 @@ async fn a_read_only_tokens_changes_go_nowhere() {
     let writer = replica(dir.path(), "writer");
     let reader = replica(dir.path(), "reader");
     let witness = replica(dir.path(), "witness");
-    write(&writer, vec![entity("Shared", &["from the writer"])]).await;
-    write(&reader, vec![entity("Sneaky", &["from a reader"])]).await;
+    write(&writer, vec![entity("Shared", "thing", &["from the writer"])]).await;
+    write(&reader, vec![entity("Sneaky", "thing", &["from a reader"])]).await;
     let _w = client(&writer, addr, &writer_token);
     let r = client(&reader, addr, &reader_token);
     let _x = client(&witness, addr, &writer_token);
@@ -286,7 +284,7 @@ impl Bystanders {
     /// A writes; B must receive it.
     async fn still_syncing(&mut self) {
         self.n += 1;
-        write(&self.a, vec![entity(&format!("ok-{}", self.n), &[])]).await;
+        write(&self.a, vec![entity(&format!("ok-{}", self.n), "thing", &[])]).await;
         let (b, n) = (self.b.clone(), self.n as u64);
         eventually("bystanders keep syncing", WAIT, || b.status().unwrap().entities == n).await;
     }
@@ -634,7 +632,7 @@ async fn sigterm_closes_connections_with_going_away_and_keeps_everything() {
         .unwrap();
     eventually("the relay listens", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
     let r = replica(dir.path(), "writer");
-    write(&r, vec![entity("Kept", &[])]).await;
+    write(&r, vec![entity("Kept", "thing", &[])]).await;
     let c = SyncClient::spawn(r.clone(), ClientOptions::new(format!("ws://{addr}")).token(Some(t.clone())));
     assert!(c.wait_settled(WAIT).await);
     let mut ws = raw(addr, Some(&t)).await.unwrap();
@@ -709,7 +707,7 @@ async fn wss_with_native_tls() {
     let t = token(&Tokens::open(&RelayStore::file_in(&data)).unwrap(), &["default"], Role::Write);
     let url = format!("wss://localhost:{}", addr.port());
     let (a, b) = (replica(dir.path(), "a"), replica(dir.path(), "b"));
-    write(&a, vec![entity("Over TLS", &[])]).await;
+    write(&a, vec![entity("Over TLS", "thing", &[])]).await;
     let with_ca = |r: &Arc<Replica>| {
         let mut o = options(addr).token(Some(t.clone()));
         o.url = url.clone();

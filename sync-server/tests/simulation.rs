@@ -147,11 +147,7 @@ impl Sim {
         match *s {
             Step::Write(i, n) => {
                 self.writes += 1;
-                let op = Op::CreateEntity {
-                    name: format!("e{}", n % 8),
-                    entity_type: "t".into(),
-                    observations: vec![format!("{i}:{}", self.writes)],
-                };
+                let op = Op::create_entity(format!("e{}", n % 8), "t", &[&format!("{i}:{}", self.writes)]);
                 self.nodes[i].replica.write(&[op]).unwrap();
                 self.client(i, Input::LocalChange(None));
             }

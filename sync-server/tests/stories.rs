@@ -5,7 +5,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cairn::{Freshness, Op};
+use cairn::Freshness;
 use common::*;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -22,9 +22,10 @@ async fn three_replicas_writing_concurrently_converge() {
     for (i, r) in replicas.iter().enumerate() {
         let r = r.clone();
         writers.push(tokio::spawn(async move {
-            write(&r, vec![entity("Shared", &[&format!("from {i}")])]).await;
+            write(&r, vec![entity("Shared", "thing", &[&format!("from {i}")])]).await;
             for n in 0..30 {
-                write(&r, vec![entity(&format!("r{i}-{n}"), &["x"]), observe("Shared", &format!("{i}/{n}"))]).await;
+                write(&r, vec![entity(&format!("r{i}-{n}"), "thing", &["x"]), observe("Shared", &format!("{i}/{n}"))])
+                    .await;
             }
         }));
     }
@@ -56,11 +57,11 @@ async fn a_replica_offline_for_a_hundred_writes_catches_up() {
     let online_client = connect(&online, addr);
     // Step 1: the roamer works offline (no client at all) for a hundred writes...
     for n in 0..100 {
-        write(&roamer, vec![entity(&format!("offline-{n}"), &["written on a plane"])]).await;
+        write(&roamer, vec![entity(&format!("offline-{n}"), "thing", &["written on a plane"])]).await;
     }
     // ...while the online replica keeps writing through the relay.
     for n in 0..50 {
-        write(&online, vec![entity(&format!("online-{n}"), &[])]).await;
+        write(&online, vec![entity(&format!("online-{n}"), "thing", &[])]).await;
     }
     // Step 2: the roamer reconnects; both sides converge.
     let roamer_client = connect(&roamer, addr);
@@ -101,8 +102,8 @@ async fn a_relay_killed_mid_stream_loses_nothing() {
         if n == 40 {
             relay = relay_process(&addr.to_string(), &data);
         }
-        write(&a, vec![entity(&format!("a-{n}"), &[])]).await;
-        write(&b, vec![entity(&format!("b-{n}"), &[])]).await;
+        write(&a, vec![entity(&format!("a-{n}"), "thing", &[])]).await;
+        write(&b, vec![entity(&format!("b-{n}"), "thing", &[])]).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Step 2: everything anyone wrote reaches everyone.
@@ -131,12 +132,12 @@ async fn two_replicas_sync_peer_to_peer() {
     );
     let relay = cairn_sync::serve_replica(host.clone(), config).unwrap();
     let (addr, _stop) = serve(relay).await;
-    write(&host, vec![entity("Tea", &["from host"])]).await;
+    write(&host, vec![entity("Tea", "thing", &["from host"])]).await;
     let client = connect(&guest, addr);
     eventually("guest sees Tea", CONVERGE, || !guest.read_graph().unwrap().data.entities.is_empty()).await;
     write(&guest, vec![observe("Tea", "from guest")]).await;
     // The host's own later writes reach the guest too.
-    write(&host, vec![entity("Cup", &[])]).await;
+    write(&host, vec![entity("Cup", "thing", &[])]).await;
     converge(&[host.clone(), guest.clone()], CONVERGE).await;
     let g = host.read_graph().unwrap().data;
     assert_eq!(g.entities.len(), 2);
@@ -157,12 +158,7 @@ async fn fifty_replicas_times_a_hundred_writes_converge() {
         let r = r.clone();
         writers.push(tokio::task::spawn_blocking(move || {
             for n in 0..WRITES {
-                r.write(&[Op::CreateEntity {
-                    name: format!("a{i}-{n}"),
-                    entity_type: "t".into(),
-                    observations: vec![],
-                }])
-                .unwrap();
+                r.write(&[entity(&format!("a{i}-{n}"), "t", &[])]).unwrap();
             }
         }));
     }

@@ -3,31 +3,32 @@
 
 use std::path::Path;
 
-use cairn::{Durability, Graph, Op, OpenOptions, Relation, Replica, Validity};
+use cairn::{Durability, Graph, Op, OpenOptions, Relation, Replica};
 
 pub fn open(dir: &Path, file: &str, agent: &str) -> Replica {
     let options = OpenOptions::new(agent.parse().unwrap()).durability(Durability::Normal);
     Replica::open_with(dir.join(file), options).unwrap()
 }
 
-pub fn entity(name: &str, ty: &str, obs: &[&str]) -> Op {
-    Op::CreateEntity {
-        name: name.into(),
-        entity_type: ty.into(),
-        observations: obs.iter().map(|s| s.to_string()).collect(),
-    }
+/// Creates entity `name` of type `entity_type` with these observations (the same helper, with the
+/// same signature, as in `sync-server/tests/common`).
+pub fn entity(name: &str, entity_type: &str, observations: &[&str]) -> Op {
+    Op::create_entity(name, entity_type, observations)
 }
 
+/// Adds observation `text` to `entity`.
 pub fn observe(entity: &str, text: &str) -> Op {
-    Op::AddObservation { entity: entity.into(), text: text.into(), validity: Validity::default() }
+    Op::add_observation(entity, text)
 }
 
+/// The relation `(from, ty, to)` itself, as reads return it.
 pub fn rel(from: &str, ty: &str, to: &str) -> Relation {
-    Relation { from: from.into(), relation_type: ty.into(), to: to.into() }
+    Relation::new(from, ty, to)
 }
 
+/// Creates the relation `(from, ty, to)`.
 pub fn relate(from: &str, ty: &str, to: &str) -> Op {
-    Op::CreateRelation { relation: rel(from, ty, to), validity: Validity::default() }
+    Op::create_relation(from, ty, to)
 }
 
 /// Exchanges everything both ways between two replicas, through bundles.

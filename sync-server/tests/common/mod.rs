@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn::{Durability, Op, OpenOptions, Replica, Validity};
+use cairn::{Durability, Op, OpenOptions, Replica};
 use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
 
 pub fn replica(dir: &Path, name: &str) -> Arc<Replica> {
@@ -45,16 +45,15 @@ pub fn connect(replica: &Arc<Replica>, addr: SocketAddr) -> SyncClient {
     SyncClient::spawn(replica.clone(), options(addr))
 }
 
-pub fn entity(name: &str, obs: &[&str]) -> Op {
-    Op::CreateEntity {
-        name: name.into(),
-        entity_type: "thing".into(),
-        observations: obs.iter().map(|s| s.to_string()).collect(),
-    }
+/// Creates entity `name` of type `entity_type` with these observations (the same helper, with the
+/// same signature, as in `tests/common`).
+pub fn entity(name: &str, entity_type: &str, observations: &[&str]) -> Op {
+    Op::create_entity(name, entity_type, observations)
 }
 
+/// Adds observation `text` to `entity`.
 pub fn observe(entity: &str, text: &str) -> Op {
-    Op::AddObservation { entity: entity.into(), text: text.into(), validity: Validity::default() }
+    Op::add_observation(entity, text)
 }
 
 /// Writes from a blocking thread, as an application would from its async code.
