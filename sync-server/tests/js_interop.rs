@@ -1,6 +1,7 @@
 //! Interoperability with the stock JavaScript automerge-repo packages (installed by `.ci/run`
-//! with `npm install --prefix clients/js`): a Node client joins a graph on the Cairn relay, and Rust
-//! replicas sync through the stock automerge-repo sync server.
+//! with `npm install --prefix clients/js`): a Node client joins a graph on the Cairn relay, Rust
+//! replicas sync through the stock automerge-repo sync server, and the stock packages read the
+//! golden fixtures (`tests/fixtures/golden`, checked on the Rust side by `tests/golden.rs`).
 
 mod common;
 
@@ -18,6 +19,21 @@ fn js_dir() -> PathBuf {
         "the JavaScript packages are not installed: run `npm install --prefix clients/js` (the README's test command does)"
     );
     dir
+}
+
+#[test]
+fn the_stock_javascript_packages_read_the_golden_fixtures_as_expected() {
+    let js = js_dir();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/golden");
+    let out = Command::new("node")
+        .arg(js.join("golden.mjs"))
+        .arg(&fixtures)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run `node`: install Node.js (the interop tests need it) and put it on PATH");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "golden.mjs failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "golden: ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
