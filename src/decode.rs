@@ -64,6 +64,25 @@ impl Touched {
     pub(crate) fn is_empty(&self) -> bool {
         self.entities.is_empty() && self.observations.is_empty() && self.relations.is_empty()
     }
+
+    /// Every key of a shard, as if every one had just been touched (to rebuild its index).
+    pub(crate) fn everything(doc: &Automerge, layout: &Layout) -> Touched {
+        let mut touched = Touched::default();
+        touched.entities.extend(doc.keys(&layout.entities));
+        for key in doc.keys(&layout.observations) {
+            if let Some((entity, _)) = split_observation_key(&key) {
+                touched.entities.insert(entity.to_owned());
+            }
+            touched.observations.insert(key);
+        }
+        for key in doc.keys(&layout.relations) {
+            if let Some((from, _, _)) = split_relation_key(&key) {
+                touched.entities.insert(from.to_owned());
+            }
+            touched.relations.insert(key);
+        }
+        touched
+    }
 }
 
 fn opid_text(counter: u64, actor: &automerge::ActorId) -> String {

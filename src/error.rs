@@ -70,9 +70,10 @@ pub enum Error {
     /// A version token ahead of anything this replica has logged.
     #[error("version {0} is ahead of this replica (latest is seq {1}); pass a version a read returned")]
     UnknownVersion(Version, i64),
-    /// A storage failure (disk full, permissions, a lock held too long).
+    /// A storage failure (disk full, permissions, a lock held too long), from SQLite or from
+    /// whatever engine a relay stores in. Opaque, so that no engine's types are part of this API.
     #[error("storage error: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(Box<dyn std::error::Error + Send + Sync>),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -81,9 +82,16 @@ pub enum Error {
         /// The failure.
         source: std::io::Error,
     },
-    /// An internal Automerge failure. This is a bug; please report it.
+    /// An internal Automerge failure. This is a bug; please report it. (Automerge's types are
+    /// part of this crate's API anyway: it re-exports `automerge`.)
     #[error("internal document error (please report this): {0}")]
     Document(#[from] automerge::AutomergeError),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Storage(Box::new(e))
+    }
 }
 
 /// Shorthand for results of this crate.

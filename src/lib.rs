@@ -69,21 +69,20 @@ mod names;
 mod plan;
 mod replica;
 pub mod schema;
-pub mod store;
+mod store;
 pub mod sync;
 
 pub use error::{Error, Result};
 pub use exchange::Heads;
 pub use freshness::{Freshness, Unseen};
 pub use ids::{DocId, ParseIdError, ReplicaId, Version};
-pub use link::{ChangeSource, Link};
 pub use model::{
     Entity, EntityChange, Graph, Millis, Observation, Op, Outcome, Read, Receipt, Relation, RelationFact, TypeConflict,
     Validity, What,
 };
 pub use names::{AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES};
 pub use plan::validate;
-pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, now_millis};
+pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, Subscription, now_millis};
 pub use schema::{DocKind, GraphDocs};
 pub use store::Durability;
 

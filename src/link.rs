@@ -1,6 +1,10 @@
 //! The link between a replica and whatever syncs it: the sync driver reports connection state
 //! and what the relay announced here; the replica reports new changes there. Plain data behind a
 //! mutex, plus subscriber callbacks, so the core stays free of any async runtime.
+//!
+//! Crate-private: freshness is set only by [`crate::sync::Driver`], from what a real session
+//! saw, and a driver detaches when it is dropped (a sync task that panics included), so no code
+//! embedding the library can make reads claim a freshness nobody observed.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -9,16 +13,7 @@ use crate::freshness::Freshness;
 use crate::ids::DocId;
 use crate::model::Millis;
 
-type Subscriber = (u64, Arc<dyn Fn(ChangeSource, &[DocId]) + Send + Sync>);
-
-/// Where a change came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeSource {
-    /// Written through this process (a local write or an import).
-    Local,
-    /// Received from a peer.
-    Remote,
-}
+type Subscriber = (u64, Arc<dyn Fn(&[DocId]) + Send + Sync>);
 
 #[derive(Debug, Default, Clone)]
 struct State {
@@ -37,7 +32,7 @@ struct State {
 
 /// Shared state between a replica and its sync drivers.
 #[derive(Default)]
-pub struct Link {
+pub(crate) struct Link {
     state: Mutex<State>,
     changed: Condvar,
     subscribers: Mutex<Vec<Subscriber>>,
@@ -56,27 +51,20 @@ impl Link {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn notify(&self, source: ChangeSource, docs: &[DocId]) {
+    /// This process logged changes to `docs`: wake waiters and tell subscribers.
+    pub(crate) fn notify(&self, docs: &[DocId]) {
         self.lock().generation += 1;
         self.changed.notify_all();
         let subs: Vec<Subscriber> = self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (_, s) in subs {
-            s(source, docs);
+            s(docs);
         }
-    }
-
-    pub(crate) fn notify_local_change(&self, docs: &[DocId]) {
-        self.notify(ChangeSource::Local, docs);
-    }
-
-    pub(crate) fn notify_remote_change(&self, docs: &[DocId]) {
-        self.notify(ChangeSource::Remote, docs);
     }
 
     /// Calls `f` with the documents that changed after every change this process logs (from
     /// any thread; keep it short and non-blocking, e.g. wake an async task). Returns an id for
     /// [`Link::unsubscribe`].
-    pub fn subscribe(&self, f: impl Fn(ChangeSource, &[DocId]) + Send + Sync + 'static) -> u64 {
+    pub(crate) fn subscribe(&self, f: impl Fn(&[DocId]) + Send + Sync + 'static) -> u64 {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push((id, Arc::new(f)));
@@ -84,17 +72,17 @@ impl Link {
     }
 
     /// Stops calling a subscriber.
-    pub fn unsubscribe(&self, id: u64) {
+    pub(crate) fn unsubscribe(&self, id: u64) {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).retain(|(i, _)| *i != id);
     }
 
     /// A counter that grows with every change this process logs.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.lock().generation
     }
 
     /// Blocks until the generation passes `seen` or `timeout` elapses; returns the generation.
-    pub fn wait_past(&self, seen: u64, timeout: Duration) -> u64 {
+    pub(crate) fn wait_past(&self, seen: u64, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         while state.generation <= seen {
@@ -108,7 +96,7 @@ impl Link {
     }
 
     /// A sync driver attaches (freshness stops being `local`); it starts offline.
-    pub fn attach(&self, now: Millis) {
+    pub(crate) fn attach(&self, now: Millis) {
         let mut s = self.lock();
         s.attached += 1;
         if s.attached == 1 {
@@ -118,14 +106,14 @@ impl Link {
     }
 
     /// A sync driver detaches.
-    pub fn detach(&self) {
+    pub(crate) fn detach(&self) {
         let mut s = self.lock();
         s.attached = s.attached.saturating_sub(1);
     }
 
     /// The connection came up. Until its first exchange finishes, the replica is not known to
     /// hold what the relay received while it was away: it reads as behind since it went offline.
-    pub fn set_online(&self) {
+    pub(crate) fn set_online(&self) {
         let mut s = self.lock();
         s.online = true;
         let since = s.offline_since;
@@ -133,7 +121,7 @@ impl Link {
     }
 
     /// The connection went down (or an attempt failed).
-    pub fn set_offline(&self, now: Millis) {
+    pub(crate) fn set_offline(&self, now: Millis) {
         let mut s = self.lock();
         if s.online || s.offline_since == 0 {
             s.offline_since = now;
@@ -143,20 +131,20 @@ impl Link {
     }
 
     /// The relay announced heads this replica lacks.
-    pub fn set_behind(&self, now: Millis) {
+    pub(crate) fn set_behind(&self, now: Millis) {
         let mut s = self.lock();
         s.behind_since.get_or_insert(now);
     }
 
     /// This replica holds everything the relay announced.
-    pub fn set_synced(&self, now: Millis) {
+    pub(crate) fn set_synced(&self, now: Millis) {
         let mut s = self.lock();
         s.behind_since = None;
         s.last_sync = Some(now);
     }
 
     /// The freshness a read reports.
-    pub fn freshness(&self) -> Freshness {
+    pub(crate) fn freshness(&self) -> Freshness {
         let s = self.lock();
         if s.attached == 0 {
             Freshness::Local

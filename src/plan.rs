@@ -6,8 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::error::{Error, Result};
 use crate::ids::DocId;
 use crate::model::{Millis, Op, Outcome, Relation, Validity};
@@ -15,7 +13,7 @@ use crate::names::{InvalidInput, MAX_NAME_BYTES, check_name, check_text};
 use automerge::transaction::Transactable;
 
 use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, MapKind, observation_key, relation_key};
-use crate::store::index;
+use crate::store::{Txn, index};
 
 /// One primitive edit of a shard document.
 #[derive(Debug, Clone)]
@@ -106,7 +104,7 @@ pub fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
 
 /// Plans a validated batch against the index as of this transaction.
 pub(crate) struct Planner<'a> {
-    db: &'a Connection,
+    tx: &'a Txn<'a>,
     graph: &'a str,
     docs: &'a GraphDocs,
     agent: &'a str,
@@ -121,9 +119,9 @@ pub(crate) struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    pub(crate) fn new(db: &'a Connection, graph: &'a str, docs: &'a GraphDocs, agent: &'a str, now: Millis) -> Self {
+    pub(crate) fn new(tx: &'a Txn<'a>, graph: &'a str, docs: &'a GraphDocs, agent: &'a str, now: Millis) -> Self {
         Planner {
-            db,
+            tx,
             graph,
             docs,
             agent,
@@ -152,14 +150,14 @@ impl<'a> Planner<'a> {
     fn exists(&self, name: &str) -> Result<bool> {
         match self.entities.get(name) {
             Some(state) => Ok(state.is_some()),
-            None => index::entity_exists(self.db, self.graph, name),
+            None => index::entity_exists(self.tx, self.graph, name),
         }
     }
 
     fn has_record(&self, name: &str) -> Result<bool> {
         match self.entities.get(name) {
             Some(state) => Ok(*state == Some(true)),
-            None => index::entity_has_record(self.db, self.graph, name),
+            None => index::entity_has_record(self.tx, self.graph, name),
         }
     }
 
@@ -170,14 +168,14 @@ impl<'a> Planner<'a> {
     fn observation(&self, entity: &str, text: &str) -> Result<Option<FactRecord>> {
         match self.observations.get(&(entity.to_owned(), text.to_owned())) {
             Some(state) => Ok(state.clone()),
-            None => index::observation(self.db, self.graph, entity, text),
+            None => index::observation(self.tx, self.graph, entity, text),
         }
     }
 
     fn relation(&self, rel: &Relation) -> Result<Option<FactRecord>> {
         match self.relations.get(rel) {
             Some(state) => Ok(state.clone()),
-            None => index::relation(self.db, self.graph, rel),
+            None => index::relation(self.tx, self.graph, rel),
         }
     }
 
@@ -214,17 +212,6 @@ impl<'a> Planner<'a> {
         self.relations.insert(rel.clone(), None);
     }
 
-    /// Who created an entity and when, to carry over when its type is rewritten.
-    fn created(&self, name: &str) -> Result<Option<(String, Millis)>> {
-        Ok(self
-            .db
-            .prepare_cached(
-                "SELECT created_by, created_at FROM entities WHERE graph = ?1 AND name = ?2 AND has_record",
-            )?
-            .query_row(params![self.graph, name], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-    }
-
     /// Plans one operation; an error means the whole batch is refused.
     pub(crate) fn push(&mut self, op: &Op) -> Result<()> {
         let outcome = match op {
@@ -251,7 +238,8 @@ impl<'a> Planner<'a> {
             }
             Op::SetEntityType { name, entity_type } => {
                 self.require(name)?;
-                let (by, at) = self.created(name)?.unwrap_or_else(|| (self.agent.to_owned(), self.now));
+                let (by, at) = index::entity_created(self.tx, self.graph, name)?
+                    .unwrap_or_else(|| (self.agent.to_owned(), self.now));
                 self.edit(
                     name,
                     Edit::PutEntity(
@@ -345,7 +333,7 @@ impl<'a> Planner<'a> {
         if self.has_record(name)? {
             self.edit(name, Edit::Delete(MapKind::Entities, name.to_owned()));
         }
-        let mut texts = index::observation_texts(self.db, self.graph, name)?;
+        let mut texts = index::observation_texts(self.tx, self.graph, name)?;
         texts.extend(self.observations.keys().filter(|(e, _)| e == name).map(|(_, t)| t.clone()));
         texts.sort();
         texts.dedup();
@@ -354,7 +342,7 @@ impl<'a> Planner<'a> {
                 self.delete_observation(name, &text);
             }
         }
-        let mut rels = index::relations_touching(self.db, self.graph, name)?;
+        let mut rels = index::relations_touching(self.tx, self.graph, name)?;
         rels.extend(self.relations.keys().filter(|r| r.from == name || r.to == name).cloned());
         rels.sort();
         rels.dedup();

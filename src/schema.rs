@@ -65,6 +65,12 @@ pub fn shard_of(entity: &str) -> u32 {
     (u64::from_be_bytes(head) % u64::from(SHARD_COUNT)) as u32
 }
 
+/// Who wrote a change and when (milliseconds), as Cairn reads them: the `agent` of the change's
+/// message, and its time (automerge-js writes seconds; see `docs/schema.md`).
+pub fn change_author(change: &automerge::Change) -> (String, crate::model::Millis) {
+    (crate::decode::change_agent(change), crate::decode::change_time(change))
+}
+
 /// The document ids of one graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphDocs {

@@ -20,6 +20,7 @@ use std::sync::Once;
 use cairn::automerge::sync::{self, SyncDoc};
 use cairn::automerge::{Automerge, ReadDoc, ScalarValue, Value};
 use cairn::sync::wire::{Message, RemoteHeads};
+use cairn::sync::{ReplicaDocs, SyncDocs};
 use cairn::{DocId, DocKind, Durability, Graph, GraphDocs, GraphName, Op, OpenOptions, Replica, Validity};
 use serde_json::{Value as Json, json};
 
@@ -62,16 +63,16 @@ fn write_json(path: &Path, value: &Json) {
 
 /// Runs the Automerge sync protocol between a replica's document and a plain Automerge document
 /// until neither has anything to say (bounded: a handful of rounds is always enough).
-fn sync_with(replica: &Replica, id: DocId, doc: &mut Automerge) {
+fn sync_with(replica: &mut ReplicaDocs, id: DocId, doc: &mut Automerge) {
     let (mut replica_state, mut doc_state) = (sync::State::new(), sync::State::new());
     for _ in 0..20 {
         let mut quiet = true;
-        if let Some(m) = replica.generate_sync_message(id, &mut replica_state).unwrap() {
+        if let Some(m) = replica.generate(&id, &mut replica_state).unwrap() {
             doc.receive_sync_message(&mut doc_state, m).unwrap();
             quiet = false;
         }
         if let Some(m) = doc.generate_sync_message(&mut doc_state) {
-            replica.receive_sync_message(id, &mut replica_state, m).unwrap();
+            replica.receive(&id, &mut replica_state, m).unwrap();
             quiet = false;
         }
         if quiet {
@@ -130,9 +131,11 @@ fn regenerate_graph(out: &Path) {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).unwrap();
     let mut documents = BTreeMap::new();
+    let alice = std::sync::Arc::new(alice);
+    let mut alice_docs = ReplicaDocs::new(alice.clone());
     for (id, kind) in alice.docs().all() {
         let mut doc = Automerge::new();
-        sync_with(&alice, id, &mut doc);
+        sync_with(&mut alice_docs, id, &mut doc);
         // A shard holding nothing but its genesis is the same on every replica: not worth a file.
         if kind == DocKind::Root || doc.get_changes(&[]).len() > 1 {
             std::fs::write(out.join(format!("{}.automerge", stem(kind))), doc.save()).unwrap();
@@ -153,7 +156,8 @@ fn golden_graph_documents_read_as_the_expected_graph() {
     assert_eq!(expected["graph"], GRAPH);
     let docs = GraphDocs::of(&graph_name());
     let tmp = tempfile::tempdir().unwrap();
-    let reader = open(tmp.path(), "reader");
+    let reader = std::sync::Arc::new(open(tmp.path(), "reader"));
+    let mut reader_docs = ReplicaDocs::new(reader.clone());
     let documents = expected["documents"].as_object().unwrap();
     assert!(documents.contains_key("root") && documents.len() >= 4, "the root and several shards: {documents:?}");
     for (stem_, id) in documents {
@@ -162,8 +166,8 @@ fn golden_graph_documents_read_as_the_expected_graph() {
         assert_eq!(id, &want.to_string(), "document id of {stem_}");
         // Step 2: a fresh replica takes the saved document in, through the sync hooks.
         let mut doc = Automerge::load(&read(&dir.join(format!("{stem_}.automerge")))).unwrap();
-        sync_with(&reader, want, &mut doc);
-        assert_eq!(reader.doc_heads(want).unwrap(), doc.get_heads(), "{stem_} arrived whole");
+        sync_with(&mut reader_docs, want, &mut doc);
+        assert_eq!(reader_docs.heads(&want).unwrap(), doc.get_heads(), "{stem_} arrived whole");
         if kind == DocKind::Root {
             // The root names every shard by its automerge-repo URL.
             let (_, shards) = doc.get(cairn::automerge::ROOT, "shards").unwrap().unwrap();

@@ -164,8 +164,11 @@ impl Session {
     }
 
     /// What the relay lacks, if a relay is configured.
-    pub(crate) fn pending(&self) -> Option<cairn_sync::Pending> {
-        self.client.as_ref().and_then(|c| c.pending().ok())
+    pub(crate) async fn pending(&self) -> Option<cairn_sync::Pending> {
+        match &self.client {
+            Some(c) => c.pending().await.ok(),
+            None => None,
+        }
     }
 
     /// Pushes what was written and detaches.

@@ -16,9 +16,9 @@ use crate::schema::Layout;
 
 /// A loaded document, with its shard layout when it is a Cairn shard.
 #[derive(Debug)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// The document.
-    pub doc: Automerge,
+    pub(crate) doc: Automerge,
     /// Where the shard's maps are (`None` for root or non-Cairn documents). Computed once at
     /// load: the maps are created at genesis and never replaced.
     pub(crate) layout: Option<Layout>,
@@ -33,7 +33,7 @@ impl Cached {
 
 /// Loaded documents and how far into the log they are current.
 #[derive(Debug)]
-pub struct DocCache {
+pub(super) struct DocCache {
     docs: HashMap<DocId, Cached>,
     /// Every cached document holds every change logged up to here.
     seen_seq: i64,
@@ -43,18 +43,13 @@ pub struct DocCache {
 
 impl DocCache {
     /// An empty cache whose documents write under `actor`.
-    pub fn new(actor: ActorId) -> Self {
+    pub(super) fn new(actor: ActorId) -> Self {
         DocCache { docs: HashMap::new(), seen_seq: 0, actor }
-    }
-
-    /// The actor this cache's documents write under.
-    pub fn actor(&self) -> &ActorId {
-        &self.actor
     }
 
     /// Applies to cached documents every change logged since the last call (by this or any other
     /// process). Call at the start of every transaction, before reading a cached document.
-    pub fn catch_up(&mut self, db: &Connection) -> Result<()> {
+    pub(super) fn catch_up(&mut self, db: &Connection) -> Result<()> {
         let max = log::max_seq(db)?;
         if max == self.seen_seq {
             return Ok(());
@@ -96,30 +91,14 @@ impl DocCache {
 
     /// Records that this process itself logged everything up to `seq` (its cached documents
     /// already hold those changes).
-    pub fn mark_seen(&mut self, seq: i64) {
+    pub(super) fn mark_seen(&mut self, seq: i64) {
         self.seen_seq = self.seen_seq.max(seq);
     }
 
-    /// Returns the document, loading it from the log if needed. With `compact`, a document that
-    /// gathered many loose changes is saved as a snapshot while loading (needs a write transaction).
-    pub fn get(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Automerge>> {
-        Ok(self.entry(db, id, compact)?.map(|c| &mut c.doc))
-    }
-
-    /// The document if it is loaded, without looking at the file. Only for a cache whose file
-    /// no other process writes changes to (the relay's): elsewhere, `catch_up` and `get`.
-    pub fn cached(&self, id: &DocId) -> Option<&Automerge> {
-        self.docs.get(id).map(|c| &c.doc)
-    }
-
-    /// Mutable [`DocCache::cached`], for applying what needs no storage (a sync message without
-    /// changes only moves the sync state).
-    pub fn cached_mut(&mut self, id: &DocId) -> Option<&mut Automerge> {
-        self.docs.get_mut(id).map(|c| &mut c.doc)
-    }
-
-    /// Like [`DocCache::get`], with the shard layout.
-    pub fn entry(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Cached>> {
+    /// The document, loading it from the log if needed (`None` if the file has nothing of it).
+    /// With `compact`, a document that gathered many loose changes is saved as a snapshot while
+    /// loading (needs a write transaction).
+    pub(super) fn entry(&mut self, db: &Connection, id: DocId, compact: bool) -> Result<Option<&mut Cached>> {
         if !self.docs.contains_key(&id) {
             let Some(loaded) = log::load(db, &id)? else { return Ok(None) };
             let mut doc = loaded.doc;
@@ -134,32 +113,24 @@ impl DocCache {
 
     /// Takes documents out of the cache (to edit several at once on different threads); give
     /// them back with [`DocCache::put_back`]. Documents not loaded are skipped.
-    pub fn take(&mut self, ids: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Cached)> {
+    pub(super) fn take(&mut self, ids: impl IntoIterator<Item = DocId>) -> Vec<(DocId, Cached)> {
         ids.into_iter().filter_map(|id| self.docs.remove(&id).map(|doc| (id, doc))).collect()
     }
 
     /// Returns documents taken with [`DocCache::take`].
-    pub fn put_back(&mut self, docs: Vec<(DocId, Cached)>) {
+    pub(super) fn put_back(&mut self, docs: Vec<(DocId, Cached)>) {
         self.docs.extend(docs);
     }
 
     /// Adds a document this process just created (and logged).
-    pub fn insert(&mut self, id: DocId, mut doc: Automerge) {
+    pub(super) fn insert(&mut self, id: DocId, mut doc: Automerge) {
         doc.set_actor(self.actor.clone());
         self.docs.insert(id, Cached::new(doc));
     }
 
     /// Forgets every document, e.g. after a failed transaction left them ahead of the file.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.docs.clear();
         self.seen_seq = 0;
-    }
-
-    /// Saves every cached document as a snapshot (needs a write transaction, after `catch_up`).
-    pub fn compact_all(&mut self, db: &Connection) -> Result<usize> {
-        for (id, cached) in &self.docs {
-            log::snapshot(db, id, &cached.doc)?;
-        }
-        Ok(self.docs.len())
     }
 }

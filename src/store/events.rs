@@ -10,7 +10,7 @@ use crate::freshness::Unseen;
 use crate::model::{EntityChange, Millis, What};
 
 /// Records the events of one logged change.
-pub(crate) fn insert(
+pub(super) fn insert(
     db: &Connection,
     seq: i64,
     graph: &str,
@@ -36,7 +36,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntityChange> {
 }
 
 /// An entity's whole history, oldest first.
-pub(crate) fn history(db: &Connection, graph: &str, entity: &str) -> Result<Vec<EntityChange>> {
+pub(crate) fn history(tx: &super::Txn<'_>, graph: &str, entity: &str) -> Result<Vec<EntityChange>> {
+    let db = tx.db();
     let mut stmt = db.prepare_cached(
         "SELECT seq, entity, what, agent, at FROM events WHERE graph = ?1 AND entity = ?2 ORDER BY seq, id",
     )?;
@@ -45,7 +46,8 @@ pub(crate) fn history(db: &Connection, graph: &str, entity: &str) -> Result<Vec<
 }
 
 /// Changes logged after `seq`, oldest first, at most `limit`.
-pub(crate) fn since(db: &Connection, graph: &str, seq: i64, limit: usize) -> Result<Vec<EntityChange>> {
+pub(crate) fn since(tx: &super::Txn<'_>, graph: &str, seq: i64, limit: usize) -> Result<Vec<EntityChange>> {
+    let db = tx.db();
     let mut stmt = db.prepare_cached(
         "SELECT seq, entity, what, agent, at FROM events WHERE graph = ?1 AND seq > ?2 ORDER BY seq, id LIMIT ?3",
     )?;
@@ -54,7 +56,13 @@ pub(crate) fn since(db: &Connection, graph: &str, seq: i64, limit: usize) -> Res
 }
 
 /// Changes logged after `seq` that touched any of `entities`.
-pub(crate) fn since_touching(db: &Connection, graph: &str, seq: i64, entities: &[String]) -> Result<Vec<EntityChange>> {
+pub(crate) fn since_touching(
+    tx: &super::Txn<'_>,
+    graph: &str,
+    seq: i64,
+    entities: &[String],
+) -> Result<Vec<EntityChange>> {
+    let db = tx.db();
     let mut stmt = db.prepare_cached(
         "SELECT seq, entity, what, agent, at FROM events WHERE graph = ?1 AND entity = ?2 AND seq > ?3 ORDER BY seq, id",
     )?;
@@ -69,7 +77,8 @@ pub(crate) fn since_touching(db: &Connection, graph: &str, seq: i64, entities: &
 }
 
 /// The log position of `agent`'s previous read, if it has read before.
-pub(crate) fn cursor(db: &Connection, graph: &str, agent: &str) -> Result<Option<i64>> {
+pub(crate) fn cursor(tx: &super::Txn<'_>, graph: &str, agent: &str) -> Result<Option<i64>> {
+    let db = tx.db();
     Ok(db
         .prepare_cached("SELECT seq FROM cursors WHERE graph = ?1 AND agent = ?2")?
         .query_row(params![graph, agent], |r| r.get(0))
@@ -78,7 +87,8 @@ pub(crate) fn cursor(db: &Connection, graph: &str, agent: &str) -> Result<Option
 
 /// Moves `agent`'s read cursor forward to `seq` (never backward: two sessions of one agent may
 /// read concurrently).
-pub(crate) fn advance_cursor(db: &Connection, graph: &str, agent: &str, seq: i64) -> Result<()> {
+pub(crate) fn advance_cursor(tx: &super::Txn<'_>, graph: &str, agent: &str, seq: i64) -> Result<()> {
+    let db = tx.db();
     db.prepare_cached(
         "INSERT INTO cursors (graph, agent, seq) VALUES (?1, ?2, ?3)
          ON CONFLICT (graph, agent) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -88,7 +98,8 @@ pub(crate) fn advance_cursor(db: &Connection, graph: &str, agent: &str, seq: i64
 }
 
 /// What other agents changed between log positions `after` and `upto`.
-pub(crate) fn unseen(db: &Connection, graph: &str, agent: &str, after: i64, upto: i64) -> Result<Unseen> {
+pub(crate) fn unseen(tx: &super::Txn<'_>, graph: &str, agent: &str, after: i64, upto: i64) -> Result<Unseen> {
+    let db = tx.db();
     let mut stmt = db.prepare_cached(
         "SELECT entity, agent FROM events WHERE graph = ?1 AND seq > ?2 AND seq <= ?3 AND agent != ?4",
     )?;

@@ -1,7 +1,6 @@
 //! The change log: append changes, load documents, fold old changes into snapshots.
 //!
-//! Shared by replicas and the relay: both keep every document as "latest snapshot + the changes
-//! logged after it".
+//! Every document is kept as "latest snapshot + the changes logged after it".
 
 use automerge::{Automerge, Change, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -10,16 +9,16 @@ use crate::error::{Error, Result};
 use crate::ids::DocId;
 
 /// How many loose changes a document may gather before loading it writes a snapshot.
-pub const SNAPSHOT_EVERY: i64 = 500;
+pub(super) const SNAPSHOT_EVERY: i64 = 500;
 
 /// The newest log position in the file (0 when empty).
-pub fn max_seq(db: &Connection) -> Result<i64> {
+pub(super) fn max_seq(db: &Connection) -> Result<i64> {
     Ok(db.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes")?.query_row([], |r| r.get(0))?)
 }
 
 /// Appends a change to a document's log. Returns its position, or `None` if the document
 /// already held it (a change is identified by its hash, so re-delivery is harmless).
-pub fn append(db: &Connection, doc: &DocId, change: &Change, agent: &str, at: i64) -> Result<Option<i64>> {
+pub(super) fn append(db: &Connection, doc: &DocId, change: &Change, agent: &str, at: i64) -> Result<Option<i64>> {
     let deps: Vec<u8> = change.deps().iter().flat_map(|h| h.0).collect();
     let inserted = db
         .prepare_cached(
@@ -29,28 +28,22 @@ pub fn append(db: &Connection, doc: &DocId, change: &Change, agent: &str, at: i6
     Ok((inserted == 1).then(|| db.last_insert_rowid()))
 }
 
-/// Appends a change, reading its agent and time from the change itself (as every writer of a
-/// Cairn document records them). See [`append`].
-pub fn append_change(db: &Connection, doc: &DocId, change: &Change) -> Result<Option<i64>> {
-    append(db, doc, change, &crate::decode::change_agent(change), crate::decode::change_time(change))
-}
-
 fn corrupt(doc: &DocId, reason: impl std::fmt::Display) -> Error {
     Error::CorruptStore { doc: doc.to_string(), reason: reason.to_string() }
 }
 
 /// A document as loaded from the log.
 #[derive(Debug)]
-pub struct Loaded {
+pub(super) struct Loaded {
     /// The document.
-    pub doc: Automerge,
+    pub(super) doc: Automerge,
     /// How many changes were applied on top of the snapshot.
-    pub loose: i64,
+    pub(super) loose: i64,
 }
 
 /// Loads a document: its snapshot, then every change logged after it. `None` if the file has
 /// nothing of the document.
-pub fn load(db: &Connection, doc: &DocId) -> Result<Option<Loaded>> {
+pub(super) fn load(db: &Connection, doc: &DocId) -> Result<Option<Loaded>> {
     let _span = tracing::debug_span!("load", %doc).entered();
     let snapshot: Option<(i64, Vec<u8>)> = db
         .prepare_cached("SELECT upto_seq, bytes FROM snapshots WHERE doc = ?1")?
@@ -79,7 +72,7 @@ pub fn load(db: &Connection, doc: &DocId) -> Result<Option<Loaded>> {
 /// Saves `am` (which must hold every logged change of `doc`) as the document's snapshot and
 /// clears the bytes of the changes it folds in. History is kept: the snapshot format holds every
 /// change, and the log rows keep their metadata.
-pub fn snapshot(db: &Connection, doc: &DocId, am: &Automerge) -> Result<()> {
+pub(super) fn snapshot(db: &Connection, doc: &DocId, am: &Automerge) -> Result<()> {
     let upto: i64 =
         db.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE doc = ?1", [&doc.0[..]], |r| r.get(0))?;
     db.prepare_cached("INSERT OR REPLACE INTO snapshots (doc, upto_seq, bytes) VALUES (?1, ?2, ?3)")?
@@ -91,34 +84,29 @@ pub fn snapshot(db: &Connection, doc: &DocId, am: &Automerge) -> Result<()> {
 
 /// A logged change of some document, as read back by [`changes_after`].
 #[derive(Debug)]
-pub struct LoggedChange {
-    /// Its log position.
-    pub seq: i64,
+pub(super) struct LoggedChange {
     /// The document.
-    pub doc: DocId,
+    pub(super) doc: DocId,
     /// The change, or `None` if it has been folded into a snapshot.
-    pub bytes: Option<Vec<u8>>,
+    pub(super) bytes: Option<Vec<u8>>,
 }
 
 /// Every change logged after `seq`, in log order.
-pub fn changes_after(db: &Connection, seq: i64) -> Result<Vec<LoggedChange>> {
-    let mut stmt = db.prepare_cached("SELECT seq, doc, bytes FROM changes WHERE seq > ?1 ORDER BY seq")?;
-    let rows = stmt.query_map([seq], |r| {
-        let doc: Vec<u8> = r.get(1)?;
-        Ok((r.get(0)?, doc, r.get(2)?))
-    })?;
+pub(super) fn changes_after(db: &Connection, seq: i64) -> Result<Vec<LoggedChange>> {
+    let mut stmt = db.prepare_cached("SELECT doc, bytes FROM changes WHERE seq > ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([seq], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, doc, bytes) = row?;
+        let (doc, bytes) = row?;
         let doc: [u8; 16] = doc.try_into().map_err(|_| corrupt(&DocId([0; 16]), "a document id is not 16 bytes"))?;
-        out.push(LoggedChange { seq, doc: DocId(doc), bytes });
+        out.push(LoggedChange { doc: DocId(doc), bytes });
     }
     Ok(out)
 }
 
 /// The heads of `doc` as of log position `seq`: the changes logged at or before `seq` that no
 /// other such change depends on.
-pub fn heads_at(db: &Connection, doc: &DocId, seq: i64) -> Result<Vec<ChangeHash>> {
+pub(super) fn heads_at(db: &Connection, doc: &DocId, seq: i64) -> Result<Vec<ChangeHash>> {
     let mut stmt = db.prepare_cached("SELECT hash, deps FROM changes WHERE doc = ?1 AND seq <= ?2")?;
     let mut hashes = std::collections::BTreeSet::new();
     let mut deps = std::collections::HashSet::new();
@@ -133,4 +121,22 @@ pub fn heads_at(db: &Connection, doc: &DocId, seq: i64) -> Result<Vec<ChangeHash
         }
     }
     Ok(hashes.into_iter().filter(|h| !deps.contains(h)).collect())
+}
+
+/// Whether the file holds any change of `doc`.
+pub(super) fn holds(db: &Connection, doc: &DocId) -> Result<bool> {
+    Ok(db
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM changes WHERE doc = ?1)")?
+        .query_row([&doc.0[..]], |r| r.get(0))?)
+}
+
+/// Whether the file holds every change in `heads` of `doc`.
+pub(super) fn has_all(db: &Connection, doc: &DocId, heads: &[ChangeHash]) -> Result<bool> {
+    let mut stmt = db.prepare_cached("SELECT EXISTS (SELECT 1 FROM changes WHERE doc = ?1 AND hash = ?2)")?;
+    for h in heads {
+        if !stmt.query_row(params![&doc.0[..], &h.0[..]], |r| r.get::<_, bool>(0))? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

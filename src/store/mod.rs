@@ -1,28 +1,39 @@
-//! Storage: one SQLite file per replica (or relay), in WAL mode.
+//! Storage: one SQLite file per replica, in WAL mode, behind one type, [`DocLog`].
 //!
 //! Ground truth is the append-only change log (`changes`, with `snapshots` folding old changes
 //! into saved documents without dropping history). Everything else — the entity, observation
-//! and relation tables, the FTS5 search index, the event history — is derived from it, and is
+//! and relation tables, the FTS5 search indexes, the event history — is derived from it, and is
 //! updated in the same transaction as the change it derives from.
+//!
+//! **Architecture invariant: no SQL outside this module, and no way around its two cache
+//! rules.** The rest of the crate reads and writes only through [`DocLog::read`] and
+//! [`DocLog::write`], whose [`Txn`] hands out documents already caught up with whatever other
+//! processes logged, and whose failure (an `Err` or a panic) drops every cached document before
+//! anyone else can use the file again.
 
 mod docs;
 pub(crate) mod events;
 pub(crate) mod index;
-pub mod log;
+mod log;
+mod meta;
+mod migrate;
+pub(crate) mod search;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use automerge::{ActorId, Automerge, Change, ChangeHash};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::decode::{self, Touched};
 use crate::error::{Error, Result};
-use crate::ids::ReplicaId;
+use crate::ids::{DocId, ReplicaId};
+use crate::names::GraphName;
 
-pub use docs::{Cached, DocCache};
-
-/// `PRAGMA application_id` of a Cairn file ("CAIR"), so that Cairn never mistakes another
-/// program's SQLite database for its own, nor writes into one.
-const APPLICATION_ID: i64 = 0x4341_4952;
+pub(crate) use docs::Cached;
+use docs::DocCache;
+pub(crate) use index::Filter;
 
 /// How hard a commit works to survive power loss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,41 +46,40 @@ pub enum Durability {
     Normal,
 }
 
-/// The schema migrations, in order; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
-
-/// An open storage file.
+/// One replica file: its connection and the documents loaded from it, behind one lock.
 #[derive(Debug)]
-pub struct Store {
-    conn: Connection,
+pub(crate) struct DocLog {
     path: PathBuf,
     replica: ReplicaId,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    cache: DocCache,
 }
 
 fn classify_open_error(path: &Path, e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase { path: path.to_owned() },
-        _ => Error::Storage(e),
+        _ => Error::from(e),
     }
 }
 
-impl Store {
-    /// Opens (creating if needed) a storage file, runs pending migrations, and refuses files that
-    /// are not Cairn's.
-    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+impl DocLog {
+    /// Opens (creating if needed) a replica file, runs pending migrations, and refuses files that
+    /// are not Cairn's. Documents loaded through it write under `actor`.
+    pub(crate) fn open(path: &Path, durability: Durability, actor: ActorId) -> Result<DocLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify_open_error(path, e))?;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| classify_open_error(path, e))?;
         // Several processes share one file; a writer waits for another's short transaction
         // instead of failing.
         conn.busy_timeout(Duration::from_secs(30))?;
-        let app_id: i64 =
-            conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| classify_open_error(path, e))?;
-        if app_id != 0 && app_id != APPLICATION_ID {
-            return Err(Error::NotCairn { path: path.to_owned() });
-        }
+        migrate::check_owner(&conn, path)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
         let sync = match durability {
             Durability::Full => "FULL",
@@ -80,62 +90,9 @@ impl Store {
         // few hundred pays for a checkpoint instead of one in a few dozen, which took p99 write
         // latency at 10k entities from ~3.9 ms to ~1.2 ms (BENCHMARKS.md).
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
-        let mut store = Store { conn, path: path.to_owned(), replica: ReplicaId(0) };
-        store.migrate()?;
-        store.replica = store.conn.query_row("SELECT value FROM meta WHERE key = 'replica_id'", [], |r| {
-            let hex: String = r.get(0)?;
-            Ok(ReplicaId(u32::from_str_radix(&hex, 16).unwrap_or(0)))
-        })?;
-        Ok(store)
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        // A file already at the current schema needs no write lock: an open must not queue
-        // behind another process's long run of writes (an import) for a lock it does not use.
-        if self.is_current()? {
-            return Ok(());
-        }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Checked again inside the write lock: another process may have initialised the file
-        // between our first look and now.
-        let app_id: i64 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if app_id == 0 {
-            let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-            if tables != 0 {
-                return Err(Error::NotCairn { path });
-            }
-            tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
-        }
-        let supported = MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(Error::SchemaTooNew { path, found: version, supported });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tracing::info!(path = %path.display(), migration = i + 1, "migrating storage");
-            tx.execute_batch(sql)?;
-        }
-        tx.execute_batch(&format!("PRAGMA user_version = {supported}"))?;
-        let id = u32::from_be_bytes(automerge::ActorId::random().to_bytes()[..4].try_into().unwrap_or([0; 4]));
-        tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('replica_id', ?1)", [format!("{id:08x}")])?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Whether the file is Cairn's, at the current schema version, and initialised.
-    fn is_current(&self) -> Result<bool> {
-        let app_id: i64 = self.conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if app_id != APPLICATION_ID || version != MIGRATIONS.len() as i64 {
-            return Ok(false);
-        }
-        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'replica_id')", [], |r| r.get(0))?)
-    }
-
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
+        migrate::run(&mut conn, path)?;
+        let replica = meta::replica_id(&conn)?;
+        Ok(DocLog { path: path.to_owned(), replica, inner: Mutex::new(Inner { conn, cache: DocCache::new(actor) }) })
     }
 
     /// The id that versions issued by this file carry.
@@ -143,45 +100,252 @@ impl Store {
         self.replica
     }
 
-    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: it holds the file's write lock from
-    /// the start, so the state `f` reads cannot change under it), committing if it returns `Ok`.
-    pub fn write<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
-    /// Runs `f` in a read transaction: one consistent snapshot of the file.
-    pub fn read<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
     /// The size of the database file and its write-ahead log, in bytes.
-    pub fn size_bytes(&self) -> u64 {
+    pub(crate) fn size_bytes(&self) -> u64 {
         let wal = PathBuf::from(format!("{}-wal", self.path.display()));
         [&self.path, &wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
     }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                // A panic inside a transaction: SQLite rolled it back, but cached documents may
+                // hold what it had applied. Forget them; the file is the truth.
+                let mut guard = poisoned.into_inner();
+                guard.cache.clear();
+                self.inner.clear_poison();
+                guard
+            }
+        }
+    }
+
+    /// Runs `f` in a read transaction: one consistent snapshot of the file.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
+        let Inner { conn, cache } = &mut *guard;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let result = {
+            let mut txn = Txn::new(&tx, cache, false);
+            f(&mut txn)
+        };
+        match result {
+            Ok(out) => {
+                tx.commit()?;
+                Ok(out)
+            }
+            Err(e) => {
+                // A read changes no document, but a sync message may have moved a document's
+                // state half-way: start afresh from the file.
+                cache.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: it holds the file's write lock from
+    /// the start, so the state `f` reads cannot change under it). Search rows it queued are
+    /// written last; it commits if everything returned `Ok`. On any failure the transaction is
+    /// rolled back and every cached document dropped before the lock is released, so no other
+    /// thread can build on changes the file does not hold.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
+        let Inner { conn, cache } = &mut *guard;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (out, search) = {
+                let mut txn = Txn::new(&tx, cache, true);
+                let out = f(&mut txn)?;
+                (out, std::mem::take(&mut txn.search))
+            };
+            search.apply(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        if result.is_err() {
+            cache.clear();
+        }
+        result
+    }
+}
+
+/// One transaction on a [`DocLog`]: the only way to its documents and its SQL.
+pub(crate) struct Txn<'a> {
+    db: &'a Transaction<'a>,
+    cache: &'a mut DocCache,
+    caught_up: bool,
+    writable: bool,
+    /// Search rows to write last (see [`index::SearchUpdates`]).
+    search: index::SearchUpdates,
+}
+
+impl<'a> Txn<'a> {
+    fn new(db: &'a Transaction<'a>, cache: &'a mut DocCache, writable: bool) -> Self {
+        Txn { db, cache, caught_up: false, writable, search: index::SearchUpdates::default() }
+    }
+
+    /// The cache, caught up with what other processes logged (once per transaction).
+    fn cache(&mut self) -> Result<&mut DocCache> {
+        if !self.caught_up {
+            self.cache.catch_up(self.db)?;
+            self.caught_up = true;
+        }
+        Ok(self.cache)
+    }
+
+    /// The newest log position in the file (0 when empty).
+    pub(crate) fn position(&self) -> Result<i64> {
+        log::max_seq(self.db)
+    }
+
+    /// A document, loaded from the log if needed; `None` if the file has nothing of it. In a
+    /// write transaction, loading a document with many loose changes also saves a snapshot.
+    pub(crate) fn doc(&mut self, id: DocId) -> Result<Option<&mut Cached>> {
+        let compact = self.writable;
+        let db = self.db;
+        self.cache()?.entry(db, id, compact)
+    }
+
+    /// A document that must exist (every document of an open graph does).
+    pub(crate) fn existing(&mut self, id: DocId) -> Result<&mut Cached> {
+        self.doc(id)?.ok_or_else(|| missing_doc(&id))
+    }
+
+    /// Runs `f` on several documents at once, each owned (so `f` may edit them on different
+    /// threads). Every id must be a document of the file.
+    pub(crate) fn with_docs<T>(
+        &mut self,
+        ids: &[DocId],
+        f: impl FnOnce(&mut [(DocId, Cached)]) -> Result<T>,
+    ) -> Result<T> {
+        for id in ids {
+            self.existing(*id)?;
+        }
+        let mut docs = self.cache.take(ids.iter().copied());
+        let out = f(&mut docs);
+        self.cache.put_back(docs);
+        out
+    }
+
+    /// Logs changes that document `id` already holds (in the cache), records their events and
+    /// refreshes the derived index of `graph` for the keys they touched. Changes the file already
+    /// has are skipped. `local`: written by this replica just now (see [`Touched::written`]).
+    /// Returns the newest position logged, if any.
+    pub(crate) fn log(&mut self, graph: &GraphName, id: DocId, changes: &[Change], local: bool) -> Result<Option<i64>> {
+        if !self.writable {
+            return Err(Error::CorruptStore { doc: id.to_string(), reason: "a change logged outside a write".into() });
+        }
+        self.cache()?;
+        let Txn { db, cache, search, .. } = self;
+        let cached = cache.entry(db, id, false)?.ok_or_else(|| missing_doc(&id))?;
+        let mut touched = Touched::default();
+        let mut newest = None;
+        for change in changes {
+            let (agent, at) = (decode::change_agent(change), decode::change_time(change));
+            let Some(seq) = log::append(db, &id, change, &agent, at)? else { continue };
+            newest = Some(seq);
+            if let Some(layout) = &cached.layout {
+                let happened = decode::decode(change, &cached.doc, layout, local, &mut touched);
+                events::insert(db, seq, graph.as_str(), &agent, at, &happened)?;
+            }
+        }
+        if let (Some(layout), false) = (&cached.layout, touched.is_empty()) {
+            index::refresh(db, graph.as_str(), &cached.doc, layout, &touched, search)?;
+        }
+        if let Some(seq) = newest {
+            // The cache was caught up before this append and its document holds the change.
+            cache.mark_seen(seq);
+        }
+        Ok(newest)
+    }
+
+    /// Creates a document the file does not hold yet from `doc` (a genesis) and logs its changes.
+    pub(crate) fn create(&mut self, graph: &GraphName, id: DocId, doc: Automerge) -> Result<()> {
+        let changes = doc.get_changes(&[]);
+        self.cache()?.insert(id, doc);
+        self.log(graph, id, &changes, false)?;
+        Ok(())
+    }
+
+    /// Whether the file holds any change of `doc`.
+    pub(crate) fn holds(&self, doc: &DocId) -> Result<bool> {
+        log::holds(self.db, doc)
+    }
+
+    /// Whether the file holds every change in `heads` of `doc`.
+    pub(crate) fn has_all(&self, doc: &DocId, heads: &[ChangeHash]) -> Result<bool> {
+        log::has_all(self.db, doc, heads)
+    }
+
+    /// The heads of `doc` as of log position `seq`.
+    pub(crate) fn heads_at(&self, doc: &DocId, seq: i64) -> Result<Vec<ChangeHash>> {
+        log::heads_at(self.db, doc, seq)
+    }
+
+    /// Saves every document of `ids` as a snapshot (write transactions only).
+    pub(crate) fn compact(&mut self, ids: impl IntoIterator<Item = DocId>) -> Result<usize> {
+        self.cache()?;
+        let Txn { db, cache, .. } = self;
+        let mut n = 0;
+        for id in ids {
+            if let Some(cached) = cache.entry(db, id, false)? {
+                log::snapshot(db, &id, &cached.doc)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Rebuilds the derived index of `graph` from the documents `ids`.
+    pub(crate) fn reindex(&mut self, graph: &GraphName, ids: impl IntoIterator<Item = DocId>) -> Result<()> {
+        index::clear_graph(self.db, graph.as_str())?;
+        self.cache()?;
+        let Txn { db, cache, search, .. } = self;
+        for id in ids {
+            if let Some(Cached { doc, layout: Some(layout) }) = cache.entry(db, id, true)? {
+                index::refresh(db, graph.as_str(), doc, layout, &Touched::everything(doc, layout), search)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A value a tool saved under `key`, if any.
+    pub(crate) fn checkpoint(&self, key: &str) -> Result<Option<String>> {
+        meta::checkpoint(self.db, key)
+    }
+
+    /// Saves (or with `None`, clears) a tool's value under `key`.
+    pub(crate) fn set_checkpoint(&self, key: &str, value: Option<&str>) -> Result<()> {
+        meta::set_checkpoint(self.db, key, value)
+    }
+
+    /// The connection, for the query modules of this one.
+    fn db(&self) -> &Connection {
+        self.db
+    }
+}
+
+fn missing_doc(id: &DocId) -> Error {
+    Error::CorruptStore { doc: id.to_string(), reason: "the document is missing from the log".into() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn open(path: &Path) -> Result<DocLog> {
+        DocLog::open(path, Durability::Normal, ActorId::random())
+    }
+
     #[test]
     fn migrations_run_from_an_empty_file_and_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let first = Store::open(&path, Durability::Normal).unwrap();
-        let id = first.replica_id();
-        drop(first);
-        let mut again = Store::open(&path, Durability::Normal).unwrap();
+        let id = open(&path).unwrap().replica_id();
+        let again = open(&path).unwrap();
         assert_eq!(again.replica_id(), id, "reopening keeps the replica id");
-        let version: i64 = again.read(|tx| Ok(tx.query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        let version: i64 = again.read(|tx| Ok(tx.db().query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(version, migrate::MIGRATIONS.len() as i64);
     }
 
     #[test]
@@ -189,11 +353,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
-        assert!(matches!(Store::open(&junk, Durability::Normal), Err(Error::NotADatabase { .. })));
+        assert!(matches!(open(&junk), Err(Error::NotADatabase { .. })));
 
         let other = dir.path().join("other.db");
         Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
-        assert!(matches!(Store::open(&other, Durability::Normal), Err(Error::NotCairn { .. })));
+        assert!(matches!(open(&other), Err(Error::NotCairn { .. })));
         // And it was not modified.
         let tables: i64 = Connection::open(&other)
             .unwrap()
@@ -206,8 +370,60 @@ mod tests {
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new.db");
-        drop(Store::open(&path, Durability::Normal).unwrap());
+        drop(open(&path).unwrap());
         Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
-        assert!(matches!(Store::open(&path, Durability::Normal), Err(Error::SchemaTooNew { found: 99, .. })));
+        assert!(matches!(open(&path), Err(Error::SchemaTooNew { found: 99, .. })));
+    }
+
+    /// A document with one change, like a graph's genesis.
+    fn genesis() -> Automerge {
+        use automerge::transaction::Transactable;
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "genesis", true).unwrap();
+        tx.commit();
+        doc
+    }
+
+    #[test]
+    fn a_failed_write_drops_what_it_changed_in_memory() {
+        use automerge::transaction::Transactable;
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(&dir.path().join("a.db")).unwrap();
+        let id = DocId([9; 16]);
+        log.write(|tx| tx.create(&GraphName::default_graph(), id, genesis())).unwrap();
+        let before = log.read(|tx| Ok(tx.existing(id)?.doc.get_heads())).unwrap();
+        let failed: Result<()> = log.write(|tx| {
+            let mut am = tx.existing(id)?.doc.transaction();
+            am.put(automerge::ROOT, "k", 1)?;
+            am.commit();
+            Err(Error::EntityNotFound("on purpose".into()))
+        });
+        assert!(failed.is_err());
+        let after = log.read(|tx| Ok(tx.existing(id)?.doc.get_heads())).unwrap();
+        assert_eq!(after, before, "the cached document was reloaded from the file");
+    }
+
+    #[test]
+    fn a_panicking_write_drops_what_it_changed_in_memory() {
+        use automerge::transaction::Transactable;
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(open(&dir.path().join("a.db")).unwrap());
+        let id = DocId([9; 16]);
+        log.write(|tx| tx.create(&GraphName::default_graph(), id, genesis())).unwrap();
+        let before = log.read(|tx| Ok(tx.existing(id)?.doc.get_heads())).unwrap();
+        let l = log.clone();
+        let panicked = std::thread::spawn(move || {
+            let _: Result<()> = l.write(|tx| {
+                let mut am = tx.existing(id)?.doc.transaction();
+                am.put(automerge::ROOT, "k", 1)?;
+                am.commit();
+                panic!("a bug in the middle of a write");
+            });
+        })
+        .join();
+        assert!(panicked.is_err());
+        let after = log.read(|tx| Ok(tx.existing(id)?.doc.get_heads())).unwrap();
+        assert_eq!(after, before, "the cached document was reloaded from the file");
     }
 }

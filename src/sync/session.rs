@@ -26,15 +26,8 @@ pub enum Input {
     LocalChange(Option<Vec<DocId>>),
     /// Time passed: retry stalled exchanges, give up on a silent handshake.
     Tick,
-}
-
-/// Whether this replica holds everything the remote side has announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caught {
-    /// Something announced is missing here (or the first exchange has not finished).
-    Behind,
-    /// Every announced head of every document is here.
-    Synced,
+    /// The transport went down (or an attempt to connect failed).
+    Disconnected,
 }
 
 /// What the driver must do.
@@ -47,8 +40,12 @@ pub enum Effect {
         /// Why, for the log and the close frame.
         reason: String,
     },
-    /// Freshness changed.
-    Freshness(Caught),
+    /// The replica became `behind` (in [`crate::Freshness`]'s words): something the other side
+    /// announced is missing here, or the first exchange has not finished.
+    Behind,
+    /// The replica became `synced`: every head the other side announced, for every document,
+    /// is here.
+    Synced,
     /// The other side announced the heads it holds for a document.
     RemoteHeads(DocId, Vec<ChangeHash>),
     /// The other side accepts no changes from this one (a read-only token): local changes stay
@@ -96,7 +93,8 @@ pub struct ClientSession {
     docs: BTreeMap<DocId, DocState>,
     /// Documents whose announced heads are not all here.
     lacking: BTreeSet<DocId>,
-    reported: Option<Caught>,
+    /// What was last reported: `Some(true)` synced, `Some(false)` behind.
+    reported: Option<bool>,
     read_only_reported: bool,
 }
 
@@ -112,11 +110,6 @@ impl ClientSession {
             reported: None,
             read_only_reported: false,
         }
-    }
-
-    /// The remote side's peer id, once the handshake finished.
-    pub fn remote_peer(&self) -> Option<&str> {
-        self.remote.as_ref().map(|r| r.peer.as_str())
     }
 
     /// Advances the state machine. An `Err` is a local storage failure; protocol faults of the
@@ -140,6 +133,11 @@ impl ClientSession {
                 }));
             }
             Input::Received(message) => self.receive(now, message, docs, &mut out)?,
+            Input::Disconnected => {
+                // Nothing is known of the other side until the next connection's handshake.
+                self.remote = None;
+                self.reported = None;
+            }
             Input::LocalChange(changed) => {
                 if self.remote.is_some() {
                     let mut changed = changed.unwrap_or_else(|| self.config.docs.clone());
@@ -300,19 +298,19 @@ impl ClientSession {
     }
 
     /// Whether every document's remote heads are known and here.
-    pub fn caught(&self) -> Caught {
+    pub fn is_synced(&self) -> bool {
         let all_known = self.remote.is_some() && self.docs.values().all(|s| s.announced.is_some());
-        if all_known && self.lacking.is_empty() { Caught::Synced } else { Caught::Behind }
+        all_known && self.lacking.is_empty()
     }
 
     fn report(&mut self, out: &mut Vec<Effect>) {
         if self.remote.is_none() {
             return;
         }
-        let now = self.caught();
-        if self.reported != Some(now) {
-            self.reported = Some(now);
-            out.push(Effect::Freshness(now));
+        let synced = self.is_synced();
+        if self.reported != Some(synced) {
+            self.reported = Some(synced);
+            out.push(if synced { Effect::Synced } else { Effect::Behind });
         }
     }
 }

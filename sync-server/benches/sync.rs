@@ -65,20 +65,16 @@ async fn main() {
     wait_until("b sees Hub", Duration::from_secs(20), || b.read_graph().unwrap().data.entities.len() == 1).await;
     let mut samples = Vec::new();
     for i in 0..500 {
-        let before = b.link().generation();
+        let since = b.status().unwrap().version;
         let t = Instant::now();
         let a2 = a.clone();
         tokio::task::spawn_blocking(move || a2.write(&[observe("Hub", format!("note {i}"))]).unwrap()).await.unwrap();
         // B's read reports A's write as unseen: that is "visible".
         let b2 = b.clone();
         tokio::task::spawn_blocking(move || {
-            loop {
-                b2.link().wait_past(before, Duration::from_secs(5));
-                let read = b2.read_graph().unwrap();
-                if read.unseen.agents == ["a"] && read.data.entities[0].observations.len() == i + 1 {
-                    break;
-                }
-            }
+            let read = b2.wait_for_change(since, Duration::from_secs(5)).unwrap();
+            assert_eq!(read.unseen.agents, ["a"], "B's read reports A's write");
+            assert!(read.data.iter().any(|c| c.agent == "a"), "write {i} reached B");
         })
         .await
         .unwrap();

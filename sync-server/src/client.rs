@@ -1,6 +1,8 @@
 //! The sync client: keeps a [`Replica`] in sync with a relay (or a serving peer) from a
 //! background tokio task. It reconnects with jittered exponential backoff, pushes offline
-//! writes on reconnect, and reports connection state and freshness through the replica's link.
+//! writes on reconnect, and feeds a [`Driver`] (the core's sans-IO session, which alone sets the
+//! replica's freshness). Every driver step does storage work, so it runs on tokio's blocking
+//! pool, never on a runtime worker.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use cairn::sync::wire::Message;
-use cairn::sync::{Caught, ClientSession, Effect, Input, SessionConfig};
+use cairn::sync::{Driver, Effect, Input, ReplicaDocs, SessionConfig};
 use cairn::{DocId, Replica, now_millis};
 
 /// How the client connects.
@@ -143,34 +145,14 @@ impl SyncClient {
     }
 
     /// How many of this replica's changes the other side has not acknowledged, and whether every
-    /// document's heads are known to match (everything pushed and pulled).
-    pub fn pending(&self) -> cairn::Result<Pending> {
+    /// document's heads are known to match (everything pushed and pulled). Reads the replica on
+    /// tokio's blocking pool.
+    pub async fn pending(&self) -> cairn::Result<Pending> {
         let announced = self.remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let read_only = self.is_read_only();
-        let mut pending = Pending { changes: 0, settled: self.is_connected(), read_only };
-        for (doc, _) in self.replica.docs().all() {
-            match announced.get(&doc) {
-                Some(theirs) => {
-                    let missing = self.replica.missing_from(doc, theirs)?;
-                    pending.changes += missing;
-                    if read_only {
-                        // Nothing can be pushed: settled once everything is pulled.
-                        pending.settled &= self.replica.has_heads(doc, theirs)?;
-                    } else {
-                        let mut mine = self.replica.doc_heads(doc)?;
-                        let mut theirs = theirs.clone();
-                        mine.sort();
-                        theirs.sort();
-                        pending.settled &= mine == theirs;
-                    }
-                }
-                None => {
-                    pending.changes += self.replica.missing_from(doc, &[])?;
-                    pending.settled = false;
-                }
-            }
-        }
-        Ok(pending)
+        let connected = self.is_connected();
+        let docs = ReplicaDocs::new(self.replica.clone());
+        crate::off_runtime(&self.replica, move || pending(&docs, &announced, connected, read_only)).await
     }
 
     /// Waits (up to `timeout`) until this replica and the other side hold the same heads for
@@ -179,7 +161,7 @@ impl SyncClient {
     pub async fn wait_settled(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.pending().is_ok_and(|p| p.settled) {
+            if self.pending().await.is_ok_and(|p| p.settled) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline
@@ -234,35 +216,42 @@ pub struct Pending {
     pub read_only: bool,
 }
 
+/// What the other side lacks, given what it announced (blocking: it reads the replica).
+fn pending(
+    docs: &ReplicaDocs,
+    announced: &std::collections::BTreeMap<DocId, Vec<cairn::automerge::ChangeHash>>,
+    connected: bool,
+    read_only: bool,
+) -> cairn::Result<Pending> {
+    let mut out = Pending { changes: 0, settled: connected, read_only };
+    let mut sync_docs = docs.clone();
+    for (doc, _) in docs.replica().docs().all() {
+        let Some(theirs) = announced.get(&doc) else {
+            out.changes += docs.missing_from(doc, &[])?;
+            out.settled = false;
+            continue;
+        };
+        out.changes += docs.missing_from(doc, theirs)?;
+        if read_only {
+            // Nothing can be pushed: settled once everything is pulled.
+            out.settled &= cairn::sync::SyncDocs::has_all(&mut sync_docs, &doc, theirs)?;
+        } else {
+            let mut mine = cairn::sync::SyncDocs::heads(&mut sync_docs, &doc)?;
+            let mut theirs = theirs.clone();
+            mine.sort();
+            theirs.sort();
+            out.settled &= mine == theirs;
+        }
+    }
+    Ok(out)
+}
+
 /// State a sync task shares with its [`SyncClient`].
 struct Shared {
     traffic: Arc<Traffic>,
     remote: RemoteHeadsMap,
     read_only: Arc<std::sync::atomic::AtomicBool>,
     last_error: Arc<std::sync::Mutex<Option<ConnectError>>>,
-}
-
-/// A sync client on a thread of its own, for programs without a tokio runtime.
-#[derive(Debug)]
-pub struct SyncThread {
-    client: Option<SyncClient>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl SyncThread {
-    /// Starts syncing `replica` on a new single-threaded runtime.
-    pub fn spawn(replica: Arc<Replica>, options: ClientOptions) -> std::io::Result<SyncThread> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let client = runtime.block_on(async { SyncClient::spawn(replica, options) });
-        Ok(SyncThread { client: Some(client), runtime: Some(runtime) })
-    }
-
-    /// Stops syncing and waits for the clean close.
-    pub fn stop(mut self) {
-        if let (Some(client), Some(rt)) = (self.client.take(), self.runtime.take()) {
-            rt.block_on(client.stop());
-        }
-    }
 }
 
 /// Why a connection ended.
@@ -295,12 +284,12 @@ async fn run(
     shared: Shared,
 ) {
     let Shared { traffic, remote, read_only, last_error } = shared;
-    let link = replica.link();
-    link.attach(now_millis());
+    // Attached from here until this task ends, however it ends: the driver detaches on drop.
+    let mut driver = Some(attach(&replica));
     let notify = Arc::new(Notify::new());
     let changed: Arc<std::sync::Mutex<BTreeSet<DocId>>> = Arc::default();
     let (waker, pending) = (notify.clone(), changed.clone());
-    let subscription = link.subscribe(move |_, docs| {
+    let _subscription = replica.subscribe(move |docs| {
         pending.lock().unwrap_or_else(|p| p.into_inner()).extend(docs.iter().copied());
         waker.notify_one();
     });
@@ -313,20 +302,26 @@ async fn run(
             Ok(ws) => {
                 backoff = options.min_backoff;
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                link.set_online();
                 let _ = connected.send(true);
                 traffic.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(url = %redacted_url(&options.url), "connected");
                 remote.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                let end =
-                    session(ws, &replica, &options, (&notify, &changed), &mut stop, (&traffic, &remote, &read_only))
-                        .await;
+                let end = session(
+                    ws,
+                    &mut driver,
+                    &replica,
+                    &options,
+                    (&notify, &changed),
+                    &mut stop,
+                    (&traffic, &remote, &read_only),
+                )
+                .await;
                 let _ = connected.send(false);
                 end
             }
             Err(e) => End::Lost(e),
         };
-        link.set_offline(now_millis());
+        let _ = step(&mut driver, &replica, |d, now| d.handle(now, Input::Disconnected)).await;
         match end {
             End::Stopped => break,
             End::Lost(why) => {
@@ -348,8 +343,6 @@ async fn run(
             _ = stop.changed() => break,
         }
     }
-    link.unsubscribe(subscription);
-    link.detach();
 }
 
 /// The URL without its query: a `?token=` must not end up in logs or messages.
@@ -401,34 +394,41 @@ async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
     }
 }
 
-/// Runs one step of the session on a blocking thread (it does SQLite work).
+/// A new driver on `replica` (offline until its first connection).
+fn attach(replica: &Arc<Replica>) -> Driver {
+    let docs = ReplicaDocs::new(replica.clone());
+    let config = session_config(&docs);
+    Driver::attach(docs, config, now_millis())
+}
+
+/// Runs one driver step on tokio's blocking pool (it does SQLite work). A step that panics (a
+/// bug) takes its driver with it, which detaches; the next step attaches a fresh one.
 async fn step(
-    session: ClientSession,
+    driver: &mut Option<Driver>,
     replica: &Arc<Replica>,
-    input: Input,
-) -> (ClientSession, Result<Vec<Effect>, String>) {
-    let shared = replica.clone();
+    f: impl FnOnce(&mut Driver, cairn::Millis) -> cairn::Result<Vec<Effect>> + Send + 'static,
+) -> Result<(Vec<Effect>, i64), String> {
+    let mut d = driver.take().unwrap_or_else(|| attach(replica));
     let joined = tokio::task::spawn_blocking(move || {
-        let replica = shared;
-        let mut session = session;
-        let mut docs = &*replica;
-        let result = session.handle(now_millis(), input, &mut docs).map_err(|e| e.to_string());
-        (session, result)
+        let result = f(&mut d, now_millis()).and_then(|effects| Ok((effects, d.docs().log_position()?)));
+        (d, result)
     })
     .await;
     match joined {
-        Ok(out) => out,
-        // The step panicked: a bug. Start over with a fresh session on the next connection.
-        Err(e) => (ClientSession::new(session_config(replica)), Err(format!("sync step failed: {e}"))),
+        Ok((d, result)) => {
+            *driver = Some(d);
+            result.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(format!("sync step failed: {e}")),
     }
 }
 
-fn session_config(replica: &Replica) -> SessionConfig {
+fn session_config(docs: &ReplicaDocs) -> SessionConfig {
     let random = cairn::automerge::ActorId::random().to_hex_string();
     SessionConfig {
         peer_id: format!("cairn-{}", &random[..16.min(random.len())]),
-        storage_id: Some(replica.storage_id()),
-        docs: replica.docs().all().map(|(id, _)| id).collect(),
+        storage_id: Some(docs.storage_id()),
+        docs: docs.replica().docs().all().map(|(id, _)| id).collect(),
         resync_after: 5_000,
         handshake_timeout: 5_000,
     }
@@ -436,24 +436,34 @@ fn session_config(replica: &Replica) -> SessionConfig {
 
 async fn session(
     mut ws: Ws,
+    driver: &mut Option<Driver>,
     replica: &Arc<Replica>,
     options: &ClientOptions,
     (notify, changed): (&Notify, &std::sync::Mutex<BTreeSet<DocId>>),
     stop: &mut watch::Receiver<bool>,
     (traffic, remote, read_only): (&Traffic, &RemoteHeadsMap, &std::sync::atomic::AtomicBool),
 ) -> End {
-    let mut session = ClientSession::new(session_config(replica));
     let mut input = Some(Input::Connected);
     let mut tick = tokio::time::interval(options.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = replica.log_position().unwrap_or(0);
+    // The log position the session last offered: changes other processes log in the file wake
+    // no one here, so each tick compares (on the blocking pool) and offers what is new.
+    let mut seen: Option<i64> = None;
     loop {
         if let Some(i) = input.take() {
-            let received = matches!(i, Input::Received(_));
-            let (s, result) = step(session, replica, i).await;
-            session = s;
+            let last = seen;
+            let result = step(driver, replica, move |d, now| match (i, last) {
+                (Input::Tick, Some(last)) if d.docs().log_position()? != last => {
+                    d.handle(now, Input::LocalChange(None))
+                }
+                (i, _) => d.handle(now, i),
+            })
+            .await;
             let effects = match result {
-                Ok(e) => e,
+                Ok((effects, position)) => {
+                    seen = Some(position);
+                    effects
+                }
                 Err(e) => return End::from(e),
             };
             for effect in effects {
@@ -472,8 +482,6 @@ async fn session(
                             .await;
                         return End::from(reason);
                     }
-                    Effect::Freshness(Caught::Behind) => replica.link().set_behind(now_millis()),
-                    Effect::Freshness(Caught::Synced) => replica.link().set_synced(now_millis()),
                     Effect::RemoteHeads(doc, heads) => {
                         remote.lock().unwrap_or_else(|p| p.into_inner()).insert(doc, heads);
                     }
@@ -481,12 +489,10 @@ async fn session(
                         read_only.store(true, Ordering::Relaxed);
                         tracing::warn!(url = %redacted_url(&options.url), "the relay accepts no changes with this token (read-only): local changes stay local");
                     }
+                    // Freshness is the driver's to record, and it did.
+                    Effect::Behind | Effect::Synced => {}
                 }
             }
-            if received && session.caught() == Caught::Synced {
-                replica.link().set_synced(now_millis());
-            }
-            seen = seen.max(replica.log_position().unwrap_or(seen));
         }
         tokio::select! {
             frame = ws.next() => match frame {
@@ -510,11 +516,7 @@ async fn session(
                 let docs: Vec<DocId> = std::mem::take(&mut *changed.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect();
                 input = Some(Input::LocalChange(Some(docs)));
             }
-            _ = tick.tick() => {
-                // Changes other processes logged in this file wake no one here: look for them.
-                let now = replica.log_position().unwrap_or(seen);
-                input = Some(if now != seen { seen = now; Input::LocalChange(None) } else { Input::Tick });
-            }
+            _ = tick.tick() => input = Some(Input::Tick),
             _ = stop.changed() => {
                 let _ = ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "detached".into() })).await;
                 return End::Stopped;

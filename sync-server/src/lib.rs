@@ -5,7 +5,8 @@
 //! the core's sans-IO protocol code:
 //!
 //! * [`Hub`]: the relay's routing core, a pure state machine over [`cairn::sync::SyncDocs`];
-//! * [`RelayStore`]: the relay's storage (SQLite), persisting every change before the hub
+//! * [`RelayStore`] and [`Tokens`]: the relay's storage (SQLite by default, behind
+//!   [`cairn::sync::SyncDocs`] and [`TokenStore`]), persisting every change before the hub
 //!   forwards or acknowledges it;
 //! * [`Relay`]: the axum/tokio server around a hub (websocket at `/`, `/healthz`);
 //! * [`SyncClient`]: keeps a [`cairn::Replica`] in sync from a background task.
@@ -13,13 +14,13 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use cairn_sync::{Auth, ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
+//! use cairn_sync::{Auth, ClientOptions, Relay, RelayConfig, RelayStore, SyncClient, Tokens};
 //!
 //! // A relay on loopback, storing in ./relay-data; connections must present a token that
 //! // `cairn relay token create --data relay-data ...` issued.
 //! let data = std::path::Path::new("relay-data");
 //! let store = RelayStore::open(data, cairn::Durability::Full)?;
-//! let auth = Auth::Tokens(RelayStore::file_in(data));
+//! let auth = Auth::Tokens(Tokens::open(&RelayStore::file_in(data))?);
 //! let relay = Relay::start(store, RelayConfig::new(cairn_sync::hub_config_for(data), auth))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7878").await?;
 //! tokio::spawn(relay.serve(listener, std::future::pending()));
@@ -45,11 +46,11 @@ pub mod tokens;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use client::{ClientOptions, ConnectError, Pending, SyncClient, SyncThread, Traffic, redacted_url};
+pub use client::{ClientOptions, ConnectError, Pending, SyncClient, Traffic, redacted_url};
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
 pub use server::{Auth, Relay, RelayConfig, StartError};
-pub use storage::RelayStore;
+pub use storage::{RelayStore, SqliteTokens, StorageError, TokenRecord, TokenStore};
 pub use tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// The relay's identity for a data directory: its storage id is kept in the directory, so that
@@ -73,10 +74,12 @@ pub fn hub_config_for(dir: &Path) -> HubConfig {
 /// the replica as its storage. The replica's own writes are offered to connected peers as they
 /// happen.
 pub fn serve_replica(replica: Arc<cairn::Replica>, config: RelayConfig) -> Result<Relay, StartError> {
-    let relay = Relay::start(replica.clone(), config)?;
-    let handle = relay.clone();
-    replica.link().subscribe(move |_, _| handle.notify_docs_changed());
-    Ok(relay)
+    let relay = Relay::start(cairn::sync::ReplicaDocs::new(replica.clone()), config)?;
+    // The subscription holds the hub's inbox weakly, so it keeps nothing alive; the relay keeps
+    // the subscription for as long as any handle to it exists.
+    let commands = relay.downgrade_notifier();
+    let subscription = replica.subscribe(move |_| commands.notify_docs_changed());
+    Ok(relay.keeping(subscription))
 }
 
 /// Why the relay could not run.
@@ -86,6 +89,9 @@ pub enum RelayError {
     #[error("cannot open the relay's storage: {0}")]
     Storage(#[from] cairn::Error),
     /// Its tokens would not open.
+    #[error("cannot open the relay's tokens: {0}")]
+    Tokens(#[from] TokenError),
+    /// The hub would not start.
     #[error(transparent)]
     Start(#[from] StartError),
     /// The address could not be bound.
@@ -120,7 +126,8 @@ pub struct RelayOptions {
 pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: RelayOptions) -> Result<(), RelayError> {
     let RelayOptions { durability, insecure_no_auth, tls } = options;
     let tls = tls.map(|(cert, key)| tls::server_config(&cert, &key)).transpose()?;
-    let auth = if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(RelayStore::file_in(data)) };
+    let auth =
+        if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(Tokens::open(&RelayStore::file_in(data))?) };
     if insecure_no_auth && !listen.ip().is_loopback() {
         tracing::warn!(
             %listen,
@@ -129,9 +136,8 @@ pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: Relay
     }
     let config = RelayConfig::new(hub_config_for(data), auth);
     let store = RelayStore::open(data, durability)?.with_metrics(config.metrics.clone());
-    if !insecure_no_auth {
-        let tokens = Tokens::open(&RelayStore::file_in(data)).map_err(StartError::from)?;
-        if tokens.list().map_err(StartError::from)?.is_empty() {
+    if let Auth::Tokens(tokens) = &config.auth {
+        if tokens.list()?.is_empty() {
             tracing::warn!(
                 "no tokens yet, so nobody can connect: create one with `cairn relay token create --data {} --graph <name> --role write`",
                 data.display()
@@ -184,15 +190,14 @@ pub async fn wait_for_change(
 ) -> cairn::Result<cairn::Read<Vec<cairn::EntityChange>>> {
     let notify = Arc::new(tokio::sync::Notify::new());
     let waker = notify.clone();
-    let id = replica.link().subscribe(move |_, _| waker.notify_one());
+    let _subscription = replica.subscribe(move |_| waker.notify_one());
+    let docs = cairn::sync::ReplicaDocs::new(replica.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let r = replica.clone();
-        let position = tokio::task::spawn_blocking(move || r.log_position()).await.map_err(|e| cairn::Error::Io {
-            path: replica.path().to_owned(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        if position? > since.seq() || tokio::time::Instant::now() >= deadline {
+        let d = docs.clone();
+        if off_runtime(replica, move || d.log_position()).await? > since.seq()
+            || tokio::time::Instant::now() >= deadline
+        {
             break;
         }
         // Other processes' writes wake nothing here: look at the file again every 25 ms.
@@ -202,9 +207,17 @@ pub async fn wait_for_change(
             _ = tokio::time::sleep_until(poll.min(deadline)) => {}
         }
     }
-    replica.link().unsubscribe(id);
     let r = replica.clone();
-    tokio::task::spawn_blocking(move || r.changes_since(since, usize::MAX)).await.map_err(|e| cairn::Error::Io {
+    off_runtime(replica, move || r.changes_since(since, usize::MAX)).await
+}
+
+/// Runs blocking replica work on tokio's blocking pool (ARCHITECTURE.md: no SQLite on a runtime
+/// worker thread). A panic in `f` is reported as an error of the replica's file.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    replica: &cairn::Replica,
+    f: impl FnOnce() -> cairn::Result<T> + Send + 'static,
+) -> cairn::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| cairn::Error::Io {
         path: replica.path().to_owned(),
         source: std::io::Error::other(e.to_string()),
     })?

@@ -1,14 +1,17 @@
 //! Relay access tokens: who may read or write which graphs.
 //!
 //! A token is `cairn_<id>_<secret>`. The relay stores only the SHA-256 of the secret, with the
-//! token's graphs, role, expiry and revocation, in a `tokens` table of its data file. Tokens are
-//! managed through the data directory (`cairn relay token create|list|revoke`), also while the
-//! relay runs: whoever can write the relay's files administers it, and nobody else can.
+//! token's graphs, role, expiry and revocation, in its [`TokenStore`] (with SQLite, a `tokens`
+//! table of its data file). Tokens are managed through the data directory
+//! (`cairn relay token create|list|revoke`), also while the relay runs: whoever can write the
+//! relay's files administers it, and nobody else can.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+use crate::storage::{SqliteTokens, StorageError, TokenRecord, TokenStore};
 
 use cairn::{GraphName, Millis};
 
@@ -36,9 +39,9 @@ pub enum TokenError {
     /// No token with this id to revoke.
     #[error("no token with id {0}; `cairn relay token list` shows them")]
     NoSuchId(String),
-    /// The token file failed.
+    /// The token store failed.
     #[error("token storage: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(#[from] StorageError),
 }
 
 /// What a token may do.
@@ -111,13 +114,11 @@ pub struct TokenInfo {
     pub revoked_at: Option<Millis>,
 }
 
-/// A token's row: hash, graphs (JSON), role, expiry, revocation.
-type StoredToken = (String, String, String, Option<Millis>, Option<Millis>);
-
-/// The relay's token table.
-#[derive(Debug)]
+/// The relay's tokens: what they mean, over whichever [`TokenStore`] keeps them. Cheap to
+/// clone; every clone uses the same store.
+#[derive(Debug, Clone)]
 pub struct Tokens {
-    db: Connection,
+    store: Arc<dyn TokenStore>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -144,30 +145,19 @@ fn parse_graphs(json: &str) -> Graphs {
     if list.iter().any(|g| g == "*") { Graphs::All(AllGraphs::Star) } else { Graphs::Only(list) }
 }
 
+fn role_of(text: &str) -> Role {
+    if text == "write" { Role::Write } else { Role::Read }
+}
+
 impl Tokens {
-    /// Opens the token table in the relay data file at `path` (created if missing).
+    /// The tokens of the relay data file at `path` (created and migrated if missing).
     pub fn open(path: &Path) -> Result<Tokens, TokenError> {
-        // The tokens live in the relay's data file: make sure it is one (created and migrated)
-        // before adding the table, so the relay's own open accepts it.
-        cairn::store::Store::open(path, cairn::Durability::Normal).map_err(|e| match e {
-            cairn::Error::Storage(e) => TokenError::Storage(e),
-            other => TokenError::Storage(rusqlite::Error::ToSqlConversionFailure(other.into())),
-        })?;
-        let db = Connection::open(path)?;
-        db.busy_timeout(std::time::Duration::from_secs(10))?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS tokens (
-                 id         TEXT PRIMARY KEY,
-                 hash       TEXT NOT NULL,
-                 graphs     TEXT NOT NULL,
-                 role       TEXT NOT NULL,
-                 label      TEXT,
-                 created_at INTEGER NOT NULL,
-                 expires_at INTEGER,
-                 revoked_at INTEGER
-             )",
-        )?;
-        Ok(Tokens { db })
+        Ok(Tokens::new(Arc::new(SqliteTokens::open(path)?)))
+    }
+
+    /// The tokens kept in `store`.
+    pub fn new(store: Arc<dyn TokenStore>) -> Tokens {
+        Tokens { store }
     }
 
     /// Makes a token; returns its id and the token string (shown once: only its hash is kept).
@@ -187,44 +177,45 @@ impl Tokens {
         }
         let id = random_hex(4);
         let secret = random_hex(24);
-        let role_text = match role {
+        let role = match role {
             Role::Read => "read",
             Role::Write => "write",
         };
-        self.db.execute(
-            "INSERT INTO tokens (id, hash, graphs, role, label, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id, digest(&secret), serde_json::to_string(graphs).unwrap_or_default(), role_text, label, now, expires_at],
-        )?;
+        self.store.insert(&TokenRecord {
+            id: id.clone(),
+            hash: digest(&secret),
+            // Serialising a list of strings cannot fail.
+            graphs: serde_json::to_string(graphs).unwrap_or_default(),
+            role: role.into(),
+            label: label.map(str::to_owned),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        })?;
         Ok((id.clone(), format!("cairn_{id}_{secret}")))
     }
 
     /// Every token, newest first.
     pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
-        let mut stmt = self.db.prepare(
-            "SELECT id, graphs, role, label, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at DESC, id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let graphs: String = r.get(1)?;
-            let role: String = r.get(2)?;
-            Ok(TokenInfo {
-                id: r.get(0)?,
-                graphs: parse_graphs(&graphs),
-                role: if role == "write" { Role::Write } else { Role::Read },
-                label: r.get(3)?,
-                created_at: r.get(4)?,
-                expires_at: r.get(5)?,
-                revoked_at: r.get(6)?,
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(|t| TokenInfo {
+                id: t.id,
+                graphs: parse_graphs(&t.graphs),
+                role: role_of(&t.role),
+                label: t.label,
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                revoked_at: t.revoked_at,
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect())
     }
 
     /// Revokes a token: new connections are refused, open ones closed within a second or two.
     pub fn revoke(&self, id: &str, now: Millis) -> Result<(), TokenError> {
-        let n = self
-            .db
-            .execute("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![id, now])?;
-        if n == 0 { Err(TokenError::NoSuchId(id.to_owned())) } else { Ok(()) }
+        if self.store.revoke(id, now)? { Ok(()) } else { Err(TokenError::NoSuchId(id.to_owned())) }
     }
 
     /// Checks a presented token.
@@ -234,38 +225,25 @@ impl Tokens {
         if id.is_empty() || secret.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(TokenError::Malformed);
         }
-        let row: Option<StoredToken> = self
-            .db
-            .prepare_cached("SELECT hash, graphs, role, expires_at, revoked_at FROM tokens WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .optional()?;
+        let stored = self.store.get(id)?;
         // Hash the secret whether or not the id exists, so the two failures take alike.
         let presented = digest(secret);
-        let Some((hash, graphs, role, expires_at, revoked_at)) = row else { return Err(TokenError::Unknown) };
-        if !same(&presented, &hash) {
+        let Some(t) = stored else { return Err(TokenError::Unknown) };
+        if !same(&presented, &t.hash) {
             return Err(TokenError::Unknown);
         }
-        if revoked_at.is_some() {
+        if t.revoked_at.is_some() {
             return Err(TokenError::Revoked(id.to_owned()));
         }
-        if expires_at.is_some_and(|t| t <= now) {
+        if t.expires_at.is_some_and(|e| e <= now) {
             return Err(TokenError::Expired(id.to_owned()));
         }
-        Ok(Grant {
-            id: id.to_owned(),
-            graphs: parse_graphs(&graphs),
-            role: if role == "write" { Role::Write } else { Role::Read },
-        })
+        Ok(Grant { id: id.to_owned(), graphs: parse_graphs(&t.graphs), role: role_of(&t.role) })
     }
 
     /// Whether the token with this id may still be used (not revoked, not expired).
     pub fn still_valid(&self, id: &str, now: Millis) -> Result<bool, TokenError> {
-        let row: Option<(Option<Millis>, Option<Millis>)> = self
-            .db
-            .prepare_cached("SELECT expires_at, revoked_at FROM tokens WHERE id = ?1")?
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(matches!(row, Some((expires, None)) if expires.is_none_or(|t| t > now)))
+        Ok(self.store.get(id)?.is_some_and(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now)))
     }
 }
 
@@ -310,7 +288,7 @@ mod tests {
         assert!(!t.still_valid(&id, 4_000).unwrap());
         assert!(matches!(t.revoke("nope", 1), Err(TokenError::NoSuchId(_))));
         // Only the hash is stored.
-        let stored: String = t.db.query_row("SELECT hash FROM tokens", [], |r| r.get(0)).unwrap();
+        let stored = t.store.get(&id).unwrap().unwrap().hash;
         assert!(!token.contains(&stored) && stored.len() == 64);
         assert!(matches!(t.create(&[], Role::Read, None, None, 1), Err(TokenError::NoGraphs)));
         assert!(matches!(t.create(&["Bad Graph".into()], Role::Read, None, None, 1), Err(TokenError::Graph(_))));

@@ -27,7 +27,7 @@ async fn secured(
     tune: impl FnOnce(&mut RelayConfig),
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Tokens) {
     let file = RelayStore::file_in(dir);
-    let mut config = RelayConfig::new(cairn_sync::hub_config_for(dir), Auth::Tokens(file.clone()));
+    let mut config = RelayConfig::new(cairn_sync::hub_config_for(dir), Auth::Tokens(Tokens::open(&file).unwrap()));
     config.token_check_interval = Duration::from_millis(100);
     tune(&mut config);
     let store = RelayStore::open(dir, Durability::Normal).unwrap().with_metrics(config.metrics.clone());
@@ -168,9 +168,9 @@ async fn a_revoked_token_closes_its_open_connections() {
         other => panic!("expected a refused token, got {other:?}"),
     }
     assert!(!c.is_connected());
-    assert_eq!(c.pending().unwrap().changes, 0, "genesis is nobody's write: nothing is pending");
+    assert_eq!(c.pending().await.unwrap().changes, 0, "genesis is nobody's write: nothing is pending");
     replica.write(&[entity("E", "t", &[])]).unwrap();
-    assert_eq!(c.pending().unwrap().changes, 1);
+    assert_eq!(c.pending().await.unwrap().changes, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +239,7 @@ async fn a_read_only_tokens_changes_go_nowhere() {
     eventually("the witness got the later write", WAIT, || witness.status().unwrap().observations == 2).await;
     assert!(witness.open_nodes(&["Sneaky".into()]).unwrap().data.entities.is_empty());
     assert!(writer.open_nodes(&["Sneaky".into()]).unwrap().data.entities.is_empty());
-    assert!(r.pending().unwrap().changes > 0, "the reader's change stays pending, and says so");
+    assert!(r.pending().await.unwrap().changes > 0, "the reader's change stays pending, and says so");
     let newcomer = replica(dir.path(), "newcomer");
     let _n = client(&newcomer, addr, &writer_token);
     eventually("the newcomer caught up", WAIT, || newcomer.status().unwrap().entities == 1).await;
@@ -697,7 +697,10 @@ async fn wss_with_native_tls() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
-    let config = RelayConfig::new(cairn_sync::hub_config_for(&data), Auth::Tokens(RelayStore::file_in(&data)));
+    let config = RelayConfig::new(
+        cairn_sync::hub_config_for(&data),
+        Auth::Tokens(Tokens::open(&RelayStore::file_in(&data)).unwrap()),
+    );
     let store = RelayStore::open(&data, Durability::Normal).unwrap();
     let relay = Relay::start(store, config).unwrap();
     let tls = cairn_sync::tls::server_config(&fixtures.join("relay.pem"), &fixtures.join("relay.key")).unwrap();

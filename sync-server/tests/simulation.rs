@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use cairn::sync::wire::Message;
-use cairn::sync::{ClientSession, Effect, Input, SessionConfig};
+use cairn::sync::{ClientSession, Effect, Input, ReplicaDocs, SessionConfig};
 use cairn::{Durability, Millis, Op, OpenOptions, Replica};
 use cairn_sync::hub::{Action, Event, Hub, HubConfig};
 use cairn_sync::{Access, RelayStore};
@@ -74,7 +74,7 @@ impl Sim {
                     }
                 }
                 Effect::Close { .. } => self.partition(i),
-                Effect::Freshness(_) | Effect::RemoteHeads(..) | Effect::PeerReadOnly => {}
+                Effect::Behind | Effect::Synced | Effect::RemoteHeads(..) | Effect::PeerReadOnly => {}
             }
         }
     }
@@ -97,8 +97,7 @@ impl Sim {
     }
 
     fn client(&mut self, i: usize, input: Input) {
-        let replica = self.nodes[i].replica.clone();
-        let mut docs = &*replica;
+        let mut docs = ReplicaDocs::new(self.nodes[i].replica.clone());
         let effects = self.nodes[i].session.handle(self.now, input, &mut docs).unwrap();
         self.client_effects(i, effects);
     }
@@ -217,7 +216,7 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
             let replica = Arc::new(Replica::open_with(dir.path().join(format!("{i}.db")), options).unwrap());
             let config = SessionConfig {
                 peer_id: format!("client{i}"),
-                storage_id: Some(replica.storage_id()),
+                storage_id: Some(ReplicaDocs::new(replica.clone()).storage_id()),
                 docs: replica.docs().all().map(|(d, _)| d).collect(),
                 resync_after: 5_000,
                 handshake_timeout: 5_000,

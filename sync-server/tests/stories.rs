@@ -127,7 +127,7 @@ async fn two_replicas_sync_peer_to_peer() {
     let guest = replica(dir.path(), "guest");
     // The host serves its own database: no relay anywhere.
     let config = cairn_sync::RelayConfig::new(
-        cairn_sync::HubConfig::new("host", host.storage_id()),
+        cairn_sync::HubConfig::new("host", cairn::sync::ReplicaDocs::new(host.clone()).storage_id()),
         cairn_sync::Auth::InsecureNoAuth,
     );
     let relay = cairn_sync::serve_replica(host.clone(), config).unwrap();

@@ -10,6 +10,7 @@ use serde_json::json;
 use cairn_sync::tokens::{Graphs, Role, parse_duration};
 use cairn_sync::{RelayStore, Tokens};
 
+use crate::options::DurabilityArg;
 use crate::output;
 
 /// Options of `cairn relay`.
@@ -24,8 +25,12 @@ pub(crate) struct RelayArgs {
     /// Where the relay stores graphs and tokens [default: <data dir>/cairn/relay]
     #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Commit with synchronous=NORMAL instead of FULL (survives a crash, not a power loss)
-    #[arg(long)]
+    /// How hard a commit works to survive power loss: full (synchronous=FULL), or normal (survives
+    /// a crash of the relay, not a power loss); the same setting replicas take
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+    /// The old name of --durability normal, kept so existing service files still start
+    #[arg(long, hide = true)]
     fast_commits: bool,
     /// Let anyone who can reach the relay read and write every graph (local development only)
     #[arg(long)]
@@ -83,7 +88,12 @@ pub(crate) async fn run(args: RelayArgs) -> Result<()> {
     match args.command {
         Some(RelayCommand::Token(t)) => tokens(&data, t),
         None => {
-            let durability = if args.fast_commits { cairn::Durability::Normal } else { cairn::Durability::Full };
+            let durability = if args.fast_commits {
+                tracing::warn!("--fast-commits is deprecated: use --durability normal");
+                cairn::Durability::Normal
+            } else {
+                args.durability.into()
+            };
             let tls = args.tls_cert.zip(args.tls_key);
             let options = cairn_sync::RelayOptions { durability, insecure_no_auth: args.insecure_no_auth, tls };
             cairn_sync::run_relay(args.listen, &data, options).await?;

@@ -10,7 +10,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
     let session = Session::open(opts).await?;
     let replica = session.replica.clone();
     let status = tokio::task::spawn_blocking(move || replica.status()).await??;
-    let pending = session.pending();
+    let pending = session.pending().await;
     let relay_error = session.last_error().map(|e| e.to_string());
     let path = opts.db_path();
     if opts.json {
@@ -63,9 +63,10 @@ pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
         bail!("no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY");
     };
     let session = Session::open(opts).await?;
-    let settled = session.pending().is_some_and(|p| p.settled);
+    let pending = session.pending().await;
+    let settled = pending.is_some_and(|p| p.settled);
     if opts.json {
-        output::json(&json!({ "relay": url, "settled": settled, "pending": session.pending() }));
+        output::json(&json!({ "relay": url, "settled": settled, "pending": pending }));
     } else if settled {
         output::text(&format!("in step with {url}"));
     }

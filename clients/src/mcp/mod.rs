@@ -274,14 +274,15 @@ impl MemoryServer {
             .await
     }
 
-    /// Runs replica work on this worker thread. It is synchronous SQLite work of well under a
-    /// millisecond, for one client; handing it to the blocking pool (or `block_in_place`, which
-    /// moves this worker's other tasks away) cost more than the work itself (BENCHMARKS.md).
-    async fn blocking<T: Send + 'static>(
+    /// Runs replica work on tokio's blocking pool, never on this runtime's worker: a call is
+    /// usually well under a millisecond, but it may wait up to 30 s for another process's write
+    /// lock (a long import), and the sync client shares this runtime (ARCHITECTURE.md).
+    async fn off_runtime<T: Send + 'static>(
         replica: &Arc<Replica>,
         f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
     ) -> Result<T, ToolError> {
-        Ok(f(replica)?)
+        let replica = replica.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&replica)).await.map_err(|e| ToolError(e.to_string()))??)
     }
 
     async fn write(replica: &Arc<Replica>, ops: Vec<Op>, expect: Option<String>) -> Result<Receipt, ToolError> {
@@ -289,7 +290,7 @@ impl MemoryServer {
             .map(|e| e.parse().map_err(|e: cairn::ParseIdError| ToolError(format!("invalid expect: {e}"))))
             .transpose()?;
         let touched = touched_entities(&ops);
-        Self::blocking(replica, move |r| match expect {
+        Self::off_runtime(replica, move |r| match expect {
             Some(v) => r.write_if(&ops, v, &touched),
             None => r.write(&ops),
         })
@@ -300,7 +301,7 @@ impl MemoryServer {
         replica: &Arc<Replica>,
         f: impl FnOnce(&Replica) -> cairn::Result<Read<Graph>> + Send + 'static,
     ) -> Result<CallToolResult, ToolError> {
-        let read = Self::blocking(replica, f).await?;
+        let read = Self::off_runtime(replica, f).await?;
         Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &read.unseen)))
     }
 
@@ -412,8 +413,11 @@ impl MemoryServer {
                 Self::graph_read(replica, move |r| r.open_nodes(&a.names)).await
             }
             "memory_status" => {
-                let status = Self::blocking(replica, |r| r.status()).await?;
-                let pending = live.sync.as_ref().and_then(|s| s.pending().ok());
+                let status = Self::off_runtime(replica, |r| r.status()).await?;
+                let pending = match &live.sync {
+                    Some(s) => s.pending().await.ok(),
+                    None => None,
+                };
                 let relay_error = live.sync.as_ref().and_then(|s| s.last_error()).map(|e| e.to_string());
                 let value = json!({
                     "version": status.version,
@@ -433,13 +437,13 @@ impl MemoryServer {
                 let a: Since = arguments(tool, args)?;
                 let since: Version = a.since.parse().map_err(|e: cairn::ParseIdError| ToolError(e.to_string()))?;
                 let limit = a.limit.unwrap_or(200);
-                let read = Self::blocking(replica, move |r| r.changes_since(since, limit)).await?;
+                let read = Self::off_runtime(replica, move |r| r.changes_since(since, limit)).await?;
                 let value = json!({ "changes": read.data, "version": read.version });
                 Ok(success(&value, None, notice(&read.freshness, &read.unseen)))
             }
             "memory_history" => {
                 let a: Name = arguments(tool, args)?;
-                let read = Self::blocking(replica, move |r| r.history(&a.name)).await?;
+                let read = Self::off_runtime(replica, move |r| r.history(&a.name)).await?;
                 let value = json!({ "changes": read.data, "version": read.version });
                 Ok(success(&value, None, notice(&read.freshness, &read.unseen)))
             }

@@ -1,0 +1,196 @@
+//! A replica: one agent's handle on one graph in one SQLite file.
+//!
+//! `Replica` is synchronous and `Send + Sync`: share it behind an `Arc` between threads or tasks.
+//! Its file is behind one [`DocLog`], which serialises this process's use of it with a mutex;
+//! SQLite's write lock serialises processes. The methods live by concern: opening (here),
+//! [`write`](self::write), [`read`](self::read) and the read cursor, [`bundle`](self::bundle)s,
+//! [`maintenance`](self::maintenance), and the hooks a sync driver uses ([`sync`](self::sync)).
+
+mod bundle;
+mod maintenance;
+mod read;
+mod sync;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use automerge::ActorId;
+
+use crate::error::{Error, Result};
+use crate::ids::{DocId, Version};
+use crate::link::Link;
+use crate::model::Millis;
+use crate::names::{AgentName, GraphName};
+use crate::schema::{self, GraphDocs};
+use crate::store::{DocLog, Durability, Txn};
+
+pub use bundle::ImportReport;
+pub use read::{DEFAULT_SEARCH_LIMIT, Status};
+
+/// How to open a replica.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The graph to open.
+    pub graph: GraphName,
+    /// The agent writing through this handle.
+    pub agent: AgentName,
+    /// Commit durability.
+    pub durability: Durability,
+}
+
+impl OpenOptions {
+    /// Options for `agent` on the `default` graph with full durability.
+    pub fn new(agent: AgentName) -> Self {
+        OpenOptions { graph: GraphName::default_graph(), agent, durability: Durability::Full }
+    }
+
+    /// Chooses the graph.
+    pub fn graph(mut self, graph: GraphName) -> Self {
+        self.graph = graph;
+        self
+    }
+
+    /// Chooses the durability.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// One agent's replica of one graph. See the crate documentation for a tour.
+#[derive(Debug)]
+pub struct Replica {
+    graph: GraphName,
+    agent: AgentName,
+    docs: GraphDocs,
+    path: PathBuf,
+    log: DocLog,
+    /// What sync drivers report here, and who is told about new changes.
+    link: Arc<Link>,
+}
+
+/// The wall clock, in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+impl Replica {
+    /// Opens the `default` graph in the file at `path` (created if missing) for `agent`.
+    pub fn open(path: impl AsRef<Path>, agent: &str) -> Result<Replica> {
+        Replica::open_with(path, OpenOptions::new(agent.parse()?))
+    }
+
+    /// Opens a replica with explicit options. Every open writes under a fresh Automerge actor id,
+    /// so two handles (or processes) never share one; the agent name goes into change metadata.
+    pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Replica> {
+        let path = path.as_ref().to_owned();
+        let log = DocLog::open(&path, options.durability, ActorId::random())?;
+        let docs = GraphDocs::of(&options.graph);
+        let graph = options.graph.clone();
+        // Make sure every document of the graph exists, starting from its shared genesis. Looked
+        // for under a read first: the write lock is taken only for a graph's first open.
+        let missing = |tx: &mut Txn<'_>| -> Result<Vec<_>> {
+            let mut missing = Vec::new();
+            for (id, kind) in docs.all() {
+                if !tx.holds(&id)? {
+                    missing.push((id, kind));
+                }
+            }
+            Ok(missing)
+        };
+        if !log.read(missing)?.is_empty() {
+            log.write(|tx| {
+                for (id, kind) in missing(tx)? {
+                    tx.create(&graph, id, schema::genesis(&graph, id, kind))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(Replica { graph: options.graph, agent: options.agent, docs, path, log, link: Arc::default() })
+    }
+
+    /// The graph this replica holds.
+    pub fn graph(&self) -> &GraphName {
+        &self.graph
+    }
+
+    /// The agent writing through this handle.
+    pub fn agent(&self) -> &AgentName {
+        &self.agent
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The graph's document ids.
+    pub fn docs(&self) -> &GraphDocs {
+        &self.docs
+    }
+
+    /// Calls `f` with the documents that changed after every change this process logs (its own
+    /// writes, imports, and what sync brings in), from whichever thread logged it. Keep `f` short
+    /// and non-blocking (wake a task, say). Changes other processes log on the same file are not
+    /// reported here; [`Replica::wait_for_change`] also looks for those. Stops when the returned
+    /// [`Subscription`] is dropped.
+    pub fn subscribe(&self, f: impl Fn(&[DocId]) + Send + Sync + 'static) -> Subscription {
+        Subscription { link: self.link.clone(), id: self.link.subscribe(f) }
+    }
+
+    fn version(&self, seq: i64) -> Version {
+        Version { replica: self.log.replica_id(), seq }
+    }
+
+    /// Refuses a version from another file, or one ahead of this file's log.
+    fn check_version(&self, tx: &Txn<'_>, v: Version) -> Result<()> {
+        if v.replica != self.log.replica_id() {
+            return Err(Error::ForeignVersion(v));
+        }
+        let latest = tx.position()?;
+        if v.seq > latest {
+            return Err(Error::UnknownVersion(v, latest));
+        }
+        Ok(())
+    }
+
+    /// A document named by a peer or a bundle, refused unless it belongs to this graph.
+    fn own_doc(&self, doc: &DocId) -> Result<()> {
+        match self.docs.kind_of(doc) {
+            Some(_) => Ok(()),
+            None => Err(Error::CorruptChange(format!("document {doc} does not belong to graph {}", self.graph))),
+        }
+    }
+}
+
+/// A callback registered with [`Replica::subscribe`]; dropping it unsubscribes.
+#[must_use = "dropping a subscription unsubscribes at once"]
+pub struct Subscription {
+    link: Arc<Link>,
+    id: u64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.link.unsubscribe(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn replica_is_send_and_sync() {
+        assert_send_sync::<Replica>();
+    }
+}

@@ -1,0 +1,152 @@
+//! Reads, each with its version and freshness, and the per-agent read cursor behind "unseen".
+
+use std::time::{Duration, Instant};
+
+use super::Replica;
+use crate::error::Result;
+use crate::freshness::{Freshness, Unseen};
+use crate::ids::Version;
+use crate::model::{EntityChange, Graph, Millis, Read};
+use crate::store::{Filter, Txn, events, index, search};
+
+/// How many results [`Replica::search`] returns at most.
+pub const DEFAULT_SEARCH_LIMIT: usize = 200;
+
+/// A replica's state at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// The current version.
+    pub version: Version,
+    /// How fresh the view is.
+    pub freshness: Freshness,
+    /// What other agents changed since this agent's last read.
+    pub unseen: Unseen,
+    /// Visible entities.
+    pub entities: u64,
+    /// Observations present (whatever their validity).
+    pub observations: u64,
+    /// Relations present (whatever their validity).
+    pub relations: u64,
+    /// Size of the database file and its WAL.
+    pub database_bytes: u64,
+}
+
+impl Replica {
+    /// Runs a read and moves this agent's cursor past everything it saw.
+    fn read<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<Read<T>> {
+        let (graph, agent) = (self.graph.as_str(), self.agent.as_str());
+        let (data, seq, cursor, unseen) = self.log.read(|tx| {
+            let seq = tx.position()?;
+            let data = f(tx)?;
+            let (cursor, unseen) = self.unseen(tx, seq)?;
+            Ok((data, seq, cursor, unseen))
+        })?;
+        if cursor.is_none_or(|c| c < seq) {
+            self.log.write(|tx| events::advance_cursor(tx, graph, agent, seq))?;
+        }
+        Ok(Read { data, version: self.version(seq), freshness: self.freshness(), unseen })
+    }
+
+    /// This agent's cursor and what other agents logged after it, up to `seq`. An agent's first
+    /// read sees the whole graph: nothing in it is "unseen".
+    fn unseen(&self, tx: &Txn<'_>, seq: i64) -> Result<(Option<i64>, Unseen)> {
+        let (graph, agent) = (self.graph.as_str(), self.agent.as_str());
+        let cursor = events::cursor(tx, graph, agent)?;
+        let unseen = match cursor {
+            Some(c) if c < seq => events::unseen(tx, graph, agent, c, seq)?,
+            _ => Unseen::default(),
+        };
+        Ok((cursor, unseen))
+    }
+
+    /// The whole graph: entities with their currently valid observations, and currently valid
+    /// relations.
+    pub fn read_graph(&self) -> Result<Read<Graph>> {
+        let now = super::now_millis();
+        self.read(|tx| index::read_graph(tx, self.graph.as_str(), Filter::ValidAt(now)))
+    }
+
+    /// The whole graph as it was believed to be at world time `t` (facts valid then), or with
+    /// `None` every fact ever recorded and not deleted, whatever its validity.
+    pub fn read_graph_as_of(&self, t: Option<Millis>) -> Result<Read<Graph>> {
+        let filter = t.map_or(Filter::All, Filter::ValidAt);
+        self.read(|tx| index::read_graph(tx, self.graph.as_str(), filter))
+    }
+
+    /// The named entities (unknown names are skipped) and every relation from or to them.
+    pub fn open_nodes(&self, names: &[String]) -> Result<Read<Graph>> {
+        let now = super::now_millis();
+        self.read(|tx| index::open_nodes(tx, self.graph.as_str(), names, Filter::ValidAt(now)))
+    }
+
+    /// Entities whose name, type or observations contain every whitespace-separated term of
+    /// `query` (case-insensitive, BM25-ranked, at most [`DEFAULT_SEARCH_LIMIT`]), and the
+    /// relations touching them. Terms match at the start of a word (`tea`: "green tea",
+    /// "Teapot"); only if no entity matches that way, anywhere (`lic`: "Alice"). Any text is a
+    /// valid query.
+    pub fn search(&self, query: &str) -> Result<Read<Graph>> {
+        self.search_limit(query, DEFAULT_SEARCH_LIMIT)
+    }
+
+    /// [`Replica::search`] with an explicit result limit.
+    pub fn search_limit(&self, query: &str, limit: usize) -> Result<Read<Graph>> {
+        let now = super::now_millis();
+        self.read(|tx| search::search(tx, self.graph.as_str(), query, limit, Filter::ValidAt(now)))
+    }
+
+    /// Everything that ever happened to an entity, oldest first, including deleted observations
+    /// and relations and the entity's own deletion.
+    pub fn history(&self, entity: &str) -> Result<Read<Vec<EntityChange>>> {
+        self.read(|tx| events::history(tx, self.graph.as_str(), entity))
+    }
+
+    /// Entity-level changes logged after `since` (oldest first, at most `limit`).
+    pub fn changes_since(&self, since: Version, limit: usize) -> Result<Read<Vec<EntityChange>>> {
+        self.read(|tx| {
+            self.check_version(tx, since)?;
+            events::since(tx, self.graph.as_str(), since.seq, limit)
+        })
+    }
+
+    /// Waits until a change is logged after `since` (by this or any other process on the file,
+    /// or arriving from a peer), or until `timeout`; returns the changes after `since` (empty on
+    /// timeout). Blocks the calling thread; `cairn_sync::wait_for_change` is the async variant.
+    pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<Read<Vec<EntityChange>>> {
+        // Another process's writes wake nothing here, so the wait also looks at the file every
+        // few milliseconds; this process's own and synced changes wake it at once.
+        const POLL: Duration = Duration::from_millis(25);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let generation = self.link.generation();
+            if self.log_position()? > since.seq || Instant::now() >= deadline {
+                return self.changes_since(since, usize::MAX);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.link.wait_past(generation, left.min(POLL));
+        }
+    }
+
+    /// The current version and freshness without reading any data (does not move the agent's
+    /// read cursor, so it reports unseen changes without marking them seen).
+    pub fn status(&self) -> Result<Status> {
+        let (seq, unseen, counts) = self.log.read(|tx| {
+            let seq = tx.position()?;
+            let (_, unseen) = self.unseen(tx, seq)?;
+            Ok((seq, unseen, index::counts(tx, self.graph.as_str())?))
+        })?;
+        Ok(Status {
+            version: self.version(seq),
+            freshness: self.freshness(),
+            unseen,
+            entities: counts.0,
+            observations: counts.1,
+            relations: counts.2,
+            database_bytes: self.log.size_bytes(),
+        })
+    }
+
+    /// How fresh this replica's view is (`local` unless a sync driver is attached).
+    pub fn freshness(&self) -> Freshness {
+        self.link.freshness()
+    }
+}

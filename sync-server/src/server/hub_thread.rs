@@ -1,0 +1,136 @@
+//! The hub thread: one thread of its own runs the [`Hub`] over the relay's storage, because every
+//! step does synchronous storage work, which must not run on the async runtime's workers. It takes
+//! connections' messages in batches, handles them, fans their changes out once per batch, and
+//! hands each connection task its frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use cairn::sync::SyncDocs;
+
+use crate::connection::code;
+use crate::hub::{Action, ConnId, Event, Hub};
+use crate::metrics::Metrics;
+
+/// What a connection task hands the hub thread.
+pub(crate) enum Command {
+    Register {
+        conn: ConnId,
+        out: mpsc::Sender<Outgoing>,
+    },
+    Event(Event),
+    /// A received message, holding its share of the in-flight byte budget until it is handled.
+    Received {
+        event: Event,
+        permit: OwnedSemaphorePermit,
+    },
+    /// The relay is shutting down: finish the batch and stop.
+    Stop,
+}
+
+/// What the hub thread hands a connection task.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Frame(Vec<u8>),
+    Close { code: u16, reason: String },
+}
+
+/// How many queued events the hub handles before it fans their changes out.
+const BATCH: usize = 256;
+
+pub(super) fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Command>, metrics: &Metrics) {
+    let mut conns: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
+    let mut stopping = false;
+    while let Some(first) = inbox.blocking_recv() {
+        let started = Instant::now();
+        // Take whatever else is already waiting, handle it all, then fan out once: under load,
+        // one message per connection carries the changes of many writers.
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match inbox.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut actions = Vec::new();
+        // Permits of the batch's messages: their bytes count as in flight until handled.
+        let mut permits = Vec::new();
+        for command in batch {
+            let event = match command {
+                Command::Register { conn, out } => {
+                    conns.insert(conn, out);
+                    continue;
+                }
+                Command::Event(e) => e,
+                Command::Received { event, permit } => {
+                    permits.push(permit);
+                    event
+                }
+                Command::Stop => {
+                    stopping = true;
+                    continue;
+                }
+            };
+            if let Event::Disconnected { conn } = &event {
+                conns.remove(conn);
+            }
+            match hub.handle(cairn::now_millis(), event, &mut docs) {
+                Ok(a) => actions.extend(a),
+                // The relay's own storage failed: nothing was forwarded for this event. Keep
+                // serving; the affected peer will retry its sync.
+                Err(e) => tracing::error!(error = %e, "relay storage failed"),
+            }
+        }
+        drop(permits);
+        match hub.flush(cairn::now_millis(), &mut docs) {
+            Ok(a) => actions.extend(a),
+            Err(e) => tracing::error!(error = %e, "relay storage failed"),
+        }
+        let mut slow = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { conn, message } => {
+                    let Some(tx) = conns.get(&conn) else { continue };
+                    let frame = message.encode();
+                    Metrics::add(&metrics.messages_out, 1);
+                    Metrics::add(&metrics.bytes_out, frame.len() as u64);
+                    if tx.try_send(Outgoing::Frame(frame)).is_err() {
+                        slow.push(conn);
+                    }
+                }
+                Action::Close { conn, reason, protocol_error } => {
+                    if protocol_error {
+                        Metrics::add(&metrics.closed_protocol, 1);
+                    }
+                    // The connection's task logs the reason when it ends.
+                    if let Some(tx) = conns.remove(&conn) {
+                        let code = if protocol_error { code::PROTOCOL } else { code::POLICY };
+                        let _ = tx.try_send(Outgoing::Close { code, reason });
+                    }
+                }
+            }
+        }
+        for conn in slow {
+            if let Some(tx) = conns.remove(&conn) {
+                Metrics::add(&metrics.closed_slow, 1);
+                // Dropping the sender makes the connection task close the socket: counted
+                // first, so a peer that sees its close also sees it in /metrics.
+                drop(tx);
+                let _ = hub.handle(cairn::now_millis(), Event::Disconnected { conn }, &mut docs);
+            }
+        }
+        metrics.connections.store(hub.connections() as u64, Ordering::Relaxed);
+        metrics.open_docs.store(hub.open_docs() as u64, Ordering::Relaxed);
+        Metrics::add(&metrics.hub_busy_micros, started.elapsed().as_micros() as u64);
+        if stopping {
+            break;
+        }
+    }
+    // Stopped, or every sender is gone: the relay is shutting down. Everything acknowledged is committed;
+    // fold the write-ahead log into the database so the files are tidy for the next start.
+    drop(docs);
+    tracing::info!("hub stopped");
+}

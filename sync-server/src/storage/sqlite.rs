@@ -1,0 +1,350 @@
+//! The relay's storage in one SQLite file (`relay.db` in the data directory): every document as
+//! a change log (latest snapshot + the changes after it), and the tokens.
+//!
+//! The relay is the only writer of documents to its file, so a document it has loaded stays
+//! current: it is read from the file once and then kept. The token commands
+//! (`cairn relay token ...`) write the same file from another process, through
+//! [`SqliteTokens`], which reads the file afresh on every call.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn::automerge::sync::{self, SyncDoc};
+use cairn::automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use cairn::sync::SyncDocs;
+use cairn::{DocId, Durability, Error, Millis, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::migrate::{self, SchemaError};
+use super::{StorageError, TokenRecord, TokenStore};
+
+/// How many loose changes a document may gather before loading it writes a snapshot.
+const SNAPSHOT_EVERY: i64 = 500;
+
+/// Opens (creating and migrating if needed) a relay file.
+fn open_file(path: &Path, durability: Durability) -> Result<Connection, SchemaError> {
+    let mut conn = Connection::open(path)?;
+    // The token commands and the relay share the file: wait for the other's short
+    // transaction instead of failing.
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => SchemaError::NotRelay(path.to_owned()),
+        _ => SchemaError::Sqlite(e),
+    })?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    migrate::run(&mut conn, path)?;
+    Ok(conn)
+}
+
+fn schema_error(e: SchemaError) -> Error {
+    Error::Storage(Box::new(e))
+}
+
+fn corrupt(doc: &DocId, reason: impl std::fmt::Display) -> Error {
+    Error::CorruptStore { doc: doc.to_string(), reason: reason.to_string() }
+}
+
+/// The relay's documents.
+#[derive(Debug)]
+pub struct RelayStore {
+    conn: Connection,
+    docs: HashMap<DocId, Automerge>,
+    metrics: Option<Arc<crate::Metrics>>,
+}
+
+impl RelayStore {
+    /// The database file inside a relay data directory.
+    pub fn file_in(dir: &Path) -> PathBuf {
+        dir.join("relay.db")
+    }
+
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path, durability: Durability) -> Result<RelayStore> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let conn = open_file(&Self::file_in(dir), durability).map_err(schema_error)?;
+        Ok(RelayStore { conn, docs: HashMap::new(), metrics: None })
+    }
+
+    /// Counts storage writes and their latency into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The document, loaded from the file on first use; `None` if the file has nothing of it.
+    fn doc(&mut self, id: &DocId) -> Result<Option<&mut Automerge>> {
+        if !self.docs.contains_key(id) {
+            let Some(doc) = load(&self.conn, id)? else { return Ok(None) };
+            self.docs.insert(*id, doc);
+        }
+        Ok(self.docs.get_mut(id))
+    }
+
+    /// Applies `message` to the document (new if needed) and logs what it brought, in one
+    /// transaction.
+    fn receive_and_log(&mut self, id: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !self.docs.contains_key(id) {
+            let doc = load(&tx, id)?.unwrap_or_default();
+            self.docs.insert(*id, doc);
+        }
+        let doc = self.docs.get_mut(id).ok_or_else(|| corrupt(id, "a document just loaded is missing"))?;
+        let before = doc.get_heads();
+        doc.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
+        let applied = doc.get_changes(&before);
+        for change in &applied {
+            append(&tx, id, change)?;
+        }
+        tx.commit()?;
+        Ok(applied.len())
+    }
+}
+
+impl SyncDocs for RelayStore {
+    fn exists(&mut self, doc: &DocId) -> Result<bool> {
+        Ok(self.doc(doc)?.is_some_and(|d| !d.get_heads().is_empty()))
+    }
+
+    fn generate(&mut self, doc: &DocId, state: &mut sync::State) -> Result<Option<sync::Message>> {
+        Ok(match self.doc(doc)? {
+            Some(d) => d.generate_sync_message(state),
+            // A document the relay has never seen: say so with an empty document's message.
+            None => Automerge::new().generate_sync_message(state),
+        })
+    }
+
+    fn receive(&mut self, doc: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
+        // A message without changes (an acknowledgement, a bloom filter) changes only the sync
+        // state: no write transaction for it.
+        if message.changes.is_empty() {
+            if let Some(d) = self.doc(doc)? {
+                d.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
+                return Ok(0);
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = self.receive_and_log(doc, state, message);
+        if result.is_err() {
+            // The document may hold changes the file rolled back: reload it from the file.
+            self.docs.remove(doc);
+        }
+        if let Some(m) = &self.metrics {
+            crate::Metrics::add(&m.storage_writes, 1);
+            crate::Metrics::add(&m.storage_write_micros, started.elapsed().as_micros() as u64);
+        }
+        result
+    }
+
+    fn has_all(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<bool> {
+        Ok(match self.doc(doc)? {
+            Some(d) => heads.iter().all(|h| d.get_change_by_hash(h).is_some()),
+            None => heads.is_empty(),
+        })
+    }
+
+    fn heads(&mut self, doc: &DocId) -> Result<Vec<ChangeHash>> {
+        Ok(self.doc(doc)?.map(|d| d.get_heads()).unwrap_or_default())
+    }
+}
+
+/// Appends a change to a document's log (a change already there is skipped: re-delivery is
+/// harmless).
+fn append(db: &Connection, doc: &DocId, change: &Change) -> Result<()> {
+    let deps: Vec<u8> = change.deps().iter().flat_map(|h| h.0).collect();
+    let (agent, at) = cairn::schema::change_author(change);
+    db.prepare_cached(
+        "INSERT OR IGNORE INTO changes (doc, hash, deps, agent, at, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![&doc.as_bytes()[..], &change.hash().0[..], deps, agent, at, change.raw_bytes()])?;
+    Ok(())
+}
+
+/// Loads a document (its snapshot, then the changes after it), saving a new snapshot when many
+/// changes gathered. `None` if the file has nothing of it.
+fn load(db: &Connection, doc: &DocId) -> Result<Option<Automerge>> {
+    let id = &doc.as_bytes()[..];
+    let snapshot: Option<(i64, Vec<u8>)> = db
+        .prepare_cached("SELECT upto_seq, bytes FROM snapshots WHERE doc = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (upto, mut am) = match &snapshot {
+        Some((upto, bytes)) => (*upto, Automerge::load(bytes).map_err(|e| corrupt(doc, e))?),
+        None => (0, Automerge::new()),
+    };
+    let mut changes = Vec::new();
+    let mut newest = upto;
+    let mut stmt = db.prepare_cached("SELECT seq, bytes FROM changes WHERE doc = ?1 AND seq > ?2 ORDER BY seq")?;
+    let mut rows = stmt.query(params![id, upto])?;
+    while let Some(row) = rows.next()? {
+        newest = row.get(0)?;
+        let bytes: Option<Vec<u8>> = row.get(1)?;
+        let bytes = bytes.ok_or_else(|| corrupt(doc, "a change after the snapshot has no bytes"))?;
+        changes.push(Change::from_bytes(bytes).map_err(|e| corrupt(doc, e))?);
+    }
+    if snapshot.is_none() && changes.is_empty() {
+        return Ok(None);
+    }
+    let loose = changes.len() as i64;
+    am.apply_changes(changes).map_err(|e| corrupt(doc, e))?;
+    if loose > SNAPSHOT_EVERY {
+        // Outside a write transaction this may find the file busy; a snapshot is only an
+        // optimisation, so a failure to save one is not the load's failure.
+        if let Err(e) = snapshot_at(db, doc, &am, newest) {
+            tracing::warn!(%doc, error = %e, "could not save a snapshot");
+        }
+    }
+    Ok(Some(am))
+}
+
+/// Saves `am` (holding every change of `doc` logged up to `upto`) as its snapshot and clears
+/// the bytes of the changes it folds in; their rows stay.
+fn snapshot_at(db: &Connection, doc: &DocId, am: &Automerge, upto: i64) -> rusqlite::Result<()> {
+    let id = &doc.as_bytes()[..];
+    db.prepare_cached("INSERT OR REPLACE INTO snapshots (doc, upto_seq, bytes) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, upto, am.save()])?;
+    db.prepare_cached("UPDATE changes SET bytes = NULL WHERE doc = ?1 AND seq <= ?2 AND bytes IS NOT NULL")?
+        .execute(params![id, upto])?;
+    Ok(())
+}
+
+/// The relay's tokens, in its data file.
+#[derive(Debug)]
+pub struct SqliteTokens {
+    db: Mutex<Connection>,
+}
+
+impl SqliteTokens {
+    /// Opens the tokens of the relay file at `path` (created and migrated if needed).
+    pub fn open(path: &Path) -> Result<SqliteTokens, StorageError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StorageError(Box::new(e)))?;
+        }
+        let db = open_file(path, Durability::Full).map_err(|e| StorageError(Box::new(e)))?;
+        Ok(SqliteTokens { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A connection holds no half-done state between statements: a panic elsewhere leaves it usable.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        hash: r.get(1)?,
+        graphs: r.get(2)?,
+        role: r.get(3)?,
+        label: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        revoked_at: r.get(7)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, graphs, role, label, created_at, expires_at, revoked_at";
+
+impl TokenStore for SqliteTokens {
+    fn insert(&self, t: &TokenRecord) -> Result<(), StorageError> {
+        self.db().execute(
+            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![t.id, t.hash, t.graphs, t.role, t.label, t.created_at, t.expires_at, t.revoked_at],
+        )?;
+        Ok(())
+    }
+
+    fn get(&self, id: &str) -> Result<Option<TokenRecord>, StorageError> {
+        Ok(self
+            .db()
+            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
+            .query_row([id], token_row)
+            .optional()?)
+    }
+
+    fn list(&self) -> Result<Vec<TokenRecord>, StorageError> {
+        let db = self.db();
+        let mut stmt = db.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"))?;
+        let rows = stmt.query_map([], token_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn revoke(&self, id: &str, now: Millis) -> Result<bool, StorageError> {
+        let n = self
+            .db()
+            .execute("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![id, now])?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_relay_file_has_no_replica_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RelayStore::open(dir.path(), Durability::Normal).unwrap());
+        let db = Connection::open(RelayStore::file_in(dir.path())).unwrap();
+        let mut tables: Vec<String> = db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        tables.sort();
+        assert_eq!(tables, ["changes", "meta", "snapshots", "tokens"]);
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, migrate::MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_relay_file_from_before_its_own_schema_converts_keeping_documents_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RelayStore::file_in(dir.path());
+        // What older relays wrote: a replica file (its migrations, its application id) with a
+        // tokens table beside, and documents in `changes`.
+        let replica = cairn::Replica::open(&file, "relay").unwrap();
+        drop(replica);
+        let genesis_rows: i64 = {
+            let db = Connection::open(&file).unwrap();
+            db.execute_batch(
+                "CREATE TABLE tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL, graphs TEXT NOT NULL,
+                     role TEXT NOT NULL, label TEXT, created_at INTEGER NOT NULL, expires_at INTEGER,
+                     revoked_at INTEGER);
+                 INSERT INTO tokens VALUES ('abcd', 'h', '[\"team\"]', 'write', NULL, 1, NULL, NULL);
+                 DELETE FROM events; DELETE FROM entities; DELETE FROM cursors;",
+            )
+            .unwrap();
+            db.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap()
+        };
+        assert!(genesis_rows > 0);
+        let mut store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
+        let root = cairn::GraphDocs::of(&cairn::GraphName::default_graph()).root;
+        assert!(store.exists(&root).unwrap(), "the documents are still served");
+        let tokens = SqliteTokens::open(&file).unwrap();
+        assert_eq!(tokens.get("abcd").unwrap().map(|t| t.role), Some("write".to_owned()));
+        let db = Connection::open(&file).unwrap();
+        let entities: i64 =
+            db.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'entities'", [], |r| r.get(0)).unwrap();
+        assert_eq!(entities, 0, "the replica's tables are gone");
+    }
+
+    #[test]
+    fn a_replica_with_data_is_not_taken_for_a_relay_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = cairn::Replica::open(RelayStore::file_in(dir.path()), "someone").unwrap();
+        replica
+            .write(&[cairn::Op::CreateEntity { name: "A".into(), entity_type: "t".into(), observations: vec![] }])
+            .unwrap();
+        drop(replica);
+        let err = RelayStore::open(dir.path(), Durability::Normal).unwrap_err().to_string();
+        assert!(err.contains("replica's database, not a relay's"), "{err}");
+    }
+}
