@@ -60,6 +60,54 @@ impl FromStr for DocId {
     }
 }
 
+/// Defines a protocol id: an opaque string chosen by whoever it names, kept as it came.
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// A peer's id in the sync protocol (`senderId`, `targetId`): chosen by the peer for one
+    /// connection, and meaningful only as an address within it.
+    PeerId
+);
+
+opaque_id!(
+    /// A storage's id in the sync protocol: names a peer's persistent storage (a replica file, a
+    /// relay's data), stable across its connections, so that what a peer remembers about it stays
+    /// right after a reconnect or a restart.
+    StorageId
+);
+
 /// Identifies one replica database file. Versions carry it so that a version from another
 /// replica is refused instead of silently meaning something else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -215,7 +215,7 @@ fn number(n: f64) -> Json {
     if n.fract() == 0.0 && n.abs() < 9e15 { json!(n as i64) } else { json!(n) }
 }
 
-fn metadata(storage_id: &Option<String>, ephemeral: bool) -> Json {
+fn metadata(storage_id: &Option<cairn::StorageId>, ephemeral: bool) -> Json {
     let mut m = json!({ "isEphemeral": ephemeral });
     if let Some(s) = storage_id {
         m["storageId"] = json!(s);
@@ -250,18 +250,18 @@ fn describe(m: &Message) -> Json {
         Message::Request { sender, target, doc, data } | Message::Sync { sender, target, doc, data } => {
             j["senderId"] = json!(sender);
             j["targetId"] = json!(target);
-            j["documentId"] = json!(doc);
+            j["documentId"] = json!(doc.to_string());
             j["data"] = json!({ "$bytes": hex(data) });
         }
         Message::RemoteHeadsChanged { sender, target, doc, new_heads } => {
             j["senderId"] = json!(sender);
             j["targetId"] = json!(target);
-            j["documentId"] = json!(doc);
+            j["documentId"] = json!(doc.to_string());
             let heads: serde_json::Map<String, Json> = new_heads
                 .iter()
                 .map(|h| {
                     let entry = json!({ "heads": h.heads.iter().map(head).collect::<Vec<_>>(), "timestamp": number(h.timestamp) });
-                    (h.storage_id.clone(), entry)
+                    (h.storage_id.to_string(), entry)
                 })
                 .collect();
             j["newHeads"] = Json::Object(heads);
@@ -278,8 +278,8 @@ fn golden_root() -> Automerge {
 
 fn regenerate_wire(out: &Path) {
     let root = golden_root();
-    let doc = GraphDocs::of(&graph_name()).root.to_string();
-    let (client, relay) = ("client-7f3a".to_string(), "relay-01".to_string());
+    let doc = GraphDocs::of(&graph_name()).root;
+    let (client, relay) = (cairn::PeerId::from("client-7f3a"), cairn::PeerId::from("relay-01"));
     let messages = [
         (
             "join",
@@ -306,7 +306,7 @@ fn regenerate_wire(out: &Path) {
             Message::Request {
                 sender: client.clone(),
                 target: relay.clone(),
-                doc: doc.clone(),
+                doc,
                 data: Automerge::new().generate_sync_message(&mut sync::State::new()).unwrap().encode(),
             },
         ),
@@ -316,7 +316,7 @@ fn regenerate_wire(out: &Path) {
             Message::Sync {
                 sender: relay.clone(),
                 target: client.clone(),
-                doc: doc.clone(),
+                doc,
                 data: root.generate_sync_message(&mut sync::State::new()).unwrap().encode(),
             },
         ),

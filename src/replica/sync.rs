@@ -58,8 +58,8 @@ impl Replica {
 
     /// An id for this replica's storage, stable for the life of the file; sync peers key what
     /// they remember about this replica by it.
-    pub(crate) fn storage_id(&self) -> String {
-        format!("cairn-{}", self.log.replica_id())
+    pub(crate) fn storage_id(&self) -> crate::ids::StorageId {
+        format!("cairn-{}", self.log.replica_id()).into()
     }
 
     /// The heads of one document as this replica holds them.

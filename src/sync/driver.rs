@@ -44,7 +44,7 @@ impl ReplicaDocs {
     }
 
     /// The replica file's storage id, which peers key what they remember about it by.
-    pub fn storage_id(&self) -> String {
+    pub fn storage_id(&self) -> crate::ids::StorageId {
         self.replica.storage_id()
     }
 

@@ -6,6 +6,7 @@
 
 mod chunks;
 mod driver;
+mod memory;
 mod session;
 pub mod wire;
 
@@ -17,6 +18,7 @@ use crate::ids::DocId;
 
 pub use chunks::ChunkError;
 pub use driver::{Driver, ReplicaDocs};
+pub use memory::MemoryDocs;
 pub use session::{ClientSession, Effect, Input, SessionConfig};
 
 /// The documents one side of a connection serves, as the sync state machines see them.

@@ -11,7 +11,7 @@ use automerge::sync;
 use super::SyncDocs;
 use super::wire::{Message, PROTOCOL_VERSION};
 use crate::error::Result;
-use crate::ids::DocId;
+use crate::ids::{DocId, PeerId, StorageId};
 use crate::model::Millis;
 
 /// What drives a session.
@@ -57,9 +57,9 @@ pub enum Effect {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// This side's peer id.
-    pub peer_id: String,
+    pub peer_id: PeerId,
     /// This side's storage id (a replica persists documents, so it has one).
-    pub storage_id: Option<String>,
+    pub storage_id: Option<StorageId>,
     /// The documents to sync.
     pub docs: Vec<DocId>,
     /// How long an exchange may wait for an answer before it is restarted.
@@ -80,8 +80,8 @@ struct DocState {
 
 #[derive(Debug)]
 struct Remote {
-    peer: String,
-    storage_id: Option<String>,
+    peer: PeerId,
+    storage_id: Option<StorageId>,
 }
 
 /// One connection's client-side protocol state.
@@ -209,10 +209,11 @@ impl ClientSession {
                     out.push(Effect::Close { reason: "sync before the handshake".into() });
                     return Ok(());
                 }
-                let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.docs.contains_key(d)) else {
+                let id = doc;
+                if !self.docs.contains_key(&id) {
                     // Not one of ours: nothing to do with it.
                     return Ok(());
-                };
+                }
                 let msg = match sync::Message::decode(&data) {
                     Ok(m) => m,
                     Err(e) => {
@@ -245,7 +246,10 @@ impl ClientSession {
             }
             Message::RemoteHeadsChanged { doc, new_heads, .. } => {
                 let remote_storage = self.remote.as_ref().and_then(|r| r.storage_id.clone());
-                let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.docs.contains_key(d)) else { return Ok(()) };
+                let id = doc;
+                if !self.docs.contains_key(&id) {
+                    return Ok(());
+                }
                 if let Some(h) = new_heads.into_iter().find(|h| Some(&h.storage_id) == remote_storage.as_ref()) {
                     out.push(Effect::RemoteHeads(id, h.heads.clone()));
                     self.docs.entry(id).or_default().announced = Some(h.heads);
@@ -274,7 +278,7 @@ impl ClientSession {
             out.push(Effect::Send(Message::Sync {
                 sender: self.config.peer_id.clone(),
                 target: remote.peer.clone(),
-                doc: doc.to_string(),
+                doc,
                 data: msg.encode(),
             }));
         }
@@ -312,5 +316,203 @@ impl ClientSession {
             self.reported = Some(synced);
             out.push(if synced { Effect::Synced } else { Effect::Behind });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client session as a story, with documents in memory and the other side played by hand.
+
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ROOT};
+
+    use super::*;
+    use crate::sync::MemoryDocs;
+    use crate::sync::wire::RemoteHeads;
+
+    const DOC: DocId = DocId([1; 16]);
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            peer_id: "me".into(),
+            storage_id: Some("my-storage".into()),
+            docs: vec![DOC],
+            resync_after: 5_000,
+            handshake_timeout: 1_000,
+        }
+    }
+
+    /// A document with one change putting `key`.
+    fn doc_with(key: &str) -> Automerge {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, key, 1).unwrap();
+        tx.commit();
+        doc
+    }
+
+    fn peer(storage: Option<&str>) -> Message {
+        Message::Peer {
+            sender: "relay".into(),
+            target: "me".into(),
+            storage_id: storage.map(StorageId::from),
+            ephemeral: false,
+            version: PROTOCOL_VERSION.into(),
+        }
+    }
+
+    /// The sync data of the sync messages among `effects`.
+    fn sync_data(effects: &[Effect]) -> Vec<Vec<u8>> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(Message::Sync { data, .. }) => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sends(effects: &[Effect]) -> Vec<&'static str> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(m) => Some(m.kind()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_handshake_then_one_exchange_per_document() {
+        let mut docs = MemoryDocs::new();
+        docs.insert(DOC, doc_with("a"));
+        let mut session = ClientSession::new(config());
+        // Step 1: connected, the session introduces itself, and says nothing else yet.
+        let effects = session.handle(0, Input::Connected, &mut docs).unwrap();
+        assert_eq!(sends(&effects), ["join"]);
+        assert_eq!(sends(&session.handle(1, Input::LocalChange(None), &mut docs).unwrap()), Vec::<&str>::new());
+        // Step 2: the relay answers; the session subscribes to its heads and starts syncing.
+        let effects = session.handle(2, Input::Received(peer(Some("relay-storage"))), &mut docs).unwrap();
+        assert_eq!(sends(&effects), ["remote-subscription-change", "sync"]);
+        // The relay's heads are not known yet: behind, not synced.
+        assert!(effects.contains(&Effect::Behind));
+        assert!(!session.is_synced());
+    }
+
+    #[test]
+    fn announced_heads_it_lacks_make_it_behind_and_their_changes_synced() {
+        let mut mine = MemoryDocs::new();
+        mine.insert(DOC, Automerge::new());
+        let mut theirs = MemoryDocs::new();
+        theirs.insert(DOC, doc_with("theirs"));
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut mine).unwrap();
+        let mut effects = session.handle(1, Input::Received(peer(Some("relay-storage"))), &mut mine).unwrap();
+        let mut outgoing = sync_data(&effects);
+        // Step 1: the relay announces heads this side does not have.
+        let heads = theirs.heads(&DOC).unwrap();
+        let announce = Message::RemoteHeadsChanged {
+            sender: "relay".into(),
+            target: "me".into(),
+            doc: DOC,
+            new_heads: vec![RemoteHeads { storage_id: "relay-storage".into(), heads: heads.clone(), timestamp: 1.0 }],
+        };
+        let announced = session.handle(2, Input::Received(announce), &mut mine).unwrap();
+        assert!(announced.contains(&Effect::RemoteHeads(DOC, heads.clone())));
+        assert!(!session.is_synced());
+        // Step 2: the relay and the session exchange sync messages until the relay is quiet.
+        let mut state = sync::State::new();
+        let mut reported = Vec::new();
+        for round in 0..10 {
+            for data in outgoing.drain(..) {
+                theirs.receive(&DOC, &mut state, sync::Message::decode(&data).unwrap()).unwrap();
+            }
+            let Some(reply) = theirs.generate(&DOC, &mut state).unwrap() else { break };
+            let sync = Message::Sync { sender: "relay".into(), target: "me".into(), doc: DOC, data: reply.encode() };
+            effects = session.handle(3 + round, Input::Received(sync), &mut mine).unwrap();
+            outgoing = sync_data(&effects);
+            reported.extend(effects);
+        }
+        let effects = reported;
+        assert_eq!(mine.heads(&DOC).unwrap(), heads);
+        assert!(session.is_synced());
+        assert!(effects.contains(&Effect::Synced));
+    }
+
+    #[test]
+    fn heads_announced_for_another_storage_are_not_the_relays() {
+        let mut docs = MemoryDocs::new();
+        docs.insert(DOC, Automerge::new());
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        session.handle(1, Input::Received(peer(Some("relay-storage"))), &mut docs).unwrap();
+        let other = Message::RemoteHeadsChanged {
+            sender: "relay".into(),
+            target: "me".into(),
+            doc: DOC,
+            new_heads: vec![RemoteHeads { storage_id: "someone-else".into(), heads: vec![], timestamp: 1.0 }],
+        };
+        let effects = session.handle(2, Input::Received(other), &mut docs).unwrap();
+        assert!(!effects.iter().any(|e| matches!(e, Effect::RemoteHeads(..))));
+    }
+
+    #[test]
+    fn protocol_faults_close_the_connection() {
+        let mut docs = MemoryDocs::new();
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        // Sync before the handshake.
+        let early = Message::Sync { sender: "relay".into(), target: "me".into(), doc: DOC, data: vec![] };
+        let effects = session.handle(1, Input::Received(early), &mut docs).unwrap();
+        assert!(matches!(effects.as_slice(), [Effect::Close { .. }]));
+        // A protocol version it does not speak.
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        let wrong = Message::Peer {
+            sender: "relay".into(),
+            target: "me".into(),
+            storage_id: None,
+            ephemeral: false,
+            version: "9".into(),
+        };
+        let effects = session.handle(1, Input::Received(wrong), &mut docs).unwrap();
+        assert!(matches!(effects.as_slice(), [Effect::Close { reason }] if reason.contains("\"9\"")));
+        // Sync data that is not a sync message.
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        session.handle(1, Input::Received(peer(None)), &mut docs).unwrap();
+        let garbage = Message::Sync { sender: "relay".into(), target: "me".into(), doc: DOC, data: vec![0xff; 8] };
+        let effects = session.handle(2, Input::Received(garbage), &mut docs).unwrap();
+        assert!(matches!(effects.last(), Some(Effect::Close { reason }) if reason.contains("invalid sync data")));
+    }
+
+    #[test]
+    fn a_silent_handshake_is_given_up_and_a_stalled_exchange_retried() {
+        let mut docs = MemoryDocs::new();
+        docs.insert(DOC, doc_with("a"));
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        assert_eq!(session.handle(500, Input::Tick, &mut docs).unwrap(), vec![], "within the handshake timeout");
+        let effects = session.handle(1_001, Input::Tick, &mut docs).unwrap();
+        assert!(matches!(effects.as_slice(), [Effect::Close { .. }]));
+        // Once connected, a sync message left unanswered is sent again after `resync_after`.
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        assert_eq!(sends(&session.handle(10, Input::Received(peer(None)), &mut docs).unwrap()), ["sync"]);
+        assert_eq!(sends(&session.handle(4_000, Input::Tick, &mut docs).unwrap()), Vec::<&str>::new());
+        assert_eq!(sends(&session.handle(5_011, Input::Tick, &mut docs).unwrap()), ["sync"]);
+    }
+
+    #[test]
+    fn after_a_disconnect_it_says_nothing_until_the_next_handshake() {
+        let mut docs = MemoryDocs::new();
+        docs.insert(DOC, doc_with("a"));
+        let mut session = ClientSession::new(config());
+        session.handle(0, Input::Connected, &mut docs).unwrap();
+        session.handle(1, Input::Received(peer(None)), &mut docs).unwrap();
+        assert_eq!(session.handle(2, Input::Disconnected, &mut docs).unwrap(), vec![]);
+        docs.insert(DOC, doc_with("b"));
+        assert_eq!(session.handle(3, Input::LocalChange(Some(vec![DOC])), &mut docs).unwrap(), vec![]);
+        assert!(!session.is_synced());
     }
 }

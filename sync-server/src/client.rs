@@ -426,7 +426,7 @@ async fn step(
 fn session_config(docs: &ReplicaDocs) -> SessionConfig {
     let random = cairn::automerge::ActorId::random().to_hex_string();
     SessionConfig {
-        peer_id: format!("cairn-{}", &random[..16.min(random.len())]),
+        peer_id: format!("cairn-{}", &random[..16.min(random.len())]).into(),
         storage_id: Some(docs.storage_id()),
         docs: docs.replica().docs().all().map(|(id, _)| id).collect(),
         resync_after: 5_000,

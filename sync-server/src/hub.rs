@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use cairn::automerge::sync;
 use cairn::sync::SyncDocs;
 use cairn::sync::wire::{Message, PROTOCOL_VERSION, RemoteHeads};
-use cairn::{DocId, GraphDocs, GraphName, Millis, Result};
+use cairn::{DocId, GraphDocs, GraphName, Millis, PeerId, Result, StorageId};
 
 /// A connection's number, assigned by the adapter.
 pub type ConnId = u64;
@@ -114,7 +114,7 @@ pub enum Action {
 struct Conn {
     access: Access,
     /// The peer id from `join`; `None` until the handshake.
-    peer: Option<String>,
+    peer: Option<PeerId>,
     /// Sync state per open document.
     docs: HashMap<DocId, sync::State>,
     /// Whether it subscribed to this relay's head announcements.
@@ -125,9 +125,9 @@ struct Conn {
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// The relay's peer id (`senderId` of every message it sends).
-    pub peer_id: String,
+    pub peer_id: PeerId,
     /// The relay's storage id, under which it announces its heads.
-    pub storage_id: String,
+    pub storage_id: StorageId,
     /// Documents one connection may have open (a graph is 33).
     pub max_docs_per_connection: usize,
     /// How much one sync message's changes may take decompressed, each encoded row counted as
@@ -139,7 +139,7 @@ pub struct HubConfig {
 impl HubConfig {
     /// An identity, with the default limits: 16 graphs' documents per connection, and
     /// [`cairn::sync::DEFAULT_MAX_INFLATED_BYTES`] per message.
-    pub fn new(peer_id: impl Into<String>, storage_id: impl Into<String>) -> Self {
+    pub fn new(peer_id: impl Into<PeerId>, storage_id: impl Into<StorageId>) -> Self {
         HubConfig {
             peer_id: peer_id.into(),
             storage_id: storage_id.into(),
@@ -294,8 +294,8 @@ impl Hub {
             (_, Some(peer)) => peer.clone(),
         };
         match message {
-            Message::Request { doc, data, .. } => self.sync(conn, &peer, &doc, data, true, docs, out)?,
-            Message::Sync { doc, data, .. } => self.sync(conn, &peer, &doc, data, false, docs, out)?,
+            Message::Request { doc, data, .. } => self.sync(conn, &peer, doc, data, true, docs, out)?,
+            Message::Sync { doc, data, .. } => self.sync(conn, &peer, doc, data, false, docs, out)?,
             Message::RemoteSubscriptionChange { add, remove, .. } => {
                 let mine = &self.config.storage_id;
                 let c = self.conns.get_mut(&conn).expect("checked above");
@@ -313,19 +313,16 @@ impl Hub {
                 }
             }
             Message::Ephemeral { doc, count, session, data, sender, .. } => {
-                let id = doc.parse::<DocId>().ok();
-                let open = id.is_some_and(|id| {
-                    self.conns.get(&conn).is_some_and(|c| c.access.sees(&id) && c.docs.contains_key(&id))
-                });
-                let Some(id) = id.filter(|_| open) else {
+                let open = self.conns.get(&conn).is_some_and(|c| c.access.sees(&doc) && c.docs.contains_key(&doc));
+                if !open {
                     self.refuse(
                         conn,
                         format!("ephemeral message for {doc}, which this connection has not opened"),
                         out,
                     );
                     return Ok(());
-                };
-                for other in self.open.get(&id).cloned().unwrap_or_default() {
+                }
+                for other in self.open.get(&doc).cloned().unwrap_or_default() {
                     let Some(target) = self.conns.get(&other).filter(|_| other != conn).and_then(|o| o.peer.clone())
                     else {
                         continue;
@@ -333,7 +330,7 @@ impl Hub {
                     let m = Message::Ephemeral {
                         sender: sender.clone(),
                         target,
-                        doc: doc.clone(),
+                        doc,
                         count,
                         session: session.clone(),
                         data: data.clone(),
@@ -362,22 +359,22 @@ impl Hub {
     fn sync(
         &mut self,
         conn: ConnId,
-        peer: &str,
-        doc: &str,
+        peer: &PeerId,
+        id: DocId,
         data: Vec<u8>,
         request: bool,
         docs: &mut impl SyncDocs,
         out: &mut Vec<Action>,
     ) -> Result<()> {
         let me = self.config.peer_id.clone();
-        let unavailable =
-            |doc: &str| Message::DocUnavailable { sender: me.clone(), target: peer.to_owned(), doc: doc.to_owned() };
+        let unavailable = |doc: DocId| Message::DocUnavailable { sender: me.clone(), target: peer.clone(), doc };
         // A document outside the connection's access is answered exactly like one that does not
         // exist, so that access control does not reveal which documents exist.
-        let Some(id) = doc.parse::<DocId>().ok().filter(|d| self.conns[&conn].access.sees(d)) else {
-            self.send(conn, unavailable(doc), out);
+        if !self.conns[&conn].access.sees(&id) {
+            self.send(conn, unavailable(id), out);
             return Ok(());
-        };
+        }
+        let doc = id;
         let mut msg = match sync::Message::decode(&data) {
             Ok(m) => m,
             Err(e) => {
@@ -398,7 +395,7 @@ impl Hub {
         }
         let is_new = !self.conns[&conn].docs.contains_key(&id);
         if is_new && (request || msg.heads.is_empty()) && !docs.exists(&id)? {
-            self.send(conn, unavailable(doc), out);
+            self.send(conn, unavailable(id), out);
             return Ok(());
         }
         let limit = self.config.max_docs_per_connection;
@@ -432,11 +429,7 @@ impl Hub {
         c.docs.insert(id, state);
         self.open.entry(id).or_default().insert(conn);
         if let Some(reply) = reply {
-            self.send(
-                conn,
-                Message::Sync { sender: me, target: peer.to_owned(), doc: doc.to_owned(), data: reply.encode() },
-                out,
-            );
+            self.send(conn, Message::Sync { sender: me, target: peer.clone(), doc: id, data: reply.encode() }, out);
         }
         if applied > 0 {
             // Several connections bringing changes to one document: offer to all of them.
@@ -450,11 +443,17 @@ impl Hub {
         Ok(())
     }
 
-    fn heads_message(&self, now: Millis, peer: &str, doc: DocId, heads: Vec<cairn::automerge::ChangeHash>) -> Message {
+    fn heads_message(
+        &self,
+        now: Millis,
+        peer: &PeerId,
+        doc: DocId,
+        heads: Vec<cairn::automerge::ChangeHash>,
+    ) -> Message {
         Message::RemoteHeadsChanged {
             sender: self.config.peer_id.clone(),
-            target: peer.to_owned(),
-            doc: doc.to_string(),
+            target: peer.clone(),
+            doc,
             new_heads: vec![RemoteHeads { storage_id: self.config.storage_id.clone(), heads, timestamp: now as f64 }],
         }
     }
@@ -489,15 +488,227 @@ impl Hub {
             if let Some(m) = docs.generate(&doc, state)? {
                 out.push(Action::Send {
                     conn,
-                    message: Message::Sync {
-                        sender: self.config.peer_id.clone(),
-                        target: peer,
-                        doc: doc.to_string(),
-                        data: m.encode(),
-                    },
+                    message: Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() },
                 });
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hub as stories, with documents in memory and the connections played by hand.
+
+    use cairn::automerge::transaction::Transactable;
+    use cairn::automerge::{Automerge, ROOT};
+    use cairn::sync::MemoryDocs;
+    use cairn::sync::wire::Message;
+
+    use super::*;
+
+    fn graph() -> GraphName {
+        GraphName::default_graph()
+    }
+
+    fn doc() -> DocId {
+        GraphDocs::of(&graph()).root
+    }
+
+    fn hub() -> Hub {
+        Hub::new(HubConfig::new("relay", "relay-storage"))
+    }
+
+    fn join(peer: &str) -> Message {
+        Message::Join { sender: peer.into(), storage_id: None, ephemeral: false, versions: None }
+    }
+
+    /// A sync message from `peer` carrying everything `from` has of `doc`.
+    fn sync_from(peer: &str, from: &Automerge, state: &mut sync::State) -> Message {
+        use cairn::automerge::sync::SyncDoc;
+        let data = from.generate_sync_message(state).map(|m| m.encode()).unwrap_or_default();
+        Message::Sync { sender: peer.into(), target: "relay".into(), doc: doc(), data }
+    }
+
+    fn with_change() -> Automerge {
+        let mut d = Automerge::new();
+        let mut tx = d.transaction();
+        tx.put(ROOT, "k", 1).unwrap();
+        tx.commit();
+        d
+    }
+
+    fn connect(hub: &mut Hub, docs: &mut MemoryDocs, conn: ConnId, access: Access) -> Vec<Action> {
+        hub.handle(0, Event::Connected { conn, access }, docs).unwrap();
+        hub.handle(0, Event::Received { conn, message: join(&format!("peer{conn}")) }, docs).unwrap()
+    }
+
+    /// What the hub sends to `conn` among `actions`, by message type.
+    fn sent_to(actions: &[Action], conn: ConnId) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn: c, message } if *c == conn => Some(message.kind()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closed(actions: &[Action], conn: ConnId) -> bool {
+        actions.iter().any(|a| matches!(a, Action::Close { conn: c, .. } if *c == conn))
+    }
+
+    #[test]
+    fn a_join_is_answered_with_the_relays_identity() {
+        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+        let actions = connect(&mut hub, &mut docs, 1, Access::full());
+        match actions.as_slice() {
+            [Action::Send { conn: 1, message: Message::Peer { sender, target, storage_id, .. } }] => {
+                assert_eq!((sender.as_str(), target.as_str()), ("relay", "peer1"));
+                assert_eq!(storage_id.as_ref().map(StorageId::as_str), Some("relay-storage"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn anything_before_join_is_refused() {
+        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+        hub.handle(0, Event::Connected { conn: 1, access: Access::full() }, &mut docs).unwrap();
+        let early = sync_from("peer1", &with_change(), &mut sync::State::new());
+        let actions = hub.handle(0, Event::Received { conn: 1, message: early }, &mut docs).unwrap();
+        assert_eq!(sent_to(&actions, 1), ["error"]);
+        assert!(closed(&actions, 1));
+        assert_eq!(hub.connections(), 0);
+    }
+
+    /// Runs the sync protocol between a peer played by hand (`peer`, its document and sync
+    /// state) and the hub on connection `conn`, until the peer has nothing more to say (bounded).
+    /// Returns everything the hub did, but its sync replies to `conn`, which the peer took.
+    fn exchange(hub: &mut Hub, docs: &mut MemoryDocs, conn: ConnId, peer: &mut Automerge) -> Vec<Action> {
+        use cairn::automerge::sync::SyncDoc;
+        let mut state = sync::State::new();
+        let mut others = Vec::new();
+        for _ in 0..10 {
+            let Some(m) = peer.generate_sync_message(&mut state) else { return others };
+            let message = Message::Sync {
+                sender: format!("peer{conn}").into(),
+                target: "relay".into(),
+                doc: doc(),
+                data: m.encode(),
+            };
+            for action in hub.handle(0, Event::Received { conn, message }, docs).unwrap() {
+                match action {
+                    Action::Send { conn: c, message: Message::Sync { data, .. } } if c == conn => {
+                        peer.receive_sync_message(&mut state, sync::Message::decode(&data).unwrap()).unwrap();
+                    }
+                    other => others.push(other),
+                }
+            }
+        }
+        panic!("the exchange never went quiet");
+    }
+
+    /// The relay's document, and a peer's copy of it with one more change.
+    fn base_and_edit() -> (Automerge, Automerge) {
+        let base = with_change();
+        let mut edited = base.fork();
+        let mut tx = edited.transaction();
+        tx.put(ROOT, "k2", 2).unwrap();
+        tx.commit();
+        (base, edited)
+    }
+
+    #[test]
+    fn a_change_is_stored_at_once_and_offered_to_the_others_at_flush() {
+        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+        let (base, mut alice) = base_and_edit();
+        docs.insert(doc(), base.clone());
+        // Step 1: Alice and Bob both have the document open.
+        connect(&mut hub, &mut docs, 1, Access::full());
+        connect(&mut hub, &mut docs, 2, Access::full());
+        exchange(&mut hub, &mut docs, 2, &mut base.fork());
+        // Step 2: Alice sends a change. It is in storage when `handle` returns; Bob hears of it
+        // only when the hub flushes.
+        let actions = exchange(&mut hub, &mut docs, 1, &mut alice);
+        assert_eq!(sent_to(&actions, 2), Vec::<&str>::new());
+        assert_eq!(docs.get(&doc()).unwrap().get_heads(), alice.get_heads(), "stored before anything is forwarded");
+        let flushed = hub.flush(0, &mut docs).unwrap();
+        assert_eq!(sent_to(&flushed, 2), ["sync"]);
+        assert_eq!(sent_to(&flushed, 1), Vec::<&str>::new(), "not offered back to the one who brought it");
+    }
+
+    #[test]
+    fn a_read_only_connection_changes_nothing() {
+        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+        let (base, mut reader) = base_and_edit();
+        docs.insert(doc(), base.clone());
+        connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], false));
+        exchange(&mut hub, &mut docs, 1, &mut reader);
+        assert_eq!(docs.get(&doc()).unwrap().get_heads(), base.get_heads(), "the reader's change was not taken");
+        assert!(hub.flush(0, &mut docs).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_document_outside_access_looks_exactly_like_a_missing_one() {
+        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+        let other = GraphDocs::of(&"other".parse().unwrap()).root;
+        docs.insert(other, with_change());
+        connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], true));
+        let request = |doc: DocId| Message::Request {
+            sender: "peer1".into(),
+            target: "relay".into(),
+            doc,
+            data: {
+                use cairn::automerge::sync::SyncDoc;
+                Automerge::new().generate_sync_message(&mut sync::State::new()).unwrap().encode()
+            },
+        };
+        let hidden = hub.handle(0, Event::Received { conn: 1, message: request(other) }, &mut docs).unwrap();
+        let missing = hub.handle(0, Event::Received { conn: 1, message: request(doc()) }, &mut docs).unwrap();
+        assert_eq!(sent_to(&hidden, 1), ["doc-unavailable"]);
+        assert_eq!(sent_to(&missing, 1), ["doc-unavailable"]);
+    }
+
+    #[test]
+    fn too_many_documents_on_one_connection_close_it() {
+        let mut config = HubConfig::new("relay", "relay-storage");
+        config.max_docs_per_connection = 1;
+        let (mut hub, mut docs) = (Hub::new(config), MemoryDocs::new());
+        connect(&mut hub, &mut docs, 1, Access::full());
+        let graph = GraphDocs::of(&graph());
+        for (i, id) in graph.shards[..2].iter().enumerate() {
+            let data = {
+                use cairn::automerge::sync::SyncDoc;
+                with_change().generate_sync_message(&mut sync::State::new()).unwrap().encode()
+            };
+            let message = Message::Sync { sender: "peer1".into(), target: "relay".into(), doc: *id, data };
+            let actions = hub.handle(0, Event::Received { conn: 1, message }, &mut docs).unwrap();
+            assert_eq!(closed(&actions, 1), i == 1, "document {i}");
+        }
+    }
+
+    #[test]
+    fn subscribers_hear_the_relays_heads_and_revoked_connections_are_closed() {
+        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+        let (base, mut alice) = base_and_edit();
+        docs.insert(doc(), base.clone());
+        connect(&mut hub, &mut docs, 1, Access::full());
+        connect(&mut hub, &mut docs, 2, Access::full());
+        exchange(&mut hub, &mut docs, 2, &mut base.fork());
+        let subscribe = Message::RemoteSubscriptionChange {
+            sender: "peer2".into(),
+            target: "relay".into(),
+            add: vec!["relay-storage".into()],
+            remove: vec![],
+        };
+        let actions = hub.handle(0, Event::Received { conn: 2, message: subscribe }, &mut docs).unwrap();
+        assert_eq!(sent_to(&actions, 2), ["remote-heads-changed"], "the heads it holds now");
+        exchange(&mut hub, &mut docs, 1, &mut alice);
+        let flushed = hub.flush(5, &mut docs).unwrap();
+        assert_eq!(sent_to(&flushed, 2), ["remote-heads-changed", "sync"], "heads first, then the change");
+        let revoked = hub.handle(6, Event::AccessChanged { conn: 2, access: None }, &mut docs).unwrap();
+        assert!(closed(&revoked, 2));
+        assert_eq!(hub.connections(), 1);
     }
 }

@@ -100,15 +100,13 @@ async fn closed(ws: &mut Ws) -> (CloseCode, String) {
 async fn handshake(ws: &mut Ws) -> String {
     ws.send(join("raw-client")).await.unwrap();
     match next(ws).await.unwrap() {
-        Message::Peer { sender, .. } => sender,
+        Message::Peer { sender, .. } => sender.to_string(),
         other => panic!("expected peer, got {other:?}"),
     }
 }
 
 fn sync_msg(relay: &str, doc: DocId, data: Vec<u8>) -> WsMessage {
-    WsMessage::Binary(
-        Message::Sync { sender: "raw-client".into(), target: relay.into(), doc: doc.to_string(), data }.encode().into(),
-    )
+    WsMessage::Binary(Message::Sync { sender: "raw-client".into(), target: relay.into(), doc, data }.encode().into())
 }
 
 /// An empty document's first sync message ("I have nothing").
@@ -206,9 +204,7 @@ async fn a_token_sees_only_its_graphs() {
     let relay_id2 = handshake(&mut ws).await;
     assert_eq!(relay_id, relay_id2);
     ws.send(sync_msg(&relay_id, other_graph.root, empty_sync())).await.unwrap();
-    assert!(
-        matches!(next(&mut ws).await.unwrap(), Message::DocUnavailable { doc, .. } if doc == other_graph.root.to_string())
-    );
+    assert!(matches!(next(&mut ws).await.unwrap(), Message::DocUnavailable { doc, .. } if doc == other_graph.root));
     ws.send(sync_msg(&relay_id, team_docs.root, empty_sync())).await.unwrap();
     assert!(matches!(next(&mut ws).await.unwrap(), Message::Sync { .. }), "its own graph is served");
 }
@@ -371,7 +367,7 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
                     Message::Ephemeral {
                         sender: "raw".into(),
                         target: relay.into(),
-                        doc: doc.to_string(),
+                        doc,
                         count: 1,
                         session: "s".into(),
                         data: vec![1],
@@ -506,7 +502,7 @@ async fn message_rate_documents_idle_and_handshake_limits() {
     let relay_id = handshake(&mut ws).await;
     let harmless = Message::RemoteSubscriptionChange {
         sender: "raw-client".into(),
-        target: relay_id.clone(),
+        target: relay_id.clone().into(),
         add: vec![],
         remove: vec![],
     };

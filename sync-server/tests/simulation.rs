@@ -215,7 +215,7 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
             let options = OpenOptions::new(format!("agent{i}").parse().unwrap()).durability(Durability::Normal);
             let replica = Arc::new(Replica::open_with(dir.path().join(format!("{i}.db")), options).unwrap());
             let config = SessionConfig {
-                peer_id: format!("client{i}"),
+                peer_id: format!("client{i}").into(),
                 storage_id: Some(ReplicaDocs::new(replica.clone()).storage_id()),
                 docs: replica.docs().all().map(|(d, _)| d).collect(),
                 resync_after: 5_000,
