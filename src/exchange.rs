@@ -1,7 +1,9 @@
 //! Offline exchange: move the changes one replica lacks to it through a file, no relay needed.
 //!
 //! Replica B hands A its [`Heads`]; A exports a [`Bundle`] of every change B lacks; B imports it.
-//! This is the primitive sync builds on, and what `cairn export`/`cairn import` carry.
+//! For replicas that cannot reach each other over a network; the relay and peers use the
+//! automerge-repo sync protocol instead (`sync/`). (`cairn export` and `cairn import` move the
+//! reference memory server's `memory.jsonl`, not bundles.)
 
 use std::collections::BTreeMap;
 

@@ -335,7 +335,7 @@ fn parse_conflicts(json: Option<String>) -> Vec<TypeConflict> {
 }
 
 /// Loads entities (with their observations) selected by a SQL condition on `entities e`.
-pub(super) fn load_entities(db: &Connection, graph: &str, filter: Filter, ids: &[i64]) -> Result<Vec<Entity>> {
+fn load_entities(db: &Connection, graph: &str, filter: Filter, ids: &[i64]) -> Result<Vec<Entity>> {
     let mut out = Vec::with_capacity(ids.len());
     let mut ent = db.prepare_cached(
         "SELECT name, type, created_by, created_at, conflicts FROM entities WHERE id = ?1 AND graph = ?2",
@@ -431,7 +431,7 @@ pub(crate) fn read_graph(tx: &super::Txn<'_>, graph: &str, filter: Filter) -> Re
 }
 
 /// Relations with at least one end among `names` (the reference memory server's rule).
-pub(super) fn relations_touching_any(
+fn relations_touching_any(
     db: &Connection,
     graph: &str,
     names: &BTreeSet<String>,
@@ -462,11 +462,15 @@ pub(super) fn relations_touching_any(
 
 /// The named entities (unknown names are skipped) and the relations touching them.
 pub(crate) fn open_nodes(tx: &super::Txn<'_>, graph: &str, names: &[String], filter: Filter) -> Result<Graph> {
-    let db = tx.db();
-    let mut ids = Vec::new();
+    let wanted: Vec<String> = names.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    graph_of(tx.db(), graph, &wanted, filter)
+}
+
+/// The entities named (in this order; unknown names are skipped) and the relations touching them.
+pub(super) fn graph_of(db: &Connection, graph: &str, names: &[String], filter: Filter) -> Result<Graph> {
+    let mut ids = Vec::with_capacity(names.len());
     let mut stmt = db.prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?;
-    let wanted: BTreeSet<String> = names.iter().cloned().collect();
-    for name in &wanted {
+    for name in names {
         if let Some(id) = stmt.query_row(params![graph, name], |r| r.get::<_, i64>(0)).optional()? {
             ids.push(id);
         }

@@ -14,13 +14,17 @@ const APPLICATION_ID: i64 = 0x4341_4952;
 /// The schema migrations, in order.
 pub(super) const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
+/// A failure to open or first read `path`: "not a database" says which file and what to do.
+pub(super) fn open_error(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase { path: path.to_owned() },
+        _ => Error::from(e),
+    }
+}
+
 /// Refuses a file that some other program owns (or that is not SQLite at all).
 pub(super) fn check_owner(conn: &Connection, path: &Path) -> Result<()> {
-    let app_id: i64 =
-        conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase { path: path.to_owned() },
-            _ => Error::from(e),
-        })?;
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| open_error(path, e))?;
     if app_id != 0 && app_id != APPLICATION_ID {
         return Err(Error::NotCairn { path: path.to_owned() });
     }

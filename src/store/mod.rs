@@ -60,13 +60,6 @@ struct Inner {
     cache: DocCache,
 }
 
-fn classify_open_error(path: &Path, e: rusqlite::Error) -> Error {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase) => Error::NotADatabase { path: path.to_owned() },
-        _ => Error::from(e),
-    }
-}
-
 impl DocLog {
     /// Opens (creating if needed) a replica file, runs pending migrations, and refuses files that
     /// are not Cairn's. Documents loaded through it write under `actor`.
@@ -75,7 +68,7 @@ impl DocLog {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| classify_open_error(path, e))?;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| migrate::open_error(path, e))?;
         // Several processes share one file; a writer waits for another's short transaction
         // instead of failing.
         conn.busy_timeout(Duration::from_secs(30))?;

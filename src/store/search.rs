@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::index::{Filter, load_entities, relations_touching_any};
+use super::index::{Filter, graph_of};
 use crate::error::Result;
 use crate::model::Graph;
 
@@ -133,17 +133,7 @@ pub(crate) fn search(tx: &super::Txn<'_>, graph: &str, query: &str, limit: usize
             }
         }
     }
-    let mut ids = Vec::with_capacity(names.len());
-    let mut stmt = db.prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?;
-    for name in &names {
-        if let Some(id) = stmt.query_row(params![graph, name], |r| r.get::<_, i64>(0)).optional()? {
-            ids.push(id);
-        }
-    }
-    let entities = load_entities(db, graph, filter, &ids)?;
-    let found: BTreeSet<String> = entities.iter().map(|e| e.name.clone()).collect();
-    let relations = relations_touching_any(db, graph, &found, filter)?;
-    Ok(Graph { entities, relations })
+    graph_of(db, graph, &names, filter)
 }
 
 /// One stage of [`search`]: the names of at most `limit` matching entities, best first.

@@ -619,15 +619,22 @@ mod tests {
         (base, edited)
     }
 
-    #[test]
-    fn a_change_is_stored_at_once_and_offered_to_the_others_at_flush() {
+    /// A hub whose document Alice (connection 1) and Bob (2) have open, and Alice's copy with a
+    /// change the hub does not have yet.
+    fn alice_and_bob() -> (Hub, MemoryDocs, Automerge) {
         let (mut hub, mut docs) = (hub(), MemoryDocs::new());
-        let (base, mut alice) = base_and_edit();
+        let (base, alice) = base_and_edit();
         docs.insert(doc(), base.clone());
-        // Step 1: Alice and Bob both have the document open.
         connect(&mut hub, &mut docs, 1, Access::full());
         connect(&mut hub, &mut docs, 2, Access::full());
         exchange(&mut hub, &mut docs, 2, &mut base.fork());
+        (hub, docs, alice)
+    }
+
+    #[test]
+    fn a_change_is_stored_at_once_and_offered_to_the_others_at_flush() {
+        // Step 1: Alice (connection 1) and Bob (2) both have the document open.
+        let (mut hub, mut docs, mut alice) = alice_and_bob();
         // Step 2: Alice sends a change. It is in storage when `handle` returns; Bob hears of it
         // only when the hub flushes.
         let actions = exchange(&mut hub, &mut docs, 1, &mut alice);
@@ -690,12 +697,7 @@ mod tests {
 
     #[test]
     fn subscribers_hear_the_relays_heads_and_revoked_connections_are_closed() {
-        let (mut hub, mut docs) = (hub(), MemoryDocs::new());
-        let (base, mut alice) = base_and_edit();
-        docs.insert(doc(), base.clone());
-        connect(&mut hub, &mut docs, 1, Access::full());
-        connect(&mut hub, &mut docs, 2, Access::full());
-        exchange(&mut hub, &mut docs, 2, &mut base.fork());
+        let (mut hub, mut docs, mut alice) = alice_and_bob();
         let subscribe = Message::RemoteSubscriptionChange {
             sender: "peer2".into(),
             target: "relay".into(),

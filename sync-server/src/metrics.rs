@@ -24,7 +24,7 @@ pub struct Metrics {
     pub refused_no_token: AtomicU64,
     /// Handshakes refused: unknown, revoked or expired token.
     pub refused_bad_token: AtomicU64,
-    /// Handshakes refused: too many connections for the token or the relay.
+    /// Handshakes refused: the token already has as many connections as it may.
     pub refused_too_many: AtomicU64,
     /// Connections closed for breaking the protocol or a limit.
     pub closed_protocol: AtomicU64,

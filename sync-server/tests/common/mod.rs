@@ -1,6 +1,8 @@
 //! Helpers for the sync stories: a relay on loopback, replicas, and bounded waits.
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
+pub mod attack;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,456 @@
+//! Hardening, with real websocket clients on loopback: malformed input of each kind, every
+//! limit (size, rate, documents, idle, handshake, slow readers), shutdown, and TLS — while other
+//! clients keep syncing correctly. Access control is in `security.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::sync::wire::Message;
+use cairn::{DocId, Durability, GraphDocs, Replica};
+use cairn_sync::tokens::Role;
+use cairn_sync::{Auth, ClientOptions, Relay, RelayConfig, RelayStore, SyncClient, Tokens};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use common::attack::*;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (addr, _stop, tokens) = secured(&data, |c| {
+        c.max_message_bytes = 64 * 1024;
+        c.hub.max_inflated_bytes = 1 << 20;
+    })
+    .await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let mut bystanders = Bystanders::new(dir.path(), addr, &t).await;
+    bystanders.still_syncing().await;
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[0];
+
+    // Each bad input: the connection is told why and closed; everyone else carries on.
+    let garbage: Vec<(&str, Vec<WsMessage>, CloseCode, &str)> = vec![
+        (
+            "invalid CBOR",
+            vec![WsMessage::Binary(b"\xff\x00garbage".to_vec().into())],
+            CloseCode::Protocol,
+            "malformed message",
+        ),
+        (
+            "unknown message type",
+            vec![WsMessage::Binary({
+                let mut e = minicbor::Encoder::new(Vec::new());
+                e.map(2)
+                    .unwrap()
+                    .str("type")
+                    .unwrap()
+                    .str("teleport")
+                    .unwrap()
+                    .str("senderId")
+                    .unwrap()
+                    .str("x")
+                    .unwrap();
+                e.into_writer().into()
+            })],
+            CloseCode::Protocol,
+            "unknown message type",
+        ),
+        ("a text frame", vec![WsMessage::Text("hello".into())], CloseCode::Unsupported, "text frames"),
+        ("an oversized message", vec![WsMessage::Binary(vec![0u8; 100 * 1024].into())], CloseCode::Size, ""),
+    ];
+    for (what, frames, code, reason) in garbage {
+        let mut ws = raw(addr, Some(&t)).await.unwrap();
+        for f in frames {
+            let _ = ws.send(f).await;
+        }
+        let (got_code, got_reason) = closed(&mut ws).await;
+        assert_eq!(got_code, code, "{what}: {got_reason}");
+        assert!(got_reason.contains(reason), "{what}: {got_reason}");
+        bystanders.still_syncing().await;
+    }
+
+    // After the handshake: sync data that is not Automerge, a message before join, an
+    // ephemeral message for a document never opened.
+    let changes_before = count_changes(&data);
+    // (what, whether to join first, the frame to send given the relay's id, the expected reason)
+    type Case = (&'static str, bool, Box<dyn Fn(&str) -> WsMessage>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "not Automerge sync data",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, b"definitely not automerge".to_vec())),
+            "invalid sync data",
+        ),
+        (
+            "a message before join",
+            false,
+            Box::new(move |relay: &str| sync_msg(relay, doc, empty_sync())),
+            "before join",
+        ),
+        (
+            "ephemeral for an unopened document",
+            true,
+            Box::new(move |relay: &str| {
+                WsMessage::Binary(
+                    Message::Ephemeral {
+                        sender: "raw".into(),
+                        target: relay.into(),
+                        doc,
+                        count: 1,
+                        session: "s".into(),
+                        data: vec![1],
+                    }
+                    .encode()
+                    .into(),
+                )
+            }),
+            "not opened",
+        ),
+        (
+            "changes that do not decode",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, corrupt_changes())),
+            "invalid",
+        ),
+        (
+            "a compressed change that inflates beyond the limit",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, deflate_bomb())),
+            "more than 1048576 bytes decompressed",
+        ),
+        (
+            "a change whose run-length encoding claims ten million operations",
+            true,
+            Box::new(move |relay: &str| sync_msg(relay, doc, run_length_bomb())),
+            "more than 1048576 bytes decompressed",
+        ),
+    ];
+    for (what, join_first, frame, reason) in cases {
+        let mut ws = raw(addr, Some(&t)).await.unwrap();
+        let relay_id = if join_first { handshake(&mut ws).await } else { "relay".into() };
+        ws.send(frame(&relay_id)).await.unwrap();
+        let (code, got) = closed(&mut ws).await;
+        assert_eq!(code, CloseCode::Protocol, "{what}: {got}");
+        assert!(got.contains(reason), "{what}: {got}");
+        bystanders.still_syncing().await;
+    }
+    // Nothing partial was stored: only the bystanders' writes were logged meanwhile.
+    assert_eq!(count_changes(&data), changes_before + 6, "exactly the bystanders' writes, one per case");
+}
+
+/// A first sync message for a document holding one change (so the relay creates it).
+fn sync_with_a_change() -> Vec<u8> {
+    changes_message(false)
+}
+
+/// A sync message carrying one change whose bytes were damaged.
+fn corrupt_changes() -> Vec<u8> {
+    changes_message(true)
+}
+
+fn changes_message(corrupt: bool) -> Vec<u8> {
+    use cairn::automerge::sync::SyncDoc;
+    use cairn::automerge::transaction::Transactable;
+    let mut doc = cairn::automerge::Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(cairn::automerge::ROOT, "k", "v").unwrap();
+    tx.commit();
+    let mut state = cairn::automerge::sync::State::new();
+    state.their_heads = Some(vec![]);
+    state.their_have = Some(vec![cairn::automerge::sync::Have::default()]);
+    state.their_need = Some(vec![]);
+    let mut msg = doc.generate_sync_message(&mut state).unwrap();
+    let mut chunks: Vec<Vec<u8>> = msg.changes.iter().map(<[u8]>::to_vec).collect();
+    assert!(!chunks.is_empty());
+    if corrupt {
+        let last = chunks[0].len() - 3;
+        chunks[0][last] ^= 0xff;
+    }
+    msg.changes = chunks.into();
+    msg.encode()
+}
+
+/// A sync message whose one chunk is a "compressed change" of 16 MiB of zeros: 16 KiB on the
+/// wire, a thousand times that if anything inflated it without a bound.
+fn deflate_bomb() -> Vec<u8> {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, &vec![0u8; 16 << 20]).unwrap();
+    let body = encoder.finish().unwrap();
+    // Chunk header: magic, checksum (never reached), type 2 = compressed change, LEB128 length.
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = body.len();
+    while len >= 0x80 {
+        chunk.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    chunk.push(len as u8);
+    chunk.extend(body);
+    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    msg.changes = vec![chunk].into();
+    msg.encode()
+}
+
+/// A sync message whose one chunk is a 41-byte change with one operation column holding a single
+/// run of ten million rows.
+fn run_length_bomb() -> Vec<u8> {
+    // Body: no dependencies, a 16-byte actor, seq 1, start op 1, time 0, no message, no other
+    // actors; one column (the action column, LEB128 integers): run of 10,000,000 × the value 1.
+    let mut body = vec![0, 16];
+    body.extend([7; 16]);
+    body.extend([1, 1, 0, 0, 0, 1, 0x42, 5]);
+    body.extend([0x80, 0xad, 0xe2, 0x04, 1]); // signed LEB128 10,000,000; then the value
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, body.len() as u8];
+    chunk.extend(body);
+    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    msg.changes = vec![chunk].into();
+    msg.encode()
+}
+
+fn count_changes(data: &Path) -> i64 {
+    let db = rusqlite::Connection::open(RelayStore::file_in(data)).unwrap();
+    db.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rate_documents_idle_and_handshake_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |c| {
+        c.messages_per_second = 20.0;
+        c.message_burst = 40.0;
+        c.idle_timeout = Duration::from_millis(600);
+        c.handshake_timeout = Duration::from_millis(300);
+        c.hub.max_docs_per_connection = 3;
+    })
+    .await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let docs = GraphDocs::of(&"default".parse().unwrap());
+
+    // Rate: a burst past the bucket closes the connection.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    let harmless = Message::RemoteSubscriptionChange {
+        sender: "raw-client".into(),
+        target: relay_id.clone().into(),
+        add: vec![],
+        remove: vec![],
+    };
+    for _ in 0..200 {
+        if ws.send(WsMessage::Binary(harmless.encode().into())).await.is_err() {
+            break;
+        }
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("rate"), "{reason}");
+
+    // Documents per connection.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    for doc in docs.shards.iter().take(4) {
+        ws.send(sync_msg(&relay_id, *doc, sync_with_a_change())).await.unwrap();
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol);
+    assert!(reason.contains("too many documents"), "{reason}");
+
+    // Handshake: no join in time.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("no join"), "{reason}");
+
+    // Idle: joined, then silent — not even reading, so not answering the relay's pings — while a
+    // control connection that reads (and so answers pings) stays open through the same wait.
+    let mut idle = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut idle).await;
+    let mut control = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut control).await;
+    let alive = tokio::time::timeout(Duration::from_millis(1_500), control.next()).await;
+    assert!(
+        alive.is_err() || matches!(alive, Ok(Some(Ok(WsMessage::Ping(_))))),
+        "the control connection stays open: {alive:?}"
+    );
+    let ended = tokio::time::timeout(Duration::from_millis(1_500), async {
+        loop {
+            control.next().await;
+        }
+    })
+    .await;
+    assert!(ended.is_err(), "the control connection is still open after 3 s");
+    let (code, reason) = closed(&mut idle).await;
+    assert!(
+        reason.contains("idle") || code == CloseCode::Abnormal,
+        "the silent connection was closed: {code:?} {reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_too_slow_for_its_queue_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(dir.path(), |c| c.outgoing_queue = 1).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let docs: Vec<DocId> = GraphDocs::of(&"default".parse().unwrap()).all().map(|(d, _)| d).take(BIG_DOCS).collect();
+    // A writer fills the relay: 1 MiB of incompressible text in each document.
+    let mut writer = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut writer).await;
+    for (i, doc) in docs.iter().enumerate() {
+        writer.send(sync_msg(&relay_id, *doc, big_change(i as u64, 1 << 20))).await.unwrap();
+        assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the relay took document {i}");
+    }
+    // A reader asks for all of it and reads nothing. Far more than loopback's socket buffers
+    // hold is on its way, so the relay's writes block, its one-frame queue fills, and the
+    // connection is closed rather than buffered for.
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    for doc in &docs {
+        ws.send(sync_msg(&relay_id, *doc, empty_sync())).await.unwrap();
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("too slow"), "{reason}");
+    let metrics = http_get(addr, "/metrics").await;
+    assert!(metrics.contains("cairn_relay_closed_total{reason=\"slow\"} 1"), "{metrics}");
+    // The writer, which reads, is still served.
+    writer.send(sync_msg(&relay_id, docs[0], empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the writer is still served");
+}
+
+/// Documents the slow reader asks for: 32 MiB in all, several times loopback's socket buffers.
+const BIG_DOCS: usize = 32;
+
+/// A sync message carrying one change that puts `len` bytes of pseudo-random letters (which
+/// DEFLATE cannot shrink much) in a document.
+fn big_change(seed: u64, len: usize) -> Vec<u8> {
+    use cairn::automerge::sync::SyncDoc;
+    use cairn::automerge::transaction::Transactable;
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let text: String = (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from(b'!' + ((x >> 33) % 90) as u8)
+        })
+        .collect();
+    let mut doc = cairn::automerge::Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(cairn::automerge::ROOT, "blob", text).unwrap();
+    tx.commit();
+    let mut state = cairn::automerge::sync::State::new();
+    state.their_heads = Some(vec![]);
+    state.their_have = Some(vec![cairn::automerge::sync::Have::default()]);
+    state.their_need = Some(vec![]);
+    doc.generate_sync_message(&mut state).unwrap().encode()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_connections_with_going_away_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let t = token(&Tokens::open(&RelayStore::file_in(&data)).unwrap(), &["default"], Role::Write);
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+        .args(["--listen", &addr.to_string(), "--data", data.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the relay listens", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
+    let r = replica(dir.path(), "writer");
+    write(&r, vec![entity("Kept", "thing", &[])]).await;
+    let c = SyncClient::spawn(r.clone(), ClientOptions::new(format!("ws://{addr}")).token(Some(t.clone())));
+    assert!(c.wait_settled(WAIT).await);
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut ws).await;
+    let status = std::process::Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Away, "{reason}");
+    assert!(relay.wait().unwrap().success(), "the relay exits cleanly on SIGTERM");
+    c.stop().await;
+    // Everything acknowledged is there after a restart.
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+        .args(["--listen", &addr.to_string(), "--data", data.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the relay listens again", WAIT, || std::net::TcpStream::connect(addr).is_ok()).await;
+    let fresh = replica(dir.path(), "fresh");
+    let c = SyncClient::spawn(fresh.clone(), ClientOptions::new(format!("ws://{addr}")).token(Some(t)));
+    eventually("the fresh replica got Kept", WAIT, || fresh.status().unwrap().entities == 1).await;
+    c.stop().await;
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RelayConfig::new(cairn_sync::hub_config_for(dir.path()), Auth::InsecureNoAuth);
+    config.write_timeout = Duration::from_millis(500);
+    let store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
+    let relay = Relay::start(store, config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(relay.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    // Half a request, then silence (the connection stays open).
+    let mut quiet = tokio::net::TcpStream::connect(addr).await.unwrap();
+    quiet.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert!(http_get(addr, "/healthz").await.contains("ok"));
+    stop.send(()).unwrap();
+    // axum alone would wait for the rest of that request forever.
+    let ended = tokio::time::timeout(WAIT, served).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "the relay stopped despite the quiet client: {ended:?}");
+    drop(quiet);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_native_tls() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let config = RelayConfig::new(
+        cairn_sync::hub_config_for(&data),
+        Auth::Tokens(Tokens::open(&RelayStore::file_in(&data)).unwrap()),
+    );
+    let store = RelayStore::open(&data, Durability::Normal).unwrap();
+    let relay = Relay::start(store, config).unwrap();
+    let tls = cairn_sync::tls::server_config(&fixtures.join("relay.pem"), &fixtures.join("relay.key")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(relay.serve_tls(listener, tls, std::future::pending()));
+    let t = token(&Tokens::open(&RelayStore::file_in(&data)).unwrap(), &["default"], Role::Write);
+    let url = format!("wss://localhost:{}", addr.port());
+    let (a, b) = (replica(dir.path(), "a"), replica(dir.path(), "b"));
+    write(&a, vec![entity("Over TLS", "thing", &[])]).await;
+    let with_ca = |r: &Arc<Replica>| {
+        let mut o = options(addr).token(Some(t.clone()));
+        o.url = url.clone();
+        o.ca_file = Some(fixtures.join("ca.pem"));
+        SyncClient::spawn(r.clone(), o)
+    };
+    let (ca, cb) = (with_ca(&a), with_ca(&b));
+    converge(&[a.clone(), b.clone()], WAIT).await;
+    assert_eq!(b.status().unwrap().entities, 1);
+    // Without trusting the test CA, the certificate is refused: no connection.
+    let stranger = replica(dir.path(), "stranger");
+    let mut o = options(addr).token(Some(t.clone()));
+    o.url = url.clone();
+    let mut cs = SyncClient::spawn(stranger.clone(), o);
+    assert!(!cs.wait_connected(Duration::from_millis(800)).await);
+    assert!(matches!(stranger.freshness(), cairn::Freshness::Offline { .. }));
+    // And plain ws:// to a TLS port does not get in either.
+    assert!(raw(addr, Some(&t)).await.is_err());
+    for c in [ca, cb, cs] {
+        c.stop().await;
+    }
+}
