@@ -16,8 +16,10 @@ fn note(entity: &str, text: &str) -> Op {
     Op::add_observation(entity, text)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The replicas are used from plain code; the network side runs on a runtime of its own.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _network = runtime.enter();
     let dir = tempfile::tempdir()?;
     let relay_dir = dir.path().join("relay");
     let relay = Relay::start(
@@ -25,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // An example on loopback: no tokens. A deployed relay requires them (see the README).
         RelayConfig::new(cairn_sync::hub_config_for(&relay_dir), cairn_sync::Auth::InsecureNoAuth),
     )?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let url = format!("ws://{}", listener.local_addr()?);
     tokio::spawn(relay.serve(listener, std::future::pending()));
 
@@ -43,12 +45,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Back in range: connect, and everything merges.
     let field_sync = SyncClient::spawn(field.clone(), ClientOptions::new(&url));
     while field.heads()? != office.heads()? || !matches!(field.freshness(), Freshness::Synced { .. }) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::thread::sleep(Duration::from_millis(10));
     }
     let site = &field.read_graph()?.data.entities[0];
     let texts: Vec<&str> = site.observations.iter().map(|o| o.text.as_str()).collect();
     println!("after reconnecting, both hold one {:?} with {texts:?}", site.name);
-    field_sync.stop().await;
-    office_sync.stop().await;
+    runtime.block_on(async {
+        field_sync.stop().await;
+        office_sync.stop().await;
+    });
     Ok(())
 }

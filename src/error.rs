@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::ids::{ParseIdError, Version};
+use crate::ids::{LogPosition, ParseIdError, Version};
 use crate::model::EntityChange;
 use crate::names::InvalidInput;
 
@@ -69,7 +69,7 @@ pub enum Error {
     ForeignVersion(Version),
     /// A version token ahead of anything this replica has logged.
     #[error("version {0} is ahead of this replica (latest is seq {1}); pass a version a read returned")]
-    UnknownVersion(Version, i64),
+    UnknownVersion(Version, LogPosition),
     /// A storage failure (disk full, permissions, a lock held too long), from SQLite or from
     /// whatever engine a relay stores in. Opaque, so that no engine's types are part of this API.
     #[error("storage error: {0}")]

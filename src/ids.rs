@@ -119,6 +119,25 @@ impl fmt::Display for ReplicaId {
     }
 }
 
+/// A position in a replica file's change log: how many changes it had logged (0: none). An
+/// order of arrival in one file, not a time and not comparable across files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LogPosition(pub(crate) i64);
+
+impl LogPosition {
+    /// The position as a number.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The causal version a read saw, as an opaque token (`v42.1f2e3d4c`).
 ///
 /// A replica's change log is append-only and a change is only logged once all its dependencies
@@ -129,12 +148,12 @@ impl fmt::Display for ReplicaId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Version {
     pub(crate) replica: ReplicaId,
-    pub(crate) seq: i64,
+    pub(crate) seq: LogPosition,
 }
 
 impl Version {
     /// The position in the replica's change log (how many changes it had logged).
-    pub fn seq(&self) -> i64 {
+    pub fn seq(&self) -> LogPosition {
         self.seq
     }
 
@@ -161,7 +180,7 @@ impl FromStr for Version {
             return Err(err());
         }
         let replica = u32::from_str_radix(replica, 16).map_err(|_| err())?;
-        Ok(Version { replica: ReplicaId(replica), seq })
+        Ok(Version { replica: ReplicaId(replica), seq: LogPosition(seq) })
     }
 }
 
@@ -196,7 +215,7 @@ mod tests {
 
     #[test]
     fn version_round_trips_and_rejects_garbage() {
-        let v = Version { replica: ReplicaId(0x1f2e3d4c), seq: 42 };
+        let v = Version { replica: ReplicaId(0x1f2e3d4c), seq: LogPosition(42) };
         assert_eq!(v.to_string(), "v42.1f2e3d4c");
         assert_eq!("v42.1f2e3d4c".parse::<Version>().unwrap(), v);
         for bad in ["", "42.1f2e3d4c", "v-1.1f2e3d4c", "v1.xyz", "v1.1f2e3d4c5", "vx.1f2e3d4c"] {

@@ -75,7 +75,7 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use exchange::Heads;
 pub use freshness::{Freshness, Unseen};
-pub use ids::{DocId, ParseIdError, PeerId, ReplicaId, StorageId, Version};
+pub use ids::{DocId, LogPosition, ParseIdError, PeerId, ReplicaId, StorageId, Version};
 pub use model::{
     Entity, EntityChange, Graph, Millis, Observation, Op, Outcome, Read, Receipt, Relation, RelationFact, TypeConflict,
     Validity, What,

@@ -298,7 +298,7 @@ pub struct Read<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityChange {
     /// Position in this replica's change log (compare with [`Version::seq`]).
-    pub seq: i64,
+    pub seq: crate::ids::LogPosition,
     /// The entity the change touched.
     pub entity: String,
     /// What happened.

@@ -122,7 +122,9 @@ pub(crate) struct Session {
 impl Session {
     /// Opens the replica and, with a relay, syncs until both sides agree (or the wait ends).
     pub(crate) async fn open(opts: &ReplicaOpts) -> Result<Session> {
-        let replica = opts.open()?;
+        // Opening may wait for another process's write lock (a first open, a migration).
+        let o = opts.clone();
+        let replica = tokio::task::spawn_blocking(move || o.open()).await??;
         let client = opts.relay.as_deref().map(|url| SyncClient::spawn(replica.clone(), opts.client_options(url)));
         let session = Session { replica, client, relay: opts.relay.clone(), warned: Default::default() };
         session.settle().await;

@@ -5,7 +5,7 @@ use automerge::{Change, ChangeHash, ReadDoc};
 use super::Replica;
 use crate::error::{Error, Result};
 use crate::exchange::{Bundle, Heads};
-use crate::ids::{DocId, Version};
+use crate::ids::{DocId, LogPosition, Version};
 
 /// What [`Replica::import`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -69,7 +69,7 @@ impl Replica {
         let changed: Vec<DocId> = per_doc.iter().map(|(id, _)| *id).collect();
         let mut report = ImportReport::default();
         let newest = self.log.write(|tx| {
-            let mut newest = 0;
+            let mut newest = LogPosition::default();
             for (id, changes) in per_doc {
                 let cached = tx.existing(id)?;
                 let before = cached.doc.get_heads();
@@ -83,7 +83,7 @@ impl Replica {
             }
             Ok(newest)
         })?;
-        if newest > 0 {
+        if newest > LogPosition::default() {
             self.link.notify(&changed);
         }
         report.version = Some(self.version(newest));

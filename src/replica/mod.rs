@@ -18,7 +18,7 @@ use std::sync::Arc;
 use automerge::ActorId;
 
 use crate::error::{Error, Result};
-use crate::ids::{DocId, Version};
+use crate::ids::{DocId, LogPosition, Version};
 use crate::link::Link;
 use crate::model::Millis;
 use crate::names::{AgentName, GraphName};
@@ -139,7 +139,7 @@ impl Replica {
         Subscription { link: self.link.clone(), id: self.link.subscribe(f) }
     }
 
-    fn version(&self, seq: i64) -> Version {
+    fn version(&self, seq: LogPosition) -> Version {
         Version { replica: self.log.replica_id(), seq }
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::Replica;
 use crate::error::Result;
 use crate::freshness::{Freshness, Unseen};
-use crate::ids::Version;
+use crate::ids::{LogPosition, Version};
 use crate::model::{EntityChange, Graph, Millis, Read};
 use crate::store::{Filter, Txn, events, index, search};
 
@@ -49,7 +49,7 @@ impl Replica {
 
     /// This agent's cursor and what other agents logged after it, up to `seq`. An agent's first
     /// read sees the whole graph: nothing in it is "unseen".
-    fn unseen(&self, tx: &Txn<'_>, seq: i64) -> Result<(Option<i64>, Unseen)> {
+    fn unseen(&self, tx: &Txn<'_>, seq: LogPosition) -> Result<(Option<LogPosition>, Unseen)> {
         let (graph, agent) = (self.graph.as_str(), self.agent.as_str());
         let cursor = events::cursor(tx, graph, agent)?;
         let unseen = match cursor {

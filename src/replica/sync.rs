@@ -7,7 +7,7 @@ use automerge::sync::{self, SyncDoc};
 
 use super::Replica;
 use crate::error::{Error, Result};
-use crate::ids::DocId;
+use crate::ids::{DocId, LogPosition};
 use crate::link::Link;
 
 impl Replica {
@@ -52,7 +52,7 @@ impl Replica {
     }
 
     /// How many changes the file has logged (any process): a cheap way to notice new ones.
-    pub(crate) fn log_position(&self) -> Result<i64> {
+    pub(crate) fn log_position(&self) -> Result<LogPosition> {
         self.log.read(|tx| tx.position())
     }
 

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::decode::{self, Touched};
 use crate::error::{Error, Result};
-use crate::ids::{DocId, ReplicaId};
+use crate::ids::{DocId, LogPosition, ReplicaId};
 use crate::names::GraphName;
 
 pub(crate) use docs::Cached;
@@ -187,8 +187,8 @@ impl<'a> Txn<'a> {
     }
 
     /// The newest log position in the file (0 when empty).
-    pub(crate) fn position(&self) -> Result<i64> {
-        log::max_seq(self.db)
+    pub(crate) fn position(&self) -> Result<LogPosition> {
+        log::max_seq(self.db).map(LogPosition)
     }
 
     /// A document, loaded from the log if needed; `None` if the file has nothing of it. In a
@@ -224,7 +224,13 @@ impl<'a> Txn<'a> {
     /// refreshes the derived index of `graph` for the keys they touched. Changes the file already
     /// has are skipped. `local`: written by this replica just now (see [`Touched::written`]).
     /// Returns the newest position logged, if any.
-    pub(crate) fn log(&mut self, graph: &GraphName, id: DocId, changes: &[Change], local: bool) -> Result<Option<i64>> {
+    pub(crate) fn log(
+        &mut self,
+        graph: &GraphName,
+        id: DocId,
+        changes: &[Change],
+        local: bool,
+    ) -> Result<Option<LogPosition>> {
         if !self.writable {
             return Err(Error::CorruptStore { doc: id.to_string(), reason: "a change logged outside a write".into() });
         }
@@ -249,7 +255,7 @@ impl<'a> Txn<'a> {
             // The cache was caught up before this append and its document holds the change.
             cache.mark_seen(seq);
         }
-        Ok(newest)
+        Ok(newest.map(LogPosition))
     }
 
     /// Creates a document the file does not hold yet from `doc` (a genesis) and logs its changes.
@@ -271,8 +277,8 @@ impl<'a> Txn<'a> {
     }
 
     /// The heads of `doc` as of log position `seq`.
-    pub(crate) fn heads_at(&self, doc: &DocId, seq: i64) -> Result<Vec<ChangeHash>> {
-        log::heads_at(self.db, doc, seq)
+    pub(crate) fn heads_at(&self, doc: &DocId, seq: LogPosition) -> Result<Vec<ChangeHash>> {
+        log::heads_at(self.db, doc, seq.0)
     }
 
     /// Saves every document of `ids` as a snapshot (write transactions only).

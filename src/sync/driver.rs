@@ -39,7 +39,7 @@ impl ReplicaDocs {
     }
 
     /// How many changes the file has logged (by any process): a cheap way to notice new ones.
-    pub fn log_position(&self) -> Result<i64> {
+    pub fn log_position(&self) -> Result<crate::ids::LogPosition> {
         self.replica.log_position()
     }
 

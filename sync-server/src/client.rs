@@ -407,7 +407,7 @@ async fn step(
     driver: &mut Option<Driver>,
     replica: &Arc<Replica>,
     f: impl FnOnce(&mut Driver, cairn::Millis) -> cairn::Result<Vec<Effect>> + Send + 'static,
-) -> Result<(Vec<Effect>, i64), String> {
+) -> Result<(Vec<Effect>, cairn::LogPosition), String> {
     let mut d = driver.take().unwrap_or_else(|| attach(replica));
     let joined = tokio::task::spawn_blocking(move || {
         let result = f(&mut d, now_millis()).and_then(|effects| Ok((effects, d.docs().log_position()?)));
@@ -448,7 +448,7 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The log position the session last offered: changes other processes log in the file wake
     // no one here, so each tick compares (on the blocking pool) and offers what is new.
-    let mut seen: Option<i64> = None;
+    let mut seen: Option<cairn::LogPosition> = None;
     loop {
         if let Some(i) = input.take() {
             let last = seen;

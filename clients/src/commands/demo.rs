@@ -35,9 +35,19 @@ async fn write(agent: &Agent, ops: Vec<Op>) -> Result<cairn::Receipt> {
     Ok(tokio::task::spawn_blocking(move || r.write(&ops)).await??)
 }
 
-async fn wait(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
+/// Replica work on tokio's blocking pool: the relay and the sync clients share this runtime.
+async fn on<T: Send + 'static>(
+    replica: &Arc<Replica>,
+    f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
+) -> Result<T> {
+    let r = replica.clone();
+    Ok(tokio::task::spawn_blocking(move || f(&r)).await??)
+}
+
+/// Waits until `ok` holds, asking it on the blocking pool (it may read replicas).
+async fn wait(what: &str, timeout: Duration, ok: impl Fn() -> bool + Clone + Send + 'static) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    while !ok() {
+    while !tokio::task::spawn_blocking(ok.clone()).await? {
         if Instant::now() > deadline {
             bail!("demo: timed out waiting until {what}");
         }
@@ -83,8 +93,9 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
         "Step 1. A relay listens on {url}; three agents (planner, researcher, writer) connect, each with its own SQLite replica."
     ));
     for a in &agents {
-        wait("every agent is synced", timeout, || matches!(a.replica.freshness(), Freshness::Synced { .. })).await?;
-        a.replica.read_graph()?;
+        let r = a.replica.clone();
+        wait("every agent is synced", timeout, move || matches!(r.freshness(), Freshness::Synced { .. })).await?;
+        on(&a.replica, |r| r.read_graph()).await?;
     }
     say("        all three report: synced\n");
 
@@ -95,8 +106,9 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
     )
     .await?;
     for a in &agents[1..] {
-        wait("the project reaches everyone", timeout, || a.replica.status().is_ok_and(|s| s.entities == 2)).await?;
-        let read = a.replica.read_graph()?;
+        let r = a.replica.clone();
+        wait("the project reaches everyone", timeout, move || r.status().is_ok_and(|s| s.entities == 2)).await?;
+        let read = on(&a.replica, |r| r.read_graph()).await?;
         say(&format!(
             "        {:<10} sees {} entities; {}",
             a.name,
@@ -119,8 +131,8 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
     let mut offline_options = ClientOptions::new(format!("ws://{dead}"));
     offline_options.min_backoff = Duration::from_millis(50);
     let offline_client = SyncClient::spawn(agents[1].replica.clone(), offline_options);
-    wait("the researcher is offline", timeout, || matches!(agents[1].replica.freshness(), Freshness::Offline { .. }))
-        .await?;
+    let r = agents[1].replica.clone();
+    wait("the researcher is offline", timeout, move || matches!(r.freshness(), Freshness::Offline { .. })).await?;
     write(
         &agents[1],
         vec![
@@ -163,15 +175,19 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
     say("Step 4. The researcher reconnects; everyone converges.");
     offline_client.stop().await;
     agents[1].client = Some(connect(&agents[1].replica));
-    wait("all three hold the same heads", timeout, || {
-        let heads: Vec<_> = agents.iter().filter_map(|a| a.replica.heads().ok()).collect();
+    let replicas: Vec<Arc<Replica>> = agents.iter().map(|a| a.replica.clone()).collect();
+    let all = replicas.clone();
+    wait("all three hold the same heads", timeout, move || {
+        let heads: Vec<_> = all.iter().filter_map(|r| r.heads().ok()).collect();
         heads.len() == 3 && heads.windows(2).all(|w| w[0] == w[1])
     })
     .await?;
-    for a in &agents {
-        wait("synced", timeout, || matches!(a.replica.freshness(), Freshness::Synced { .. })).await?;
+    let mut graphs = Vec::new();
+    for r in &replicas {
+        let synced = r.clone();
+        wait("synced", timeout, move || matches!(synced.freshness(), Freshness::Synced { .. })).await?;
+        graphs.push(on(r, |r| r.read_graph()).await?);
     }
-    let graphs: Vec<_> = agents.iter().map(|a| a.replica.read_graph()).collect::<cairn::Result<_>>()?;
     for (a, g) in agents.iter().zip(&graphs) {
         say(&format!(
             "        {:<10} {}; {}",
@@ -196,26 +212,30 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
     );
 
     say("Step 5. The writer acts on a stale view: its conditional write is refused, listing what changed.");
-    let stale = agents[2].replica.read_graph()?.version;
+    let stale = on(&agents[2].replica, |r| r.read_graph()).await?.version;
     write(&agents[0], vec![observe("Launch", "moved to April")]).await?;
-    wait("the change reaches the writer", timeout, || {
-        agents[2]
-            .replica
+    let writer = agents[2].replica.clone();
+    wait("the change reaches the writer", timeout, move || {
+        writer
             .open_nodes(&["Launch".into()])
             .is_ok_and(|r| r.data.entities.iter().any(|e| e.observations.iter().any(|o| o.text == "moved to April")))
     })
     .await?;
-    let refused =
-        match agents[2].replica.write_if(&[observe("Launch", "announce on March 1")], stale, &["Launch".into()]) {
-            Err(Error::Conflict { changes, .. }) => {
-                for c in &changes {
-                    say(&format!("        conflict: {}", output::change(c)));
-                }
-                true
+    let writer = agents[2].replica.clone();
+    let attempt = tokio::task::spawn_blocking(move || {
+        writer.write_if(&[observe("Launch", "announce on March 1")], stale, &["Launch".into()])
+    })
+    .await?;
+    let refused = match attempt {
+        Err(Error::Conflict { changes, .. }) => {
+            for c in &changes {
+                say(&format!("        conflict: {}", output::change(c)));
             }
-            Ok(_) => false,
-            Err(e) => return Err(e.into()),
-        };
+            true
+        }
+        Ok(_) => false,
+        Err(e) => return Err(e.into()),
+    };
     if !refused {
         bail!("demo: the stale conditional write was not refused");
     }
@@ -223,16 +243,17 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
 
     say("Step 6. The planner resolves the type conflict by writing the type again.");
     write(&agents[0], vec![Op::SetEntityType { name: "Launch".into(), entity_type: "product launch".into() }]).await?;
-    wait("the resolution reaches everyone", timeout, || {
-        agents.iter().all(|a| {
-            a.replica.open_nodes(&["Launch".into()]).is_ok_and(|r| {
+    let all = replicas.clone();
+    wait("the resolution reaches everyone", timeout, move || {
+        all.iter().all(|replica| {
+            replica.open_nodes(&["Launch".into()]).is_ok_and(|r| {
                 r.data.entities.first().is_some_and(|e| e.conflicts.is_empty() && e.entity_type == "product launch")
             })
         })
     })
     .await?;
     say("        all three: Launch is a \"product launch\", no conflict.\n");
-    let final_graph = agents[0].replica.read_graph()?;
+    let final_graph = on(&agents[0].replica, |r| r.read_graph()).await?;
     say(&format!(
         "converged: all three agents hold the same graph ({} entities, {} relations) — relay {url}, replicas in {}",
         final_graph.data.entities.len(),

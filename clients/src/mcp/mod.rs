@@ -84,9 +84,10 @@ async fn import_reference_file(opts: &ReplicaOpts, db: &Path, file: &Path) -> Re
         .clone()
         .unwrap_or_else(|| format!("memory-import@{}", default_agent().rsplit('@').next().unwrap_or("local")));
     let options = OpenOptions::new(agent.parse()?).graph(opts.graph.parse()?).durability(opts.durability.into());
-    let replica = Replica::open_with(db, options)?;
     let name = file.display().to_string();
+    let db_path = db.to_owned();
     let report = tokio::task::spawn_blocking(move || {
+        let replica = Replica::open_with(db_path, options)?;
         crate::commands::transfer::import_lines(&replica, &content, 500, false, &crate::commands::transfer::Bar::new())
     })
     .await??;
