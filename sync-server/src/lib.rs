@@ -126,24 +126,19 @@ pub struct RelayOptions {
 pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: RelayOptions) -> Result<(), RelayError> {
     let RelayOptions { durability, insecure_no_auth, tls } = options;
     let tls = tls.map(|(cert, key)| tls::server_config(&cert, &key)).transpose()?;
-    let auth =
-        if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(Tokens::open(&RelayStore::file_in(data))?) };
     if insecure_no_auth && !listen.ip().is_loopback() {
         tracing::warn!(
             %listen,
             "--insecure-no-auth on an address other machines can reach: anyone on the network can read and write every graph"
         );
     }
-    let config = RelayConfig::new(hub_config_for(data), auth);
-    let store = RelayStore::open(data, durability)?.with_metrics(config.metrics.clone());
-    if let Auth::Tokens(tokens) = &config.auth {
-        if tokens.list()?.is_empty() {
-            tracing::warn!(
-                "no tokens yet, so nobody can connect: create one with `cairn relay token create --data {} --graph <name> --role write`",
-                data.display()
-            );
-        }
-    }
+    // Opening storage is SQLite work (a first start migrates): off the runtime's workers.
+    let dir = data.to_owned();
+    let (store, auth, hub) = tokio::task::spawn_blocking(move || open_storage(&dir, durability, insecure_no_auth))
+        .await
+        .map_err(|e| RelayError::Serve(std::io::Error::other(e)))??;
+    let config = RelayConfig::new(hub, auth);
+    let store = store.with_metrics(config.metrics.clone());
     let relay = Relay::start(store, config)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
@@ -155,6 +150,28 @@ pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: Relay
         None => relay.serve(listener, shutdown_signal()).await,
     }
     .map_err(RelayError::Serve)
+}
+
+/// The relay's documents, who may connect, and its identity, from its data directory.
+fn open_storage(
+    data: &Path,
+    durability: cairn::Durability,
+    insecure_no_auth: bool,
+) -> Result<(RelayStore, Auth, HubConfig), RelayError> {
+    let store = RelayStore::open(data, durability)?;
+    let auth = if insecure_no_auth {
+        Auth::InsecureNoAuth
+    } else {
+        let tokens = Tokens::open(&RelayStore::file_in(data))?;
+        if tokens.list()?.is_empty() {
+            tracing::warn!(
+                "no tokens yet, so nobody can connect: create one with `cairn relay token create --data {} --graph <name> --role write`",
+                data.display()
+            );
+        }
+        Auth::Tokens(tokens)
+    };
+    Ok((store, auth, hub_config_for(data)))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -84,7 +84,8 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
     let mut agents = Vec::new();
     for name in ["planner", "researcher", "writer"] {
         let options = OpenOptions::new(name.parse()?).durability(Durability::Normal);
-        let replica = Arc::new(Replica::open_with(dir.path().join(format!("{name}.db")), options)?);
+        let path = dir.path().join(format!("{name}.db"));
+        let replica = Arc::new(tokio::task::spawn_blocking(move || Replica::open_with(path, options)).await??);
         let client = Some(connect(&replica));
         agents.push(Agent { name, replica, client });
     }

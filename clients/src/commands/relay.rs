@@ -86,7 +86,7 @@ enum TokenCommand {
 pub(crate) async fn run(args: RelayArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(|| crate::options::data_dir().join("relay"));
     match args.command {
-        Some(RelayCommand::Token(t)) => tokens(&data, t),
+        Some(RelayCommand::Token(t)) => tokio::task::spawn_blocking(move || tokens(&data, t)).await?,
         None => {
             let durability = if args.fast_commits {
                 tracing::warn!("--fast-commits is deprecated: use --durability normal");
