@@ -118,22 +118,11 @@ impl DocLog {
         let mut guard = self.lock();
         let Inner { conn, cache } = &mut *guard;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let result = {
-            let mut txn = Txn::new(&tx, cache, false);
-            f(&mut txn)
-        };
-        match result {
-            Ok(out) => {
-                tx.commit()?;
-                Ok(out)
-            }
-            Err(e) => {
-                // A read changes no document, but a sync message may have moved a document's
-                // state half-way: start afresh from the file.
-                cache.clear();
-                Err(e)
-            }
-        }
+        // A read changes no document's content (it may load documents, or move a peer's sync
+        // state), so a failed read leaves the cache as true as it found it.
+        let out = f(&mut Txn::new(&tx, cache, false))?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: it holds the file's write lock from
