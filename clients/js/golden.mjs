@@ -5,13 +5,12 @@
 //   node golden.mjs <repo>/tests/fixtures/golden
 //
 // Exits 0 and prints "golden: ok" if everything matches; otherwise prints what differs and exits 1.
-import { createHash } from "node:crypto"
 import { readFileSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 import { isDeepStrictEqual } from "node:util"
 import * as A from "@automerge/automerge"
-import { stringifyAutomergeUrl } from "@automerge/automerge-repo"
 import { decode } from "cbor-x"
+import { SEP, docUrl } from "./schema.mjs"
 
 const [dir] = process.argv.slice(2)
 const failures = []
@@ -22,14 +21,6 @@ const show = (v) => JSON.stringify(v, null, 1)
 
 // ---- Graph documents ------------------------------------------------------------------------
 
-const sha256 = (s) => createHash("sha256").update(s, "utf8").digest()
-const docUrl = (label) => {
-  const id = new Uint8Array(sha256(label).subarray(0, 16))
-  id[6] = (id[6] & 0x0f) | 0x40
-  id[8] = (id[8] & 0x3f) | 0x80
-  return stringifyAutomergeUrl({ documentId: id })
-}
-const SEP = "\u001f"
 // Rust and SQLite order names by their UTF-8 bytes.
 const byBytes = (a, b) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
 // Records are JSON in immutable strings; ImmutableString, text objects and plain strings all read

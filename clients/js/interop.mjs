@@ -6,25 +6,15 @@
 // It joins the graph through the relay, prints every entity it finds as one JSON line
 // ({"entities": {...}}), then writes an entity "FromJS" (type "js-thing") with one observation,
 // waits until the relay holds the change, and exits 0. Any failure exits 1 with a message.
-import { createHash } from "node:crypto"
-import { ImmutableString, Repo, stringifyAutomergeUrl } from "@automerge/automerge-repo"
+import { ImmutableString, Repo } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"
+// Document ids, shards and key separator from docs/schema.md.
+import { SEP, docUrl, shardOf } from "./schema.mjs"
 
 const [wsUrl, graph, agent] = process.argv.slice(2)
 const die = (msg) => { console.error(`interop: ${msg}`); process.exit(1) }
 if (!wsUrl || !graph || !agent) die("usage: node interop.mjs WS_URL GRAPH AGENT")
 const deadline = setTimeout(() => die("timed out"), 30_000)
-
-// Document ids: the first 16 bytes of SHA-256 of a label, as a UUID (docs/schema.md).
-const sha256 = (s) => createHash("sha256").update(s, "utf8").digest()
-const docUrl = (label) => {
-  const id = new Uint8Array(sha256(label).subarray(0, 16))
-  id[6] = (id[6] & 0x0f) | 0x40
-  id[8] = (id[8] & 0x3f) | 0x80
-  return stringifyAutomergeUrl({ documentId: id })
-}
-const shardOf = (name) => Number(sha256(name).readBigUInt64BE(0) % 32n)
-const SEP = "\u001f"
 
 const adapter = new WebSocketClientAdapter(wsUrl, 500)
 const repo = new Repo({ network: [adapter] })

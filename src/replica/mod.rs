@@ -12,7 +12,7 @@ mod read;
 mod sync;
 mod write;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use automerge::ActorId;
@@ -64,7 +64,6 @@ pub struct Replica {
     graph: GraphName,
     agent: AgentName,
     docs: GraphDocs,
-    path: PathBuf,
     log: DocLog,
     /// What sync drivers report here, and who is told about new changes.
     link: Arc<Link>,
@@ -84,8 +83,7 @@ impl Replica {
     /// Opens a replica with explicit options. Every open writes under a fresh Automerge actor id,
     /// so two handles (or processes) never share one; the agent name goes into change metadata.
     pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Replica> {
-        let path = path.as_ref().to_owned();
-        let log = DocLog::open(&path, options.durability, ActorId::random())?;
+        let log = DocLog::open(path.as_ref(), options.durability, ActorId::random())?;
         let docs = GraphDocs::of(&options.graph);
         let graph = options.graph.clone();
         // Make sure every document of the graph exists, starting from its shared genesis. Looked
@@ -107,7 +105,7 @@ impl Replica {
                 Ok(())
             })?;
         }
-        Ok(Replica { graph: options.graph, agent: options.agent, docs, path, log, link: Arc::default() })
+        Ok(Replica { graph: options.graph, agent: options.agent, docs, log, link: Arc::default() })
     }
 
     /// The graph this replica holds.
@@ -122,7 +120,7 @@ impl Replica {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.log.path()
     }
 
     /// The graph's document ids.

@@ -46,6 +46,17 @@ pub enum Durability {
     Normal,
 }
 
+impl Durability {
+    /// The SQLite `synchronous` setting that gives this durability (to any SQLite file that
+    /// Cairn writes: a replica's, or the relay's).
+    pub fn sqlite_synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
 /// One replica file: its connection and the documents loaded from it, behind one lock.
 #[derive(Debug)]
 pub(crate) struct DocLog {
@@ -74,11 +85,7 @@ impl DocLog {
         conn.busy_timeout(Duration::from_secs(30))?;
         migrate::check_owner(&conn, path)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
-        let sync = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
         // Checkpoint the WAL every 4000 pages (16 MiB) instead of SQLite's 1000: one write in a
         // few hundred pays for a checkpoint instead of one in a few dozen, which took p99 write
         // latency at 10k entities from ~3.9 ms to ~1.2 ms (BENCHMARKS.md).
@@ -86,6 +93,11 @@ impl DocLog {
         migrate::run(&mut conn, path)?;
         let replica = meta::replica_id(&conn)?;
         Ok(DocLog { path: path.to_owned(), replica, inner: Mutex::new(Inner { conn, cache: DocCache::new(actor) }) })
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The id that versions issued by this file carry.

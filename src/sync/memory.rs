@@ -37,6 +37,16 @@ impl MemoryDocs {
     pub fn get_mut(&mut self, id: &DocId) -> Option<&mut Automerge> {
         self.docs.get_mut(id)
     }
+
+    /// A document to edit, created empty if not held (as a peer's first changes create it).
+    pub fn get_or_create(&mut self, id: &DocId) -> &mut Automerge {
+        self.docs.entry(*id).or_default()
+    }
+
+    /// Forgets a document.
+    pub fn remove(&mut self, id: &DocId) -> Option<Automerge> {
+        self.docs.remove(id)
+    }
 }
 
 impl SyncDocs for MemoryDocs {
@@ -53,7 +63,7 @@ impl SyncDocs for MemoryDocs {
     }
 
     fn receive(&mut self, doc: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
-        let d = self.docs.entry(*doc).or_default();
+        let d = self.get_or_create(doc);
         let before = d.get_heads();
         d.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
         Ok(d.get_changes(&before).len())

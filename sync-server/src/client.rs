@@ -151,8 +151,10 @@ impl SyncClient {
         let announced = self.remote.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let read_only = self.is_read_only();
         let connected = self.is_connected();
-        let docs = ReplicaDocs::new(self.replica.clone());
-        crate::off_runtime(&self.replica, move || pending(&docs, &announced, connected, read_only)).await
+        crate::off_runtime(&self.replica, move |r| {
+            pending(ReplicaDocs::new(r.clone()), &announced, connected, read_only)
+        })
+        .await
     }
 
     /// Waits (up to `timeout`) until this replica and the other side hold the same heads for
@@ -218,14 +220,14 @@ pub struct Pending {
 
 /// What the other side lacks, given what it announced (blocking: it reads the replica).
 fn pending(
-    docs: &ReplicaDocs,
+    mut docs: ReplicaDocs,
     announced: &std::collections::BTreeMap<DocId, Vec<cairn::automerge::ChangeHash>>,
     connected: bool,
     read_only: bool,
 ) -> cairn::Result<Pending> {
     let mut out = Pending { changes: 0, settled: connected, read_only };
-    let mut sync_docs = docs.clone();
-    for (doc, _) in docs.replica().docs().all() {
+    let replica = docs.replica().clone();
+    for (doc, _) in replica.docs().all() {
         let Some(theirs) = announced.get(&doc) else {
             out.changes += docs.missing_from(doc, &[])?;
             out.settled = false;
@@ -234,9 +236,9 @@ fn pending(
         out.changes += docs.missing_from(doc, theirs)?;
         if read_only {
             // Nothing can be pushed: settled once everything is pulled.
-            out.settled &= cairn::sync::SyncDocs::has_all(&mut sync_docs, &doc, theirs)?;
+            out.settled &= cairn::sync::SyncDocs::has_all(&mut docs, &doc, theirs)?;
         } else {
-            let mut mine = cairn::sync::SyncDocs::heads(&mut sync_docs, &doc)?;
+            let mut mine = cairn::sync::SyncDocs::heads(&mut docs, &doc)?;
             let mut theirs = theirs.clone();
             mine.sort();
             theirs.sort();
@@ -403,14 +405,14 @@ fn attach(replica: &Arc<Replica>) -> Driver {
 
 /// Runs one driver step on tokio's blocking pool (it does SQLite work). A step that panics (a
 /// bug) takes its driver with it, which detaches; the next step attaches a fresh one.
-async fn step(
+async fn step<T: Send + 'static>(
     driver: &mut Option<Driver>,
     replica: &Arc<Replica>,
-    f: impl FnOnce(&mut Driver, cairn::Millis) -> cairn::Result<Vec<Effect>> + Send + 'static,
-) -> Result<(Vec<Effect>, cairn::LogPosition), String> {
+    f: impl FnOnce(&mut Driver, cairn::Millis) -> cairn::Result<T> + Send + 'static,
+) -> Result<T, String> {
     let mut d = driver.take().unwrap_or_else(|| attach(replica));
     let joined = tokio::task::spawn_blocking(move || {
-        let result = f(&mut d, now_millis()).and_then(|effects| Ok((effects, d.docs().log_position()?)));
+        let result = f(&mut d, now_millis());
         (d, result)
     })
     .await;
@@ -452,11 +454,22 @@ async fn session(
     loop {
         if let Some(i) = input.take() {
             let last = seen;
-            let result = step(driver, replica, move |d, now| match (i, last) {
-                (Input::Tick, Some(last)) if d.docs().log_position()? != last => {
-                    d.handle(now, Input::LocalChange(None))
+            // One read of the log position per step: after a received message (what it brought
+            // is logged, and is not this side's to offer), before anything else (which logs
+            // nothing; a tick that finds the file moved offers what is new).
+            let result = step(driver, replica, move |d, now| match i {
+                Input::Received(_) => {
+                    let effects = d.handle(now, i)?;
+                    Ok((effects, d.docs().log_position()?))
                 }
-                (i, _) => d.handle(now, i),
+                i => {
+                    let position = d.docs().log_position()?;
+                    let i = match i {
+                        Input::Tick if last.is_some_and(|l| l != position) => Input::LocalChange(None),
+                        i => i,
+                    };
+                    Ok((d.handle(now, i)?, position))
+                }
             })
             .await;
             let effects = match result {

@@ -208,13 +208,10 @@ pub async fn wait_for_change(
     let notify = Arc::new(tokio::sync::Notify::new());
     let waker = notify.clone();
     let _subscription = replica.subscribe(move |_| waker.notify_one());
-    let docs = cairn::sync::ReplicaDocs::new(replica.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let d = docs.clone();
-        if off_runtime(replica, move || d.log_position()).await? > since.seq()
-            || tokio::time::Instant::now() >= deadline
-        {
+        let position = off_runtime(replica, |r| cairn::sync::ReplicaDocs::new(r.clone()).log_position()).await?;
+        if position > since.seq() || tokio::time::Instant::now() >= deadline {
             break;
         }
         // Other processes' writes wake nothing here: look at the file again every 25 ms.
@@ -224,17 +221,17 @@ pub async fn wait_for_change(
             _ = tokio::time::sleep_until(poll.min(deadline)) => {}
         }
     }
-    let r = replica.clone();
-    off_runtime(replica, move || r.changes_since(since, usize::MAX)).await
+    off_runtime(replica, move |r| r.changes_since(since, usize::MAX)).await
 }
 
-/// Runs blocking replica work on tokio's blocking pool (ARCHITECTURE.md: no SQLite on a runtime
-/// worker thread). A panic in `f` is reported as an error of the replica's file.
-pub(crate) async fn off_runtime<T: Send + 'static>(
-    replica: &cairn::Replica,
-    f: impl FnOnce() -> cairn::Result<T> + Send + 'static,
+/// Runs `f` on `replica` on tokio's blocking pool, so that its SQLite work never holds up a
+/// runtime worker (ARCHITECTURE.md). A panic in `f` is reported as an error of the replica's file.
+pub async fn off_runtime<T: Send + 'static>(
+    replica: &Arc<cairn::Replica>,
+    f: impl FnOnce(&Arc<cairn::Replica>) -> cairn::Result<T> + Send + 'static,
 ) -> cairn::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| cairn::Error::Io {
+    let r = replica.clone();
+    tokio::task::spawn_blocking(move || f(&r)).await.map_err(|e| cairn::Error::Io {
         path: replica.path().to_owned(),
         source: std::io::Error::other(e.to_string()),
     })?

@@ -31,8 +31,7 @@ fn observe(entity: &str, text: &str) -> Op {
 }
 
 async fn write(agent: &Agent, ops: Vec<Op>) -> Result<cairn::Receipt> {
-    let r = agent.replica.clone();
-    Ok(tokio::task::spawn_blocking(move || r.write(&ops)).await??)
+    on(&agent.replica, move |r| r.write(&ops)).await
 }
 
 /// Replica work on tokio's blocking pool: the relay and the sync clients share this runtime.
@@ -40,8 +39,7 @@ async fn on<T: Send + 'static>(
     replica: &Arc<Replica>,
     f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
 ) -> Result<T> {
-    let r = replica.clone();
-    Ok(tokio::task::spawn_blocking(move || f(&r)).await??)
+    Ok(cairn_sync::off_runtime(replica, move |r| f(r)).await?)
 }
 
 /// Waits until `ok` holds, asking it on the blocking pool (it may read replicas).
@@ -222,11 +220,10 @@ pub(crate) async fn run(json_out: bool) -> Result<()> {
             .is_ok_and(|r| r.data.entities.iter().any(|e| e.observations.iter().any(|o| o.text == "moved to April")))
     })
     .await?;
-    let writer = agents[2].replica.clone();
-    let attempt = tokio::task::spawn_blocking(move || {
-        writer.write_if(&[observe("Launch", "announce on March 1")], stale, &["Launch".into()])
+    let attempt = cairn_sync::off_runtime(&agents[2].replica, move |r| {
+        r.write_if(&[observe("Launch", "announce on March 1")], stale, &["Launch".into()])
     })
-    .await?;
+    .await;
     let refused = match attempt {
         Err(Error::Conflict { changes, .. }) => {
             for c in &changes {

@@ -282,8 +282,7 @@ impl MemoryServer {
         replica: &Arc<Replica>,
         f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
     ) -> Result<T, ToolError> {
-        let replica = replica.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&replica)).await.map_err(|e| ToolError(e.to_string()))??)
+        Ok(cairn_sync::off_runtime(replica, move |r| f(r)).await?)
     }
 
     async fn write(replica: &Arc<Replica>, ops: Vec<Op>, expect: Option<String>) -> Result<Receipt, ToolError> {

@@ -4,7 +4,9 @@ use automerge::ChangeHash;
 use minicbor::Encoder;
 
 use super::{Message, PROTOCOL_VERSION};
-use crate::ids::StorageId;
+use crate::ids::{PeerId, StorageId};
+
+type Encoded = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
 
 pub(super) fn encode_head(h: &ChangeHash) -> String {
     bs58::encode(h.0).with_check().into_string()
@@ -19,12 +21,8 @@ impl Message {
         e.into_writer()
     }
 
-    fn encode_into(&self, e: &mut Encoder<Vec<u8>>) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
-        fn metadata(
-            e: &mut Encoder<Vec<u8>>,
-            storage_id: &Option<StorageId>,
-            ephemeral: bool,
-        ) -> Result<(), minicbor::encode::Error<std::convert::Infallible>> {
+    fn encode_into(&self, e: &mut Encoder<Vec<u8>>) -> Encoded {
+        fn metadata(e: &mut Encoder<Vec<u8>>, storage_id: &Option<StorageId>, ephemeral: bool) -> Encoded {
             e.str("peerMetadata")?;
             match storage_id {
                 Some(s) => e.map(2)?.str("storageId")?.str(s.as_str())?,
@@ -34,6 +32,13 @@ impl Message {
             Ok(())
         }
         let kind = self.kind();
+        // The map header of a message addressed from `sender` to `target`, with `fields` entries
+        // in all, and its first three: the type, the sender, the target.
+        let addressed = |e: &mut Encoder<Vec<u8>>, fields: u64, sender: &PeerId, target: &PeerId| -> Encoded {
+            e.map(fields)?.str("type")?.str(kind)?.str("senderId")?.str(sender.as_str())?;
+            e.str("targetId")?.str(target.as_str())?;
+            Ok(())
+        };
         match self {
             Message::Join { sender, storage_id, ephemeral, versions } => {
                 e.map(4)?.str("type")?.str(kind)?.str("senderId")?.str(sender.as_str())?;
@@ -45,13 +50,7 @@ impl Message {
                 }
             }
             Message::Peer { sender, target, storage_id, ephemeral, version } => {
-                e.map(5)?
-                    .str("type")?
-                    .str(kind)?
-                    .str("senderId")?
-                    .str(sender.as_str())?
-                    .str("targetId")?
-                    .str(target.as_str())?;
+                addressed(e, 5, sender, target)?;
                 metadata(e, storage_id, *ephemeral)?;
                 e.str("selectedProtocolVersion")?.str(version)?;
             }
@@ -69,33 +68,15 @@ impl Message {
                 e.map(2)?.str("type")?.str(kind)?.str("senderId")?.str(sender.as_str())?;
             }
             Message::Request { sender, target, doc, data } | Message::Sync { sender, target, doc, data } => {
-                e.map(5)?
-                    .str("type")?
-                    .str(kind)?
-                    .str("senderId")?
-                    .str(sender.as_str())?
-                    .str("targetId")?
-                    .str(target.as_str())?;
+                addressed(e, 5, sender, target)?;
                 e.str("documentId")?.str(&doc.to_string())?.str("data")?.bytes(data)?;
             }
             Message::DocUnavailable { sender, target, doc } => {
-                e.map(4)?
-                    .str("type")?
-                    .str(kind)?
-                    .str("senderId")?
-                    .str(sender.as_str())?
-                    .str("targetId")?
-                    .str(target.as_str())?;
+                addressed(e, 4, sender, target)?;
                 e.str("documentId")?.str(&doc.to_string())?;
             }
             Message::Ephemeral { sender, target, doc, count, session, data } => {
-                e.map(7)?
-                    .str("type")?
-                    .str(kind)?
-                    .str("senderId")?
-                    .str(sender.as_str())?
-                    .str("targetId")?
-                    .str(target.as_str())?;
+                addressed(e, 7, sender, target)?;
                 e.str("documentId")?.str(&doc.to_string())?.str("count")?;
                 // cbor-x decodes integers past 32 bits as BigInt; send those as floats like it does.
                 match u32::try_from(*count) {
@@ -105,13 +86,7 @@ impl Message {
                 e.str("sessionId")?.str(session)?.str("data")?.bytes(data)?;
             }
             Message::RemoteSubscriptionChange { sender, target, add, remove } => {
-                e.map(5)?
-                    .str("type")?
-                    .str(kind)?
-                    .str("senderId")?
-                    .str(sender.as_str())?
-                    .str("targetId")?
-                    .str(target.as_str())?;
+                addressed(e, 5, sender, target)?;
                 for (field, ids) in [("add", add), ("remove", remove)] {
                     e.str(field)?.array(ids.len() as u64)?;
                     for id in ids {
@@ -120,13 +95,7 @@ impl Message {
                 }
             }
             Message::RemoteHeadsChanged { sender, target, doc, new_heads } => {
-                e.map(5)?
-                    .str("type")?
-                    .str(kind)?
-                    .str("senderId")?
-                    .str(sender.as_str())?
-                    .str("targetId")?
-                    .str(target.as_str())?;
+                addressed(e, 5, sender, target)?;
                 e.str("documentId")?.str(&doc.to_string())?.str("newHeads")?.map(new_heads.len() as u64)?;
                 for h in new_heads {
                     e.str(h.storage_id.as_str())?.map(2)?.str("heads")?.array(h.heads.len() as u64)?;

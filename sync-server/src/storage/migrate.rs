@@ -36,6 +36,14 @@ pub(super) enum SchemaError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// A failure of the first read of `path`: a file that is not SQLite at all is not a relay file.
+pub(super) fn not_sqlite(path: &Path, e: rusqlite::Error) -> SchemaError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => SchemaError::NotRelay(path.to_owned()),
+        _ => SchemaError::Sqlite(e),
+    }
+}
+
 /// Brings the file to the current schema: a new file gets every migration; a relay file from
 /// before the relay had a schema of its own (a replica file whose graph tables are empty) is
 /// converted in place, keeping its documents and tokens.
@@ -47,12 +55,8 @@ pub(super) fn run(conn: &mut Connection, path: &Path) -> Result<(), SchemaError>
             conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
         ))
     };
-    let not_relay = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase) => SchemaError::NotRelay(path.to_owned()),
-        _ => SchemaError::Sqlite(e),
-    };
     // A current file needs no write lock (the token commands open it while the relay runs).
-    if read(conn).map_err(not_relay)? == (APPLICATION_ID, supported) {
+    if read(conn)? == (APPLICATION_ID, supported) {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -57,9 +57,3 @@ impl From<rusqlite::Error> for StorageError {
         StorageError(Box::new(e))
     }
 }
-
-impl From<StorageError> for cairn::Error {
-    fn from(e: StorageError) -> Self {
-        cairn::Error::Storage(e.0)
-    }
-}

@@ -6,14 +6,13 @@
 //! (`cairn relay token ...`) write the same file from another process, through
 //! [`SqliteTokens`], which reads the file afresh on every call.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn::automerge::sync::{self, SyncDoc};
-use cairn::automerge::{Automerge, Change, ChangeHash, ReadDoc};
-use cairn::sync::SyncDocs;
+use cairn::automerge::{Automerge, Change, ChangeHash};
+use cairn::sync::{MemoryDocs, SyncDocs};
 use cairn::{DocId, Durability, Error, Millis, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -29,15 +28,9 @@ fn open_file(path: &Path, durability: Durability) -> Result<Connection, SchemaEr
     // The token commands and the relay share the file: wait for the other's short
     // transaction instead of failing.
     conn.busy_timeout(Duration::from_secs(10))?;
-    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase) => SchemaError::NotRelay(path.to_owned()),
-        _ => SchemaError::Sqlite(e),
-    })?;
-    let sync = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
+    // The first read of the file: where a file that is not SQLite at all is told apart.
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| migrate::not_sqlite(path, e))?;
+    conn.pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
     // As a replica's file: a checkpoint every 16 MiB of log rather than every 4 MiB, so that
     // fewer writes pay for one.
     conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
@@ -57,7 +50,9 @@ fn corrupt(doc: &DocId, reason: impl std::fmt::Display) -> Error {
 #[derive(Debug)]
 pub struct RelayStore {
     conn: Connection,
-    docs: HashMap<DocId, Automerge>,
+    /// The documents read from the file so far. The relay is its file's only writer of
+    /// documents, so once read they stay current; every sync step but logging is theirs.
+    loaded: MemoryDocs,
     metrics: Option<Arc<crate::Metrics>>,
 }
 
@@ -71,7 +66,7 @@ impl RelayStore {
     pub fn open(dir: &Path, durability: Durability) -> Result<RelayStore> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         let conn = open_file(&Self::file_in(dir), durability).map_err(schema_error)?;
-        Ok(RelayStore { conn, docs: HashMap::new(), metrics: None })
+        Ok(RelayStore { conn, loaded: MemoryDocs::new(), metrics: None })
     }
 
     /// Counts storage writes and their latency into `metrics`.
@@ -80,24 +75,27 @@ impl RelayStore {
         self
     }
 
-    /// The document, loaded from the file on first use; `None` if the file has nothing of it.
-    fn doc(&mut self, id: &DocId) -> Result<Option<&mut Automerge>> {
-        if !self.docs.contains_key(id) {
-            let Some(doc) = load(&self.conn, id)? else { return Ok(None) };
-            self.docs.insert(*id, doc);
+    /// Reads document `id` from the file into memory, the first time it is asked for (if the
+    /// file has anything of it).
+    fn load(&mut self, id: &DocId) -> Result<()> {
+        if self.loaded.get(id).is_none() {
+            if let Some(doc) = load(&self.conn, id)? {
+                self.loaded.insert(*id, doc);
+            }
         }
-        Ok(self.docs.get_mut(id))
+        Ok(())
     }
 
     /// Applies `message` to the document (new if needed) and logs what it brought, in one
     /// transaction.
     fn receive_and_log(&mut self, id: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if !self.docs.contains_key(id) {
-            let doc = load(&tx, id)?.unwrap_or_default();
-            self.docs.insert(*id, doc);
+        if self.loaded.get(id).is_none() {
+            if let Some(doc) = load(&tx, id)? {
+                self.loaded.insert(*id, doc);
+            }
         }
-        let doc = self.docs.get_mut(id).ok_or_else(|| corrupt(id, "a document just loaded is missing"))?;
+        let doc = self.loaded.get_or_create(id);
         let before = doc.get_heads();
         doc.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
         let applied = doc.get_changes(&before);
@@ -111,31 +109,27 @@ impl RelayStore {
 
 impl SyncDocs for RelayStore {
     fn exists(&mut self, doc: &DocId) -> Result<bool> {
-        Ok(self.doc(doc)?.is_some_and(|d| !d.get_heads().is_empty()))
+        self.load(doc)?;
+        self.loaded.exists(doc)
     }
 
     fn generate(&mut self, doc: &DocId, state: &mut sync::State) -> Result<Option<sync::Message>> {
-        Ok(match self.doc(doc)? {
-            Some(d) => d.generate_sync_message(state),
-            // A document the relay has never seen: say so with an empty document's message.
-            None => Automerge::new().generate_sync_message(state),
-        })
+        self.load(doc)?;
+        self.loaded.generate(doc, state)
     }
 
     fn receive(&mut self, doc: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
         // A message without changes (an acknowledgement, a bloom filter) changes only the sync
         // state: no write transaction for it.
-        if message.changes.is_empty() {
-            if let Some(d) = self.doc(doc)? {
-                d.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
-                return Ok(0);
-            }
+        self.load(doc)?;
+        if message.changes.is_empty() && self.loaded.get(doc).is_some() {
+            return self.loaded.receive(doc, state, message);
         }
         let started = std::time::Instant::now();
         let result = self.receive_and_log(doc, state, message);
         if result.is_err() {
-            // The document may hold changes the file rolled back: reload it from the file.
-            self.docs.remove(doc);
+            // The document may hold changes the file rolled back: read it again from the file.
+            self.loaded.remove(doc);
         }
         if let Some(m) = &self.metrics {
             crate::Metrics::add(&m.storage_writes, 1);
@@ -145,14 +139,13 @@ impl SyncDocs for RelayStore {
     }
 
     fn has_all(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<bool> {
-        Ok(match self.doc(doc)? {
-            Some(d) => heads.iter().all(|h| d.get_change_by_hash(h).is_some()),
-            None => heads.is_empty(),
-        })
+        self.load(doc)?;
+        self.loaded.has_all(doc, heads)
     }
 
     fn heads(&mut self, doc: &DocId) -> Result<Vec<ChangeHash>> {
-        Ok(self.doc(doc)?.map(|d| d.get_heads()).unwrap_or_default())
+        self.load(doc)?;
+        self.loaded.heads(doc)
     }
 }
 
