@@ -44,6 +44,10 @@ pub enum Error {
     /// Bytes offered as Automerge changes (an import, a sync message) do not decode.
     #[error("corrupt change data: {0}; nothing was imported")]
     CorruptChange(String),
+    /// A change from outside breaks the schema (`docs/schema.md`, "What a change may do");
+    /// nothing it came with was stored.
+    #[error("{0}; nothing it came with was stored")]
+    Refused(#[from] crate::integrity::Violation),
     /// Stored data failed to load: the database is damaged.
     #[error("stored document {doc} is damaged: {reason}; restore the file from a backup or re-sync it from a relay")]
     CorruptStore {

@@ -63,6 +63,7 @@ mod error;
 mod exchange;
 mod freshness;
 mod ids;
+pub mod integrity;
 mod link;
 mod model;
 mod names;

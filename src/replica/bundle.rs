@@ -55,11 +55,12 @@ impl Replica {
     }
 
     /// Merges a bundle from [`Replica::export_since`]. The bundle is checked whole before anything
-    /// is written: a corrupt change, or a document of another graph, refuses it all.
+    /// is written: a corrupt change, a document of another graph, or a change that breaks the
+    /// schema ([`Error::Refused`]) refuses it all.
     pub fn import(&self, bundle: &[u8]) -> Result<ImportReport> {
         let bundle = Bundle::decode(bundle)?;
-        for (id, _) in &bundle.docs {
-            self.own_doc(id)?;
+        for (id, changes) in &bundle.docs {
+            self.admit(id, changes)?;
         }
         self.apply_to_docs(bundle.docs)
     }

@@ -19,6 +19,7 @@ use automerge::ActorId;
 
 use crate::error::{Error, Result};
 use crate::ids::{DocId, LogPosition, Version};
+use crate::integrity::DocRules;
 use crate::link::Link;
 use crate::model::Millis;
 use crate::names::{AgentName, GraphName};
@@ -67,6 +68,9 @@ pub struct Replica {
     log: DocLog,
     /// What sync drivers report here, and who is told about new changes.
     link: Arc<Link>,
+    /// The schema check's rules for each document, root first; built on first use, since only
+    /// changes from outside need them.
+    rules: std::sync::OnceLock<Vec<DocRules>>,
 }
 
 /// The wall clock, in milliseconds since the Unix epoch.
@@ -105,7 +109,14 @@ impl Replica {
                 Ok(())
             })?;
         }
-        Ok(Replica { graph: options.graph, agent: options.agent, docs, log, link: Arc::default() })
+        Ok(Replica {
+            graph: options.graph,
+            agent: options.agent,
+            docs,
+            log,
+            link: Arc::default(),
+            rules: std::sync::OnceLock::new(),
+        })
     }
 
     /// The graph this replica holds.
@@ -154,11 +165,21 @@ impl Replica {
     }
 
     /// A document named by a peer or a bundle, refused unless it belongs to this graph.
-    fn own_doc(&self, doc: &DocId) -> Result<()> {
-        match self.docs.kind_of(doc) {
-            Some(_) => Ok(()),
-            None => Err(Error::CorruptChange(format!("document {doc} does not belong to graph {}", self.graph))),
-        }
+    /// The schema check for one of this graph's documents; a document of another graph is
+    /// refused.
+    pub(crate) fn rules_for(&self, doc: &DocId) -> Result<&DocRules> {
+        let all = self.rules.get_or_init(|| {
+            // Every id of `docs` is one of the graph's documents, so `DocRules::new` finds each.
+            self.docs.all().filter_map(|(id, _)| DocRules::new(&self.graph, id)).collect()
+        });
+        all.iter()
+            .find(|r| r.doc() == *doc)
+            .ok_or_else(|| Error::CorruptChange(format!("document {doc} does not belong to graph {}", self.graph)))
+    }
+
+    /// Checks changes from outside for `doc` against the schema before anything stores them.
+    fn admit(&self, doc: &DocId, changes: &[automerge::Change]) -> Result<()> {
+        Ok(self.rules_for(doc)?.check_all(changes)?)
     }
 }
 

@@ -21,14 +21,17 @@ impl Replica {
     }
 
     /// Applies a peer's sync message to `doc`, logging and indexing whatever it brought in one
-    /// transaction. Returns how many changes became applied.
+    /// transaction. Returns how many changes became applied. Changes that do not decode, or
+    /// break the schema, refuse the whole message before anything is applied.
     pub(crate) fn receive_sync_message(
         &self,
         doc: DocId,
         state: &mut sync::State,
         message: sync::Message,
     ) -> Result<usize> {
-        self.own_doc(&doc)?;
+        let changes = crate::sync::decode_changes(&message, crate::sync::DEFAULT_MAX_INFLATED_BYTES)
+            .map_err(|e| Error::CorruptChange(e.to_string()))?;
+        self.admit(&doc, &changes)?;
         let invalid = |e: automerge::AutomergeError| Error::CorruptChange(e.to_string());
         if message.changes.is_empty() {
             // An acknowledgement or a summary: it moves only the sync state, not the document.

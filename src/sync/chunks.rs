@@ -36,6 +36,19 @@ pub enum ChunkError {
         /// The budget, in bytes.
         limit: u64,
     },
+    /// The chunk claims far more operations than its size allows: run-length encoding lets a
+    /// few bytes claim millions of rows, each of which costs decoding and applying time.
+    #[error(
+        "refused: rule \"ops\": a {bytes}-byte chunk claims {rows} operations; at most {limit} fit a chunk that size ({ROWS_PER_BYTE} per byte plus {ROWS_BASE})"
+    )]
+    TooManyOps {
+        /// The chunk's size on the wire.
+        bytes: usize,
+        /// The rows it claims.
+        rows: u64,
+        /// The most it may claim.
+        limit: u64,
+    },
     /// The chunk is well framed but Automerge cannot decode it.
     #[error("undecodable changes ({0})")]
     Undecodable(String),
@@ -49,14 +62,19 @@ struct Chunk<'a> {
 }
 
 /// Checks every chunk of `entries`: first that all of them together inflate to at most `limit`
-/// bytes, then that Automerge decodes each one.
-pub(crate) fn check(entries: &[&[u8]], limit: u64) -> Result<(), ChunkError> {
+/// bytes and claim no more rows than their size allows, then that Automerge decodes each one;
+/// returns the changes they hold, in order.
+pub(crate) fn decode_all(entries: &[&[u8]], limit: u64) -> Result<Vec<automerge::Change>, ChunkError> {
     let chunks: Vec<Chunk<'_>> = entries.iter().flat_map(|entry| split(entry)).collect::<Result<_, _>>()?;
     let mut budget = Budget { left: limit, limit };
     for chunk in &chunks {
         budget.charge(chunk)?;
     }
-    chunks.iter().try_for_each(decode)
+    let mut changes = Vec::new();
+    for chunk in &chunks {
+        changes.extend(decode(chunk)?);
+    }
+    Ok(changes)
 }
 
 /// The chunks laid end to end in `bytes`.
@@ -85,17 +103,19 @@ fn split(bytes: &[u8]) -> impl Iterator<Item = Result<Chunk<'_>, ChunkError>> {
     })
 }
 
-/// Whether Automerge decodes the chunk on its own (a change does not need its dependencies).
-fn decode(chunk: &Chunk<'_>) -> Result<(), ChunkError> {
+/// Decodes one chunk on its own (a change does not need its dependencies) into its changes.
+fn decode(chunk: &Chunk<'_>) -> Result<Vec<automerge::Change>, ChunkError> {
     let undecodable = |e: &dyn std::fmt::Display| ChunkError::Undecodable(e.to_string());
     match chunk.kind {
         CHANGE | COMPRESSED_CHANGE => {
-            automerge::Change::from_bytes(chunk.bytes.to_vec()).map(drop).map_err(|e| undecodable(&e))
+            automerge::Change::from_bytes(chunk.bytes.to_vec()).map(|c| vec![c]).map_err(|e| undecodable(&e))
         }
         BUNDLE => automerge::Bundle::try_from(chunk.bytes)
             .map_err(|e| undecodable(&e))
-            .and_then(|b| b.to_changes().map(drop).map_err(|e| undecodable(&e))),
-        DOCUMENT => automerge::Automerge::load(chunk.bytes).map(drop).map_err(|e| undecodable(&e)),
+            .and_then(|b| b.to_changes().map_err(|e| undecodable(&e))),
+        DOCUMENT => {
+            automerge::Automerge::load(chunk.bytes).map(|doc| doc.get_changes(&[])).map_err(|e| undecodable(&e))
+        }
         _ => Err(ChunkError::Malformed("unknown chunk type")),
     }
 }
@@ -104,6 +124,15 @@ fn decode(chunk: &Chunk<'_>) -> Result<(), ChunkError> {
 /// run-length encoded column can claim millions of rows in a few bytes, and Automerge decodes
 /// (and allocates) every one of them.
 const ROW_COST: u64 = 64;
+
+/// How many rows a chunk may claim: [`ROWS_BASE`] plus [`ROWS_PER_BYTE`] per byte of the chunk
+/// as sent. Every operation Cairn writes carries a key of its own and most a record, so even
+/// compressed an honest change takes well over a byte per operation (the differential tests run
+/// Cairn's own writes through this); a change that claims more is a few bytes of run-length
+/// encoding asking for seconds of work.
+pub(crate) const ROWS_PER_BYTE: u64 = 16;
+/// See [`ROWS_PER_BYTE`].
+pub(crate) const ROWS_BASE: u64 = 1024;
 
 /// Column types (the low three bits of a column specification).
 mod column {
@@ -144,6 +173,16 @@ impl Budget {
         if chunk.kind != COMPRESSED_CHANGE {
             self.spend(chunk.body.len() as u64)?;
         }
+        let rows = self.rows(chunk)?;
+        let limit = ROWS_BASE.saturating_add(ROWS_PER_BYTE.saturating_mul(chunk.bytes.len() as u64));
+        if rows > limit {
+            return Err(ChunkError::TooManyOps { bytes: chunk.bytes.len(), rows, limit });
+        }
+        Ok(())
+    }
+
+    /// Spends what a chunk's compressed parts inflate to, and returns the rows it claims.
+    fn rows(&mut self, chunk: &Chunk<'_>) -> Result<u64, ChunkError> {
         match chunk.kind {
             CHANGE => self.change_rows(chunk.body),
             COMPRESSED_CHANGE => {
@@ -156,17 +195,16 @@ impl Budget {
                 b.hashes()?;
                 let changes = b.columns()?;
                 let ops = b.columns()?;
-                self.columns(&mut b, &changes)?;
-                self.columns(&mut b, &ops)
+                Ok(self.columns(&mut b, &changes)?.saturating_add(self.columns(&mut b, &ops)?))
             }
             BUNDLE => {
                 let mut b = Reader(chunk.body);
                 b.hashes()?;
                 b.actors()?;
                 let changes = b.columns()?;
-                self.columns(&mut b, &changes)?;
+                let change_rows = self.columns(&mut b, &changes)?;
                 let ops = b.columns()?;
-                self.columns(&mut b, &ops)
+                Ok(change_rows.saturating_add(self.columns(&mut b, &ops)?))
             }
             _ => Err(ChunkError::Malformed("unknown chunk type")),
         }
@@ -174,7 +212,7 @@ impl Budget {
 
     /// Charges the rows of a change's operation columns (a change is compressed whole, if at
     /// all, never column by column).
-    fn change_rows(&mut self, body: &[u8]) -> Result<(), ChunkError> {
+    fn change_rows(&mut self, body: &[u8]) -> Result<u64, ChunkError> {
         let mut b = Reader(body);
         b.hashes()?; // dependencies
         let len = b.count()?;
@@ -190,8 +228,8 @@ impl Budget {
     }
 
     /// Spends what the columns' compressed data inflates to, and their rows (the most any
-    /// column holds).
-    fn columns(&mut self, b: &mut Reader<'_>, columns: &[(u32, usize)]) -> Result<(), ChunkError> {
+    /// column holds), which it returns.
+    fn columns(&mut self, b: &mut Reader<'_>, columns: &[(u32, usize)]) -> Result<u64, ChunkError> {
         let mut rows = 0;
         for &(spec, len) in columns {
             let data = b.take(len)?;
@@ -202,7 +240,8 @@ impl Budget {
             };
             rows = rows.max(n);
         }
-        self.spend(rows.saturating_mul(ROW_COST))
+        self.spend(rows.saturating_mul(ROW_COST))?;
+        Ok(rows)
     }
 }
 
@@ -325,6 +364,10 @@ mod tests {
     use automerge::transaction::Transactable;
 
     use super::*;
+
+    fn check(entries: &[&[u8]], limit: u64) -> Result<(), ChunkError> {
+        decode_all(entries, limit).map(drop)
+    }
 
     /// A document with a long text, so that saving it compresses columns.
     fn big_document() -> automerge::Automerge {
@@ -483,14 +526,24 @@ mod sync_messages {
             if let Some(m) = a.generate_sync_message(&mut sa) {
                 quiet = false;
                 for c in m.changes.iter() {
-                    assert_eq!(super::check(&[c], 1 << 30), Ok(()), "chunk type {}", c.get(8).copied().unwrap_or(255));
+                    assert_eq!(
+                        super::decode_all(&[c], 1 << 30).map(drop),
+                        Ok(()),
+                        "chunk type {}",
+                        c.get(8).copied().unwrap_or(255)
+                    );
                 }
                 b.receive_sync_message(&mut sb, m).unwrap();
             }
             if let Some(m) = b.generate_sync_message(&mut sb) {
                 quiet = false;
                 for c in m.changes.iter() {
-                    assert_eq!(super::check(&[c], 1 << 30), Ok(()), "chunk type {}", c.get(8).copied().unwrap_or(255));
+                    assert_eq!(
+                        super::decode_all(&[c], 1 << 30).map(drop),
+                        Ok(()),
+                        "chunk type {}",
+                        c.get(8).copied().unwrap_or(255)
+                    );
                 }
                 a.receive_sync_message(&mut sa, m).unwrap();
             }

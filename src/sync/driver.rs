@@ -75,6 +75,10 @@ impl SyncDocs for ReplicaDocs {
     fn heads(&mut self, doc: &DocId) -> Result<Vec<ChangeHash>> {
         self.replica.doc_heads(*doc)
     }
+
+    fn rules(&mut self, doc: &DocId) -> Result<Option<crate::integrity::DocRules>> {
+        Ok(self.replica.rules_for(doc).ok().cloned())
+    }
 }
 
 /// A sync driver's session on a replica, and the only writer of its freshness. Sans-IO like the

@@ -79,4 +79,8 @@ impl SyncDocs for MemoryDocs {
     fn heads(&mut self, doc: &DocId) -> Result<Vec<ChangeHash>> {
         Ok(self.docs.get(doc).map(|d| d.get_heads()).unwrap_or_default())
     }
+
+    fn rules(&mut self, doc: &DocId) -> Result<Option<crate::integrity::DocRules>> {
+        Ok(self.docs.get(doc).and_then(|d| crate::integrity::DocRules::of_document(*doc, d)))
+    }
 }

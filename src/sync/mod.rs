@@ -32,12 +32,18 @@ pub trait SyncDocs {
     /// The next sync message for a peer, or `None` if there is nothing to say.
     fn generate(&mut self, doc: &DocId, state: &mut sync::State) -> Result<Option<sync::Message>>;
     /// Applies a peer's sync message (creating the document if needed), persisting what it
-    /// brought before returning; returns how many changes became applied.
+    /// brought before returning; returns how many changes became applied. A replica checks the
+    /// changes first ([`crate::Error::CorruptChange`], [`crate::Error::Refused`]); storage that
+    /// only relays (the relay's, [`MemoryDocs`]) leaves that to its caller, which knows who sent
+    /// them.
     fn receive(&mut self, doc: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize>;
     /// Whether every change in `heads` is here.
     fn has_all(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<bool>;
     /// The document's current heads (empty if it does not exist).
     fn heads(&mut self, doc: &DocId) -> Result<Vec<ChangeHash>>;
+    /// The schema check's rules for a document held here, if this side knows which graph it
+    /// belongs to (see [`crate::integrity::DocRules::of_document`]).
+    fn rules(&mut self, doc: &DocId) -> Result<Option<crate::integrity::DocRules>>;
 }
 
 /// The default for how much a sync message's changes may take decompressed: far beyond any
@@ -51,8 +57,17 @@ pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 128 << 20;
 /// document that already has history; a peer sending them is broken or hostile, and gets a
 /// protocol error instead.
 pub fn check_changes(message: &sync::Message, max_inflated: u64) -> std::result::Result<(), ChunkError> {
+    decode_changes(message, max_inflated).map(drop)
+}
+
+/// [`check_changes`], returning the changes the message carries (those of a saved document or
+/// a bundle one by one), for the schema check ([`crate::integrity`]) to look at.
+pub fn decode_changes(
+    message: &sync::Message,
+    max_inflated: u64,
+) -> std::result::Result<Vec<automerge::Change>, ChunkError> {
     let entries: Vec<&[u8]> = message.changes.iter().collect();
-    chunks::check(&entries, max_inflated)
+    chunks::decode_all(&entries, max_inflated)
 }
 
 #[cfg(test)]

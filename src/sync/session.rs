@@ -221,10 +221,6 @@ impl ClientSession {
                         return Ok(());
                     }
                 };
-                if let Err(e) = super::check_changes(&msg, super::DEFAULT_MAX_INFLATED_BYTES) {
-                    out.push(Effect::Close { reason: format!("invalid changes for {doc}: {e}") });
-                    return Ok(());
-                }
                 let heads = msg.heads.clone();
                 out.push(Effect::RemoteHeads(id, heads.clone()));
                 let state = self.docs.entry(id).or_default();
@@ -233,6 +229,12 @@ impl ClientSession {
                     Ok(_) => {}
                     Err(crate::Error::CorruptChange(e)) => {
                         out.push(Effect::Close { reason: format!("invalid changes for {doc}: {e}") });
+                        return Ok(());
+                    }
+                    // A relay or peer forwarding what the schema refuses is broken or hostile:
+                    // nothing of it was stored; close, and try again later.
+                    Err(crate::Error::Refused(v)) => {
+                        out.push(Effect::Close { reason: format!("refused what the other side sent for {doc}: {v}") });
                         return Ok(());
                     }
                     Err(e) => return Err(e),

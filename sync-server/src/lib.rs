@@ -74,7 +74,8 @@ pub fn hub_config_for(dir: &Path) -> HubConfig {
 /// the replica as its storage. The replica's own writes are offered to connected peers as they
 /// happen.
 pub fn serve_replica(replica: Arc<cairn::Replica>, config: RelayConfig) -> Result<Relay, StartError> {
-    let relay = Relay::start(cairn::sync::ReplicaDocs::new(replica.clone()), config)?;
+    // Actor bindings live for the life of the process: a serving replica has no token store.
+    let relay = Relay::start(hub::InMemoryBook::new(cairn::sync::ReplicaDocs::new(replica.clone())), config)?;
     // The subscription holds the hub's inbox weakly, so it keeps nothing alive; the relay keeps
     // the subscription for as long as any handle to it exists.
     let commands = relay.downgrade_notifier();

@@ -6,12 +6,17 @@
 //! server adapter's business; storage is behind [`SyncDocs`], which persists a change before
 //! `receive` returns — so nothing here forwards what is not durable.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+mod gate;
+
+use std::collections::{BTreeSet, HashMap};
 
 use cairn::automerge::sync;
+use cairn::integrity::DocRules;
 use cairn::sync::SyncDocs;
 use cairn::sync::wire::{Message, PROTOCOL_VERSION, RemoteHeads};
 use cairn::{DocId, GraphDocs, GraphName, Millis, PeerId, Result, StorageId};
+
+pub use gate::{ActorBook, InMemoryBook};
 
 /// A connection's number, assigned by the adapter.
 pub type ConnId = u64;
@@ -21,8 +26,8 @@ pub type ConnId = u64;
 pub enum DocScope {
     /// Every document (a relay run without access control, or a peer serving its own graph).
     Any,
-    /// Only these.
-    Only(HashSet<DocId>),
+    /// Only these, each with the graph it belongs to.
+    Only(HashMap<DocId, GraphName>),
 }
 
 /// What a connection may do.
@@ -32,25 +37,36 @@ pub struct Access {
     pub scope: DocScope,
     /// Whether its changes are accepted.
     pub write: bool,
+    /// Who is writing: the token's id. The first credential to write under an actor id owns it
+    /// ([`ActorBook`]); `None` (a relay run without access control) binds nothing.
+    pub credential: Option<String>,
 }
 
 impl Access {
-    /// Everything, read and write.
+    /// Everything, read and write, for anyone (no credential).
     pub fn full() -> Self {
-        Access { scope: DocScope::Any, write: true }
+        Access { scope: DocScope::Any, write: true, credential: None }
     }
 
     /// The documents of some graphs.
     pub fn graphs<'a>(graphs: impl IntoIterator<Item = &'a GraphName>, write: bool) -> Self {
-        let docs =
-            graphs.into_iter().flat_map(|g| GraphDocs::of(g).all().map(|(id, _)| id).collect::<Vec<_>>()).collect();
-        Access { scope: DocScope::Only(docs), write }
+        let docs = graphs
+            .into_iter()
+            .flat_map(|g| GraphDocs::of(g).all().map(|(id, _)| (id, g.clone())).collect::<Vec<_>>())
+            .collect();
+        Access { scope: DocScope::Only(docs), write, credential: None }
+    }
+
+    /// The same access, held by `credential`.
+    pub fn held_by(mut self, credential: impl Into<String>) -> Self {
+        self.credential = Some(credential.into());
+        self
     }
 
     fn sees(&self, doc: &DocId) -> bool {
         match &self.scope {
             DocScope::Any => true,
-            DocScope::Only(docs) => docs.contains(doc),
+            DocScope::Only(docs) => docs.contains_key(doc),
         }
     }
 }
@@ -159,12 +175,14 @@ pub struct Hub {
     /// Documents that gained changes since the last [`Hub::flush`], with the connection that
     /// brought them (`None`: several, or from outside the protocol).
     dirty: HashMap<DocId, Option<ConnId>>,
+    /// The schema check's rules for each document met so far.
+    rules: HashMap<DocId, DocRules>,
 }
 
 impl Hub {
     /// A hub with no connections.
     pub fn new(config: HubConfig) -> Self {
-        Hub { config, conns: HashMap::new(), open: HashMap::new(), dirty: HashMap::new() }
+        Hub { config, conns: HashMap::new(), open: HashMap::new(), dirty: HashMap::new(), rules: HashMap::new() }
     }
 
     /// How many connections are open.
@@ -191,7 +209,7 @@ impl Hub {
     /// Advances the hub. Fan-out of new changes waits for [`Hub::flush`]. An `Err` is a storage
     /// failure of the relay itself; whatever the other side did wrong comes back as a
     /// [`Action::Close`] for its connection only.
-    pub fn handle(&mut self, now: Millis, event: Event, docs: &mut impl SyncDocs) -> Result<Vec<Action>> {
+    pub fn handle(&mut self, now: Millis, event: Event, docs: &mut (impl SyncDocs + ActorBook)) -> Result<Vec<Action>> {
         let mut out = Vec::new();
         match event {
             Event::Connected { conn, access } => {
@@ -264,7 +282,7 @@ impl Hub {
         now: Millis,
         conn: ConnId,
         message: Message,
-        docs: &mut impl SyncDocs,
+        docs: &mut (impl SyncDocs + ActorBook),
         out: &mut Vec<Action>,
     ) -> Result<()> {
         let Some(c) = self.conns.get_mut(&conn) else { return Ok(()) };
@@ -363,7 +381,7 @@ impl Hub {
         id: DocId,
         data: Vec<u8>,
         request: bool,
-        docs: &mut impl SyncDocs,
+        docs: &mut (impl SyncDocs + ActorBook),
         out: &mut Vec<Action>,
     ) -> Result<()> {
         let me = self.config.peer_id.clone();
@@ -389,12 +407,16 @@ impl Hub {
                 tracing::info!(conn, %doc, "ignoring changes from a read-only connection");
             }
             msg.changes = sync::ChunkList::empty();
-        } else if let Err(e) = cairn::sync::check_changes(&msg, self.config.max_inflated_bytes) {
-            self.refuse(conn, format!("invalid changes for {doc}: {e}"), out);
+        } else if let Err(refusal) = self.admit(conn, doc, &msg, docs)? {
+            self.refuse(conn, refusal, out);
             return Ok(());
         }
         let is_new = !self.conns[&conn].docs.contains_key(&id);
-        if is_new && (request || msg.heads.is_empty()) && !docs.exists(&id)? {
+        // A graph the connection's grant names is created here, from its genesis, the first
+        // time anyone asks for it; one outside any grant (a relay without access control) only
+        // from the exact genesis a replica sends (see `gate.rs`).
+        let exists = docs.exists(&id)? || self.create_granted_graph(conn, id, docs)?;
+        if is_new && (request || msg.heads.is_empty()) && !exists {
             self.send(conn, unavailable(id), out);
             return Ok(());
         }

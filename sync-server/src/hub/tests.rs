@@ -1,18 +1,52 @@
 //! The hub as stories, with documents in memory and the connections played by hand.
 
-use cairn::automerge::transaction::Transactable;
-use cairn::automerge::{Automerge, ROOT};
+use cairn::automerge::transaction::{CommitOptions, Transactable};
+use cairn::automerge::{ActorId, Automerge, ROOT};
 use cairn::sync::MemoryDocs;
 use cairn::sync::wire::Message;
 
 use super::*;
 
+/// Documents in memory, with actor bindings in memory.
+type Docs = InMemoryBook<MemoryDocs>;
+
+fn docs() -> Docs {
+    InMemoryBook::new(MemoryDocs::new())
+}
+
 fn graph() -> GraphName {
     GraphName::default_graph()
 }
 
+/// The shard Alice lives in: the document these stories sync.
 fn doc() -> DocId {
-    GraphDocs::of(&graph()).root
+    GraphDocs::of(&graph()).shard_for("Alice")
+}
+
+/// A document of the graph as its genesis makes it.
+fn genesis(id: DocId) -> Automerge {
+    DocRules::new(&graph(), id).expect("a document of the graph").genesis()
+}
+
+/// A change on a fork of `doc` under a fresh actor, as a Cairn writer makes it: the entity
+/// Alice written with type `entity_type`.
+fn edit(doc: &Automerge, entity_type: &str) -> Automerge {
+    let record = format!(r#"{{"type":"{entity_type}","by":"alice","at":1}}"#);
+    edit_as(doc, ActorId::random(), |tx, entities| tx.put(entities, "Alice", record).unwrap())
+}
+
+fn edit_as(
+    doc: &Automerge,
+    actor: ActorId,
+    f: impl FnOnce(&mut cairn::automerge::transaction::Transaction<'_>, &cairn::automerge::ObjId),
+) -> Automerge {
+    use cairn::automerge::ReadDoc;
+    let mut fork = doc.fork().with_actor(actor);
+    let (_, entities) = fork.get(ROOT, "entities").unwrap().expect("a shard");
+    let mut tx = fork.transaction();
+    f(&mut tx, &entities);
+    tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"alice"}"#.to_owned()));
+    fork
 }
 
 fn hub() -> Hub {
@@ -31,14 +65,10 @@ fn sync_from(peer: &str, from: &Automerge, state: &mut sync::State) -> Message {
 }
 
 fn with_change() -> Automerge {
-    let mut d = Automerge::new();
-    let mut tx = d.transaction();
-    tx.put(ROOT, "k", 1).unwrap();
-    tx.commit();
-    d
+    edit(&genesis(doc()), "person")
 }
 
-fn connect(hub: &mut Hub, docs: &mut MemoryDocs, conn: ConnId, access: Access) -> Vec<Action> {
+fn connect(hub: &mut Hub, docs: &mut Docs, conn: ConnId, access: Access) -> Vec<Action> {
     hub.handle(0, Event::Connected { conn, access }, docs).unwrap();
     hub.handle(0, Event::Received { conn, message: join(&format!("peer{conn}")) }, docs).unwrap()
 }
@@ -60,7 +90,7 @@ fn closed(actions: &[Action], conn: ConnId) -> bool {
 
 #[test]
 fn a_join_is_answered_with_the_relays_identity() {
-    let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+    let (mut hub, mut docs) = (hub(), docs());
     let actions = connect(&mut hub, &mut docs, 1, Access::full());
     match actions.as_slice() {
         [Action::Send { conn: 1, message: Message::Peer { sender, target, storage_id, .. } }] => {
@@ -73,7 +103,7 @@ fn a_join_is_answered_with_the_relays_identity() {
 
 #[test]
 fn anything_before_join_is_refused() {
-    let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+    let (mut hub, mut docs) = (hub(), docs());
     hub.handle(0, Event::Connected { conn: 1, access: Access::full() }, &mut docs).unwrap();
     let early = sync_from("peer1", &with_change(), &mut sync::State::new());
     let actions = hub.handle(0, Event::Received { conn: 1, message: early }, &mut docs).unwrap();
@@ -85,7 +115,7 @@ fn anything_before_join_is_refused() {
 /// Runs the sync protocol between a peer played by hand (`peer`, its document and sync
 /// state) and the hub on connection `conn`, until the peer has nothing more to say (bounded).
 /// Returns everything the hub did, but its sync replies to `conn`, which the peer took.
-fn exchange(hub: &mut Hub, docs: &mut MemoryDocs, conn: ConnId, peer: &mut Automerge) -> Vec<Action> {
+fn exchange(hub: &mut Hub, docs: &mut Docs, conn: ConnId, peer: &mut Automerge) -> Vec<Action> {
     use cairn::automerge::sync::SyncDoc;
     let mut state = sync::State::new();
     let mut others = Vec::new();
@@ -112,19 +142,16 @@ fn exchange(hub: &mut Hub, docs: &mut MemoryDocs, conn: ConnId, peer: &mut Autom
 /// The relay's document, and a peer's copy of it with one more change.
 fn base_and_edit() -> (Automerge, Automerge) {
     let base = with_change();
-    let mut edited = base.fork();
-    let mut tx = edited.transaction();
-    tx.put(ROOT, "k2", 2).unwrap();
-    tx.commit();
+    let edited = edit(&base, "engineer");
     (base, edited)
 }
 
 /// A hub whose document Alice (connection 1) and Bob (2) have open, and Alice's copy with a
 /// change the hub does not have yet.
-fn alice_and_bob() -> (Hub, MemoryDocs, Automerge) {
-    let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+fn alice_and_bob() -> (Hub, Docs, Automerge) {
+    let (mut hub, mut docs) = (hub(), docs());
     let (base, alice) = base_and_edit();
-    docs.insert(doc(), base.clone());
+    docs.docs.insert(doc(), base.clone());
     connect(&mut hub, &mut docs, 1, Access::full());
     connect(&mut hub, &mut docs, 2, Access::full());
     exchange(&mut hub, &mut docs, 2, &mut base.fork());
@@ -139,7 +166,7 @@ fn a_change_is_stored_at_once_and_offered_to_the_others_at_flush() {
     // only when the hub flushes.
     let actions = exchange(&mut hub, &mut docs, 1, &mut alice);
     assert_eq!(sent_to(&actions, 2), Vec::<&str>::new());
-    assert_eq!(docs.get(&doc()).unwrap().get_heads(), alice.get_heads(), "stored before anything is forwarded");
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), alice.get_heads(), "stored before anything is forwarded");
     let flushed = hub.flush(0, &mut docs).unwrap();
     assert_eq!(sent_to(&flushed, 2), ["sync"]);
     assert_eq!(sent_to(&flushed, 1), Vec::<&str>::new(), "not offered back to the one who brought it");
@@ -147,20 +174,21 @@ fn a_change_is_stored_at_once_and_offered_to_the_others_at_flush() {
 
 #[test]
 fn a_read_only_connection_changes_nothing() {
-    let (mut hub, mut docs) = (hub(), MemoryDocs::new());
+    let (mut hub, mut docs) = (hub(), docs());
     let (base, mut reader) = base_and_edit();
-    docs.insert(doc(), base.clone());
+    docs.docs.insert(doc(), base.clone());
     connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], false));
     exchange(&mut hub, &mut docs, 1, &mut reader);
-    assert_eq!(docs.get(&doc()).unwrap().get_heads(), base.get_heads(), "the reader's change was not taken");
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), base.get_heads(), "the reader's change was not taken");
     assert!(hub.flush(0, &mut docs).unwrap().is_empty());
 }
 
 #[test]
 fn a_document_outside_access_looks_exactly_like_a_missing_one() {
-    let (mut hub, mut docs) = (hub(), MemoryDocs::new());
-    let other = GraphDocs::of(&"other".parse().unwrap()).root;
-    docs.insert(other, with_change());
+    let (mut hub, mut docs) = (hub(), docs());
+    let other_graph: GraphName = "other".parse().unwrap();
+    let other = GraphDocs::of(&other_graph).root;
+    docs.docs.insert(other, DocRules::new(&other_graph, other).unwrap().genesis());
     connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], true));
     let request = |doc: DocId| Message::Request {
         sender: "peer1".into(),
@@ -172,7 +200,8 @@ fn a_document_outside_access_looks_exactly_like_a_missing_one() {
         },
     };
     let hidden = hub.handle(0, Event::Received { conn: 1, message: request(other) }, &mut docs).unwrap();
-    let missing = hub.handle(0, Event::Received { conn: 1, message: request(doc()) }, &mut docs).unwrap();
+    let missing_graph = GraphDocs::of(&"missing".parse().unwrap()).root;
+    let missing = hub.handle(0, Event::Received { conn: 1, message: request(missing_graph) }, &mut docs).unwrap();
     assert_eq!(sent_to(&hidden, 1), ["doc-unavailable"]);
     assert_eq!(sent_to(&missing, 1), ["doc-unavailable"]);
 }
@@ -181,13 +210,13 @@ fn a_document_outside_access_looks_exactly_like_a_missing_one() {
 fn too_many_documents_on_one_connection_close_it() {
     let mut config = HubConfig::new("relay", "relay-storage");
     config.max_docs_per_connection = 1;
-    let (mut hub, mut docs) = (Hub::new(config), MemoryDocs::new());
+    let (mut hub, mut docs) = (Hub::new(config), docs());
     connect(&mut hub, &mut docs, 1, Access::full());
     let graph = GraphDocs::of(&graph());
     for (i, id) in graph.shards[..2].iter().enumerate() {
         let data = {
             use cairn::automerge::sync::SyncDoc;
-            with_change().generate_sync_message(&mut sync::State::new()).unwrap().encode()
+            genesis(*id).generate_sync_message(&mut sync::State::new()).unwrap().encode()
         };
         let message = Message::Sync { sender: "peer1".into(), target: "relay".into(), doc: *id, data };
         let actions = hub.handle(0, Event::Received { conn: 1, message }, &mut docs).unwrap();
@@ -212,4 +241,111 @@ fn subscribers_hear_the_relays_heads_and_revoked_connections_are_closed() {
     let revoked = hub.handle(6, Event::AccessChanged { conn: 2, access: None }, &mut docs).unwrap();
     assert!(closed(&revoked, 2));
     assert_eq!(hub.connections(), 1);
+}
+
+/// The sync message a peer holding `from` sends first to a relay that has `base`: the changes
+/// `from` has beyond `base`.
+fn changes_beyond(base: &Automerge, from: &Automerge, conn: ConnId) -> Message {
+    let changes: Vec<Vec<u8>> = from.get_changes(&base.get_heads()).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let message = sync::Message {
+        heads: from.get_heads(),
+        need: Vec::new(),
+        have: vec![sync::Have { last_sync: base.get_heads(), bloom: Default::default() }],
+        changes: sync::ChunkList::from(changes),
+        flags: None,
+        version: sync::MessageVersion::V1,
+    };
+    Message::Sync { sender: format!("peer{conn}").into(), target: "relay".into(), doc: doc(), data: message.encode() }
+}
+
+fn error_text(actions: &[Action], conn: ConnId) -> String {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { conn: c, message: Message::Error { message, .. } } if *c == conn => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_change_that_breaks_the_schema_is_refused_naming_the_rule_and_goes_nowhere() {
+    let (mut hub, mut docs, _) = alice_and_bob();
+    let base = docs.docs.get(&doc()).unwrap().clone();
+    // Mallory, on connection 1, puts a new map at the shard's `entities` key.
+    let mut mallory = base.fork().with_actor(ActorId::random());
+    let mut tx = mallory.transaction();
+    tx.put_object(ROOT, "entities", cairn::automerge::ObjType::Map).unwrap();
+    tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"mallory"}"#.to_owned()));
+    let actions =
+        hub.handle(0, Event::Received { conn: 1, message: changes_beyond(&base, &mallory, 1) }, &mut docs).unwrap();
+    let error = error_text(&actions, 1);
+    assert!(error.contains("refused") && error.contains("rule \"root\""), "{error} {actions:?}");
+    assert!(closed(&actions, 1));
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), base.get_heads(), "nothing stored");
+    assert!(hub.flush(0, &mut docs).unwrap().is_empty(), "nothing forwarded to bob");
+}
+
+#[test]
+fn an_actor_belongs_to_the_credential_that_first_wrote_under_it() {
+    let (mut hub, mut docs) = (hub(), docs());
+    let base = with_change();
+    docs.docs.insert(doc(), base.clone());
+    connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], true).held_by("alice-token"));
+    connect(&mut hub, &mut docs, 2, Access::graphs([&graph()], true).held_by("mallory-token"));
+    let alice_actor = ActorId::random();
+    let put = |entity_type: &'static str| {
+        move |tx: &mut cairn::automerge::transaction::Transaction<'_>, entities: &cairn::automerge::ObjId| {
+            tx.put(entities, "Alice", format!(r#"{{"type":"{entity_type}","by":"alice","at":1}}"#)).unwrap()
+        }
+    };
+    let alice = edit_as(&base, alice_actor.clone(), put("engineer"));
+    let ok = hub.handle(0, Event::Received { conn: 1, message: changes_beyond(&base, &alice, 1) }, &mut docs).unwrap();
+    assert!(!closed(&ok, 1), "{ok:?}");
+    // Mallory builds the next change under Alice's actor (its next sequence number).
+    let forged = edit_as(&alice, alice_actor, put("pirate"));
+    let actions =
+        hub.handle(0, Event::Received { conn: 2, message: changes_beyond(&alice, &forged, 2) }, &mut docs).unwrap();
+    let error = error_text(&actions, 2);
+    assert!(error.contains("rule \"actor\""), "{error}");
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), alice.get_heads(), "the forged change was not stored");
+}
+
+#[test]
+fn a_granted_graph_is_created_from_its_genesis_when_first_asked_for() {
+    let (mut hub, mut docs) = (hub(), docs());
+    connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], false).held_by("reader"));
+    let root = GraphDocs::of(&graph()).root;
+    let data = {
+        use cairn::automerge::sync::SyncDoc;
+        Automerge::new().generate_sync_message(&mut sync::State::new()).unwrap().encode()
+    };
+    let request = Message::Request { sender: "peer1".into(), target: "relay".into(), doc: root, data };
+    let actions = hub.handle(0, Event::Received { conn: 1, message: request }, &mut docs).unwrap();
+    assert_eq!(sent_to(&actions, 1), ["sync"], "answered, not unavailable");
+    for (id, _) in GraphDocs::of(&graph()).all() {
+        assert_eq!(docs.docs.get(&id).map(|d| d.get_heads()), Some(genesis(id).get_heads()), "every document");
+    }
+}
+
+#[test]
+fn without_a_grant_only_the_exact_genesis_starts_a_document() {
+    let (mut hub, mut docs) = (hub(), docs());
+    connect(&mut hub, &mut docs, 1, Access::full());
+    connect(&mut hub, &mut docs, 2, Access::full());
+    // A forged genesis: the computable genesis actor, sequence 1, other operations.
+    let real = genesis(doc());
+    let actor = real.get_changes(&[])[0].actor_id().clone();
+    let mut forged = Automerge::new().with_actor(actor);
+    let mut tx = forged.transaction();
+    tx.put(ROOT, "graph", graph().as_str()).unwrap();
+    tx.commit_with(CommitOptions::default().with_time(0));
+    let actions = exchange(&mut hub, &mut docs, 1, &mut forged);
+    assert!(error_text(&actions, 1).contains("rule \"genesis\""), "{actions:?}");
+    assert!(docs.docs.get(&doc()).is_none_or(|d| d.get_heads().is_empty()), "nothing stored");
+    // The real genesis, with a write on it, is taken.
+    let mut honest = with_change();
+    let actions = exchange(&mut hub, &mut docs, 2, &mut honest);
+    assert!(!closed(&actions, 2), "{actions:?}");
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), honest.get_heads());
 }

@@ -41,7 +41,12 @@ pub(crate) enum Outgoing {
 /// How many queued events the hub handles before it fans their changes out.
 const BATCH: usize = 256;
 
-pub(super) fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::Receiver<Command>, metrics: &Metrics) {
+pub(super) fn run_hub<D: SyncDocs + crate::hub::ActorBook>(
+    mut hub: Hub,
+    mut docs: D,
+    mut inbox: mpsc::Receiver<Command>,
+    metrics: &Metrics,
+) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
     let mut stopping = false;
     while let Some(first) = inbox.blocking_recv() {

@@ -166,7 +166,10 @@ pub struct StartError(#[from] std::io::Error);
 
 impl Relay {
     /// Starts the hub on a thread of its own, serving `docs`.
-    pub fn start<D: SyncDocs + Send + 'static>(docs: D, config: RelayConfig) -> Result<Relay, StartError> {
+    pub fn start<D: SyncDocs + crate::hub::ActorBook + Send + 'static>(
+        docs: D,
+        config: RelayConfig,
+    ) -> Result<Relay, StartError> {
         let tokens = match &config.auth {
             Auth::Tokens(tokens) => Some(tokens.clone()),
             Auth::InsecureNoAuth => {

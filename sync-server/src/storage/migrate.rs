@@ -10,7 +10,7 @@ const APPLICATION_ID: i64 = 0x4352_4c59;
 const REPLICA_APPLICATION_ID: i64 = 0x4341_4952;
 
 /// The migrations, in order; `PRAGMA user_version` counts how many have run.
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("relay_v1.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[include_str!("relay_v1.sql"), include_str!("relay_v2.sql")];
 
 /// Why a file cannot be a relay's.
 #[derive(Debug, thiserror::Error)]

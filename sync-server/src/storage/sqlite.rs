@@ -147,6 +147,29 @@ impl SyncDocs for RelayStore {
         self.load(doc)?;
         self.loaded.heads(doc)
     }
+
+    fn rules(&mut self, doc: &DocId) -> Result<Option<cairn::integrity::DocRules>> {
+        self.load(doc)?;
+        self.loaded.rules(doc)
+    }
+}
+
+impl crate::hub::ActorBook for RelayStore {
+    fn owner(&mut self, actor: &cairn::automerge::ActorId) -> Result<Option<String>> {
+        let owner = self
+            .conn
+            .query_row("SELECT credential FROM actors WHERE actor = ?1", [actor.to_bytes()], |r| r.get(0))
+            .optional()?;
+        Ok(owner)
+    }
+
+    fn bind(&mut self, actor: &cairn::automerge::ActorId, credential: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO actors (actor, credential, bound_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![actor.to_bytes(), credential, cairn::now_millis()],
+        )?;
+        Ok(())
+    }
 }
 
 /// Appends a change to a document's log (a change already there is skipped: re-delivery is
@@ -306,7 +329,7 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         tables.sort();
-        assert_eq!(tables, ["changes", "meta", "snapshots", "tokens"]);
+        assert_eq!(tables, ["actors", "changes", "meta", "snapshots", "tokens"]);
         let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, migrate::MIGRATIONS.len() as i64);
     }
