@@ -85,7 +85,7 @@ pub use names::{AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_N
 pub use plan::validate;
 pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, Subscription, now_millis};
 pub use schema::{DocKind, GraphDocs};
-pub use store::Durability;
+pub use store::{Durability, QuarantinedChange};
 
 /// Re-exported so sync drivers and tests use the same Automerge as the core.
 pub use automerge;

@@ -112,6 +112,11 @@ enum Command {
         #[command(flatten)]
         opts: ReplicaOpts,
     },
+    /// List the changes kept out of the graph: what an older version stored that breaks the schema
+    Check {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+    },
     /// Sync with the relay once and exit, or keep syncing with --watch
     Sync {
         #[command(flatten)]

@@ -221,3 +221,61 @@ fn map_of(layout: &Layout, obj: &automerge::legacy::ObjectId) -> Option<MapKind>
 
 #[cfg(test)]
 mod tests;
+
+/// A change [`sift`] took out of a document.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The change.
+    pub change: Change,
+    /// The rule it broke; `None` when it keeps the schema but builds on a refused change.
+    pub rule: Option<Rule>,
+    /// What was wrong.
+    pub detail: String,
+}
+
+/// A document with what the schema check refuses taken out.
+#[derive(Debug)]
+pub struct Sifted {
+    /// The document rebuilt from the changes that pass, in their order.
+    pub doc: Automerge,
+    /// What was taken out, in the document's order.
+    pub refused: Vec<Refused>,
+}
+
+/// Holds every change a stored document already has against the schema: `None` if all pass
+/// (the common case), or else the document without the changes that break it and without the
+/// changes that build on those (Automerge cannot hold a change without its dependencies).
+/// Stores written before the check existed are sifted once, so what an older version accepted
+/// is quarantined rather than a reason to stop working. The graph is learnt from the
+/// document's own genesis; a document without a Cairn genesis keeps nothing.
+pub fn sift(doc: DocId, am: &Automerge) -> Option<Sifted> {
+    let changes = am.get_changes(&[]);
+    let rules = changes.iter().filter(|c| c.deps().is_empty()).find_map(|c| DocRules::from_genesis(doc, c));
+    let mut bad = std::collections::HashSet::new();
+    let mut refused = Vec::new();
+    let mut kept = Vec::new();
+    for change in changes {
+        let verdict = match (&rules, change.deps().iter().find(|d| bad.contains(*d))) {
+            (_, Some(dep)) => Err((None, format!("builds on the refused change {dep}"))),
+            (None, None) => Err((Some(Rule::Genesis), format!("document {doc} has no Cairn genesis"))),
+            (Some(rules), None) => rules.check(&change).map_err(|v| (Some(v.rule), v.detail)),
+        };
+        match verdict {
+            Ok(()) => kept.push(change),
+            Err((rule, detail)) => {
+                bad.insert(change.hash());
+                refused.push(Refused { change, rule, detail });
+            }
+        }
+    }
+    if refused.is_empty() {
+        return None;
+    }
+    let mut rebuilt = Automerge::new();
+    // The kept changes are a causally closed subset of a document that held them all, in its
+    // order, so they apply; should Automerge still refuse one, keep nothing rather than panic.
+    if rebuilt.apply_changes(kept).is_err() {
+        rebuilt = Automerge::new();
+    }
+    Some(Sifted { doc: rebuilt, refused })
+}

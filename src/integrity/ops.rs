@@ -42,23 +42,25 @@ pub(super) fn check_ops(change: &Change, layout: &Layout, shard: u32) -> Result<
         let Key::Map(key) = &op.key else {
             return Err(refuse(Rule::Object, "a list operation on a map".into()));
         };
-        match &op.action {
-            OpType::Delete => {}
-            OpType::Put(automerge::ScalarValue::Str(record)) => check_record(kind, record)
-                .map_err(|detail| refuse(Rule::Record, format!("the record at {key:?}: {detail}")))?,
+        let record = match &op.action {
+            OpType::Delete => None,
+            OpType::Put(automerge::ScalarValue::Str(record)) => Some(record),
             OpType::Make(obj) => {
                 return Err(refuse(
                     Rule::Object,
                     format!(
-                        "creates a {obj:?} object at {key:?}; records are strings (in automerge-js 3, `new ImmutableString(json)`: a plain string makes a text object)"
+                        "creates a {obj:?} object at {:?}; records are strings (in automerge-js 3, `new ImmutableString(json)`: a plain string makes a text object)",
+                        short(key)
                     ),
                 ));
             }
-            OpType::Put(v) => return Err(refuse(Rule::Value, format!("puts {v:?} at {key:?}; records are strings"))),
-            OpType::Increment(_) | OpType::MarkBegin(_) | OpType::MarkEnd(_) => {
-                return Err(refuse(Rule::Value, format!("a counter or mark operation at {key:?}")));
+            OpType::Put(v) => {
+                return Err(refuse(Rule::Value, format!("puts {v:?} at {:?}; records are strings", short(key))));
             }
-        }
+            OpType::Increment(_) | OpType::MarkBegin(_) | OpType::MarkEnd(_) => {
+                return Err(refuse(Rule::Value, format!("a counter or mark operation at {:?}", short(key))));
+            }
+        };
         let entity = check_key(kind, key).map_err(|e| refuse(Rule::Key, format!("the key {:?}: {e}", short(key))))?;
         let home = shard_of(entity);
         if home != shard {
@@ -68,6 +70,10 @@ pub(super) fn check_ops(change: &Change, layout: &Layout, shard: u32) -> Result<
                     "{entity:?} lives in shard {home}, and this is shard {shard} (docs/schema.md, \"Shard of an entity\")"
                 ),
             ));
+        }
+        if let Some(record) = record {
+            check_record(kind, record)
+                .map_err(|detail| refuse(Rule::Record, format!("the record at {:?}: {detail}", short(key))))?;
         }
     }
     Ok(())

@@ -226,3 +226,26 @@ fn the_real_genesis_identifies_its_document() {
     }
     assert!(DocRules::new(&team(), GraphDocs::of(&"other".parse().unwrap()).root).is_none());
 }
+
+#[test]
+fn sifting_takes_out_what_breaks_the_schema_and_what_builds_on_it() {
+    let (rules, genesis) = shard_of_entity("Alice");
+    let mut doc = genesis.fork().with_actor(ActorId::random());
+    let layout = Layout::of(&genesis).unwrap();
+    let commit = |doc: &mut Automerge, f: &dyn Fn(&mut Transaction<'_>)| {
+        let mut tx = doc.transaction();
+        f(&mut tx);
+        tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"a"}"#.to_owned()));
+    };
+    commit(&mut doc, &|tx| tx.put(&layout.entities, "Alice", entity_record("person")).unwrap());
+    assert!(sift(rules.doc(), &doc).is_none(), "nothing to take out");
+    let honest = doc.get_heads();
+    // An older version stored a planted empty name, and then an honest write on top of it.
+    commit(&mut doc, &|tx| tx.put(&layout.entities, "", entity_record("x")).unwrap());
+    commit(&mut doc, &|tx| tx.put(&layout.observations, observation_key("Alice", "later"), fact_record()).unwrap());
+    let sifted = sift(rules.doc(), &doc).expect("something to take out");
+    assert_eq!(sifted.doc.get_heads(), honest);
+    let rules: Vec<Option<Rule>> = sifted.refused.iter().map(|r| r.rule).collect();
+    assert_eq!(rules, [Some(Rule::Key), None]);
+    assert!(sifted.refused[1].detail.contains("builds on"));
+}

@@ -101,10 +101,21 @@ impl Replica {
             }
             Ok(missing)
         };
-        if !log.read(missing)?.is_empty() {
+        // A graph this version creates holds nothing the schema check refuses; one an older
+        // version wrote is sifted once (see `store/schema_v3.sql`).
+        let sifted_key = format!("integrity/v1/{graph}");
+        if !log.read(missing)?.is_empty() || log.read(|tx| tx.checkpoint(&sifted_key))?.is_none() {
             log.write(|tx| {
-                for (id, kind) in missing(tx)? {
-                    tx.create(&graph, id, schema::genesis(&graph, id, kind))?;
+                let created = missing(tx)?;
+                for (id, kind) in &created {
+                    tx.create(&graph, *id, schema::genesis(&graph, *id, *kind))?;
+                }
+                if tx.checkpoint(&sifted_key)?.is_none() {
+                    if created.len() < docs.all().count() {
+                        let ids: Vec<DocId> = docs.all().map(|(id, _)| id).collect();
+                        tx.sift(&graph, &ids)?;
+                    }
+                    tx.set_checkpoint(&sifted_key, Some("sifted"))?;
                 }
                 Ok(())
             })?;
@@ -211,5 +222,68 @@ mod tests {
     #[test]
     fn replica_is_send_and_sync() {
         assert_send_sync::<Replica>();
+    }
+
+    /// Logs `change` into `doc` as an older version would have, past the schema check.
+    fn plant(replica: &Replica, doc: DocId, change: automerge::Change) {
+        replica
+            .log
+            .write(|tx| {
+                let cached = tx.existing(doc)?;
+                cached.doc.apply_changes([change.clone()]).unwrap();
+                tx.log(&replica.graph, doc, &[change], false)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn what_an_older_version_stored_and_the_check_refuses_is_quarantined_on_open() {
+        use automerge::transaction::{CommitOptions, Transactable};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let replica = Replica::open(&path, "alice").unwrap();
+        replica.write(&[crate::Op::create_entity("Alice", "person", &["likes tea"])]).unwrap();
+        replica.write(&[crate::Op::create_entity("Bob", "person", &["likes coffee"])]).unwrap();
+        // Mallory's change, as a relay of an older version let it through: an empty entity name
+        // in Alice's shard, with an escape sequence as its type.
+        let shard = replica.docs.shard_for("Alice");
+        let mallory = replica
+            .log
+            .read(|tx| {
+                let cached = tx.existing(shard)?;
+                let layout = schema::Layout::of(&cached.doc).unwrap();
+                let mut fork = cached.doc.fork().with_actor(ActorId::random());
+                let mut t = fork.transaction();
+                t.put(&layout.entities, "", r#"{"type":"\u001b[2J","by":"mallory","at":1}"#).unwrap();
+                t.commit_with(CommitOptions::default().with_message(r#"{"agent":"mallory"}"#.to_owned()));
+                Ok(fork.get_last_local_change().unwrap().clone())
+            })
+            .unwrap();
+        plant(&replica, shard, mallory.clone());
+        assert_eq!(replica.read_graph().unwrap().data.entities.len(), 3, "an older version reads it");
+        // Then Alice wrote on top of it, in the same shard.
+        replica.write(&[crate::Op::add_observation("Alice", "after")]).unwrap();
+        replica.log.write(|tx| tx.set_checkpoint(&format!("integrity/v1/{}", replica.graph), None)).unwrap();
+        drop(replica);
+
+        let reopened = Replica::open(&path, "alice").unwrap();
+        let graph = reopened.read_graph().unwrap().data;
+        let names: Vec<&str> = graph.entities.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["Alice", "Bob"], "the planted entity is gone from reads");
+        let alice = &graph.entities[0];
+        assert_eq!(alice.observations.iter().map(|o| o.text.as_str()).collect::<Vec<_>>(), ["likes tea"]);
+        let quarantined = reopened.quarantined().unwrap();
+        assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+        assert_eq!((quarantined[0].agent.as_str(), quarantined[0].rule.as_deref()), ("mallory", Some("key")));
+        assert_eq!((quarantined[1].agent.as_str(), quarantined[1].rule.as_deref()), ("alice", None));
+        assert_eq!(reopened.status().unwrap().quarantined, 2);
+        // The shard stays writable, and the next open sifts nothing again.
+        reopened.write(&[crate::Op::add_observation("Alice", "still writable")]).unwrap();
+        drop(reopened);
+        let again = Replica::open(&path, "alice").unwrap();
+        assert_eq!(again.quarantined().unwrap().len(), 2);
+        assert_eq!(again.read_graph().unwrap().data.entities[0].observations.len(), 2);
+        assert!(again.history("").unwrap().data.is_empty(), "the planted entity has no history");
     }
 }

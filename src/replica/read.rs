@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::Replica;
 use crate::error::Result;
 use crate::freshness::{Freshness, Unseen};
-use crate::ids::{LogPosition, Version};
+use crate::ids::{DocId, LogPosition, Version};
 use crate::model::{EntityChange, Graph, Millis, Read};
 use crate::store::{Filter, Txn, events, index, search};
 
@@ -29,6 +29,9 @@ pub struct Status {
     pub relations: u64,
     /// Size of the database file and its WAL.
     pub database_bytes: u64,
+    /// Changes an older version stored that the schema check refuses, kept out of every read
+    /// ([`Replica::quarantined`] lists them).
+    pub quarantined: usize,
 }
 
 impl Replica {
@@ -129,10 +132,11 @@ impl Replica {
     /// The current version and freshness without reading any data (does not move the agent's
     /// read cursor, so it reports unseen changes without marking them seen).
     pub fn status(&self) -> Result<Status> {
-        let (seq, unseen, counts) = self.log.read(|tx| {
+        let ids: Vec<DocId> = self.docs.all().map(|(id, _)| id).collect();
+        let (seq, unseen, counts, quarantined) = self.log.read(|tx| {
             let seq = tx.position()?;
             let (_, unseen) = self.unseen(tx, seq)?;
-            Ok((seq, unseen, index::counts(tx, self.graph.as_str())?))
+            Ok((seq, unseen, index::counts(tx, self.graph.as_str())?, tx.quarantined(&ids)?.len()))
         })?;
         Ok(Status {
             version: self.version(seq),
@@ -142,7 +146,15 @@ impl Replica {
             observations: counts.1,
             relations: counts.2,
             database_bytes: self.log.size_bytes(),
+            quarantined,
         })
+    }
+
+    /// The changes of this graph that an older version stored and the schema check refuses:
+    /// kept out of every read, with who sent them and the rule they break (`cairn check`).
+    pub fn quarantined(&self) -> Result<Vec<crate::store::QuarantinedChange>> {
+        let ids: Vec<DocId> = self.docs.all().map(|(id, _)| id).collect();
+        self.log.read(|tx| tx.quarantined(&ids))
     }
 
     /// How fresh this replica's view is (`local` unless a sync driver is attached).

@@ -17,6 +17,7 @@ pub(crate) mod index;
 mod log;
 mod meta;
 mod migrate;
+mod quarantine;
 pub(crate) mod search;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::names::GraphName;
 pub(crate) use docs::Cached;
 use docs::DocCache;
 pub(crate) use index::Filter;
+pub use quarantine::QuarantinedChange;
 
 /// How hard a commit works to survive power loss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -307,6 +309,33 @@ impl<'a> Txn<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Sifts documents `ids` of `graph` once (see `schema_v3.sql`): whatever the schema check
+    /// refuses moves to the quarantine, and if anything did, the graph's index is rebuilt.
+    /// Returns how many changes were quarantined.
+    pub(crate) fn sift(&mut self, graph: &GraphName, ids: &[DocId]) -> Result<usize> {
+        self.cache()?;
+        let Txn { db, cache, .. } = self;
+        let mut moved = 0;
+        for id in ids {
+            let Some(cached) = cache.entry(db, *id, false)? else { continue };
+            let Some(sifted) = crate::integrity::sift(*id, &cached.doc) else { continue };
+            tracing::warn!(doc = %id, changes = sifted.refused.len(), "quarantined stored changes the schema check refuses");
+            quarantine::move_out(db, id, &sifted.refused, crate::replica::now_millis())?;
+            moved += sifted.refused.len();
+            log::snapshot(db, id, &sifted.doc)?;
+            cache.insert(*id, sifted.doc);
+        }
+        if moved > 0 {
+            self.reindex(graph, ids.iter().copied())?;
+        }
+        Ok(moved)
+    }
+
+    /// The quarantined changes of documents `ids`.
+    pub(crate) fn quarantined(&self, ids: &[DocId]) -> Result<Vec<QuarantinedChange>> {
+        quarantine::list(self.db, ids)
     }
 
     /// A value a tool saved under `key`, if any.

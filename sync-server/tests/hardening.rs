@@ -115,7 +115,7 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
         (
             "changes that do not decode",
             true,
-            Box::new(move |relay: &str| sync_msg(relay, doc, corrupt_changes())),
+            Box::new(move |relay: &str| sync_msg(relay, doc, corrupt_changes(doc))),
             "invalid",
         ),
         (
@@ -145,33 +145,17 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
 }
 
 /// A first sync message for a document holding one change (so the relay creates it).
-fn sync_with_a_change() -> Vec<u8> {
-    changes_message(false)
+fn sync_with_a_change(doc: DocId) -> Vec<u8> {
+    cairn_write(doc, &["a change".to_owned()])
 }
 
-/// A sync message carrying one change whose bytes were damaged.
-fn corrupt_changes() -> Vec<u8> {
-    changes_message(true)
-}
-
-fn changes_message(corrupt: bool) -> Vec<u8> {
-    use cairn::automerge::sync::SyncDoc;
-    use cairn::automerge::transaction::Transactable;
-    let mut doc = cairn::automerge::Automerge::new();
-    let mut tx = doc.transaction();
-    tx.put(cairn::automerge::ROOT, "k", "v").unwrap();
-    tx.commit();
-    let mut state = cairn::automerge::sync::State::new();
-    state.their_heads = Some(vec![]);
-    state.their_have = Some(vec![cairn::automerge::sync::Have::default()]);
-    state.their_need = Some(vec![]);
-    let mut msg = doc.generate_sync_message(&mut state).unwrap();
+/// A sync message carrying a Cairn write to `doc` whose last change's bytes were damaged.
+fn corrupt_changes(doc: DocId) -> Vec<u8> {
+    let mut msg = cairn::automerge::sync::Message::decode(&sync_with_a_change(doc)).unwrap();
     let mut chunks: Vec<Vec<u8>> = msg.changes.iter().map(<[u8]>::to_vec).collect();
-    assert!(!chunks.is_empty());
-    if corrupt {
-        let last = chunks[0].len() - 3;
-        chunks[0][last] ^= 0xff;
-    }
+    let last = chunks.last_mut().unwrap();
+    let at = last.len() - 3;
+    last[at] ^= 0xff;
     msg.changes = chunks.into();
     msg.encode()
 }
@@ -191,7 +175,7 @@ fn deflate_bomb() -> Vec<u8> {
     }
     chunk.push(len as u8);
     chunk.extend(body);
-    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    let mut msg = cairn::automerge::sync::Message::decode(&empty_sync()).unwrap();
     msg.changes = vec![chunk].into();
     msg.encode()
 }
@@ -207,7 +191,7 @@ fn run_length_bomb() -> Vec<u8> {
     body.extend([0x80, 0xad, 0xe2, 0x04, 1]); // signed LEB128 10,000,000; then the value
     let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, body.len() as u8];
     chunk.extend(body);
-    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    let mut msg = cairn::automerge::sync::Message::decode(&empty_sync()).unwrap();
     msg.changes = vec![chunk].into();
     msg.encode()
 }
@@ -253,7 +237,7 @@ async fn message_rate_documents_idle_and_handshake_limits() {
     let mut ws = raw(addr, Some(&t)).await.unwrap();
     let relay_id = handshake(&mut ws).await;
     for doc in docs.shards.iter().take(4) {
-        ws.send(sync_msg(&relay_id, *doc, sync_with_a_change())).await.unwrap();
+        ws.send(sync_msg(&relay_id, *doc, sync_with_a_change(*doc))).await.unwrap();
     }
     let (code, reason) = closed(&mut ws).await;
     assert_eq!(code, CloseCode::Protocol);
@@ -295,12 +279,12 @@ async fn a_reader_too_slow_for_its_queue_is_disconnected() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, _stop, tokens) = secured(dir.path(), |c| c.outgoing_queue = 1).await;
     let t = token(&tokens, &["*"], Role::Write);
-    let docs: Vec<DocId> = GraphDocs::of(&"default".parse().unwrap()).all().map(|(d, _)| d).take(BIG_DOCS).collect();
+    let docs: Vec<DocId> = GraphDocs::of(&"default".parse().unwrap()).shards.into_iter().take(BIG_DOCS).collect();
     // A writer fills the relay: 1 MiB of incompressible text in each document.
     let mut writer = raw(addr, Some(&t)).await.unwrap();
     let relay_id = handshake(&mut writer).await;
     for (i, doc) in docs.iter().enumerate() {
-        writer.send(sync_msg(&relay_id, *doc, big_change(i as u64, 1 << 20))).await.unwrap();
+        writer.send(sync_msg(&relay_id, *doc, big_change(*doc, i as u64, 1 << 20))).await.unwrap();
         assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the relay took document {i}");
     }
     // A reader asks for all of it and reads nothing. Far more than loopback's socket buffers
@@ -326,9 +310,8 @@ const BIG_DOCS: usize = 32;
 
 /// A sync message carrying one change that puts `len` bytes of pseudo-random letters (which
 /// DEFLATE cannot shrink much) in a document.
-fn big_change(seed: u64, len: usize) -> Vec<u8> {
-    use cairn::automerge::sync::SyncDoc;
-    use cairn::automerge::transaction::Transactable;
+/// A Cairn write of `len` bytes of incompressible text to `doc`, in observations of 64 KiB.
+fn big_change(doc: DocId, seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let text: String = (0..len)
         .map(|_| {
@@ -336,15 +319,9 @@ fn big_change(seed: u64, len: usize) -> Vec<u8> {
             char::from(b'!' + ((x >> 33) % 90) as u8)
         })
         .collect();
-    let mut doc = cairn::automerge::Automerge::new();
-    let mut tx = doc.transaction();
-    tx.put(cairn::automerge::ROOT, "blob", text).unwrap();
-    tx.commit();
-    let mut state = cairn::automerge::sync::State::new();
-    state.their_heads = Some(vec![]);
-    state.their_have = Some(vec![cairn::automerge::sync::Have::default()]);
-    state.their_need = Some(vec![]);
-    doc.generate_sync_message(&mut state).unwrap().encode()
+    let texts: Vec<String> =
+        text.as_bytes().chunks(64 * 1024).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    cairn_write(doc, &texts)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

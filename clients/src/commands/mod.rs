@@ -28,6 +28,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Changes { opts, since, limit } => read::changes(&opts, &since, limit).await,
         Command::Graph { opts, format, all } => read::graph(&opts, format, all).await,
         Command::Status { opts } => status::status(&opts).await,
+        Command::Check { opts } => status::check(&opts).await,
         Command::Sync { opts, watch } => status::sync(&opts, watch).await,
         Command::Import { opts, file, batch } => transfer::import(&opts, &file, batch).await,
         Command::Export { opts, output } => transfer::export(&opts, output.as_deref()).await,

@@ -53,6 +53,42 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
         if let Some(line) = output::unseen(&status.unseen) {
             output::text(&format!("unseen     {line}"));
         }
+        if status.quarantined > 0 {
+            output::text(&format!(
+                "quarantine {} change(s) an older version stored break the schema and are kept out of reads; `cairn check` lists them",
+                status.quarantined
+            ));
+        }
+    }
+    session.close().await;
+    Ok(())
+}
+
+/// `cairn check`: the quarantine, with who sent each change and the rule it broke.
+pub(crate) async fn check(opts: &ReplicaOpts) -> Result<()> {
+    let session = Session::open(opts).await?;
+    let replica = session.replica.clone();
+    let quarantined = tokio::task::spawn_blocking(move || replica.quarantined()).await??;
+    if opts.json {
+        output::json(&json!({ "graph": opts.graph, "quarantined": quarantined }));
+    } else if quarantined.is_empty() {
+        output::text(&format!("graph {}: nothing quarantined", opts.graph));
+    } else {
+        output::text(&format!(
+            "graph {}: {} change(s) kept out of every read (docs/schema.md, \"What a change may do\"):",
+            opts.graph,
+            quarantined.len()
+        ));
+        for q in &quarantined {
+            let rule = q.rule.as_deref().map(|r| format!("rule \"{r}\"")).unwrap_or_else(|| "builds on one".into());
+            output::text(&format!(
+                "  {} by {} at {}: {rule}: {}",
+                &q.hash[..q.hash.len().min(12)],
+                q.agent.escape_debug(),
+                q.at,
+                q.detail.escape_debug()
+            ));
+        }
     }
     session.close().await;
     Ok(())

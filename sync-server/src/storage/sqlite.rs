@@ -95,6 +95,10 @@ impl RelayStore {
                 self.loaded.insert(*id, doc);
             }
         }
+        if self.loaded.get(id).is_none() {
+            // A document this version starts holds nothing the check refuses.
+            mark_sifted(&tx, id)?;
+        }
         let doc = self.loaded.get_or_create(id);
         let before = doc.get_heads();
         doc.receive_sync_message(state, message).map_err(|e| Error::CorruptChange(e.to_string()))?;
@@ -211,7 +215,9 @@ fn load(db: &Connection, doc: &DocId) -> Result<Option<Automerge>> {
     }
     let loose = changes.len() as i64;
     am.apply_changes(changes).map_err(|e| corrupt(doc, e))?;
-    if loose > SNAPSHOT_EVERY {
+    if !is_sifted(db, doc)? {
+        am = sift(db, doc, am, newest)?;
+    } else if loose > SNAPSHOT_EVERY {
         // A snapshot is only an optimisation (the file may be busy with a token command): a
         // failure to save one is not the load's failure.
         if let Err(e) = snapshot_at(db, doc, &am, newest) {
@@ -219,6 +225,66 @@ fn load(db: &Connection, doc: &DocId) -> Result<Option<Automerge>> {
         }
     }
     Ok(Some(am))
+}
+
+fn is_sifted(db: &Connection, doc: &DocId) -> Result<bool> {
+    let found = db
+        .prepare_cached("SELECT 1 FROM sifted WHERE doc = ?1")?
+        .query_row([&doc.as_bytes()[..]], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+fn mark_sifted(db: &Connection, doc: &DocId) -> rusqlite::Result<()> {
+    db.prepare_cached("INSERT OR IGNORE INTO sifted (doc) VALUES (?1)")?.execute([&doc.as_bytes()[..]])?;
+    Ok(())
+}
+
+/// Sifts a document stored before the relay checked changes (see `relay_v2.sql`): what the
+/// schema check refuses moves to the quarantine, and the document is saved without it. Returns
+/// the document to serve. If the file cannot take the move now, the sifted document is served
+/// anyway (nothing refused is forwarded) and the move is tried again at the next load.
+fn sift(db: &Connection, doc: &DocId, am: Automerge, upto: i64) -> Result<Automerge> {
+    let Some(sifted) = cairn::integrity::sift(*doc, &am) else {
+        if let Err(e) = mark_sifted(db, doc) {
+            tracing::warn!(%doc, error = %e, "could not record a sifted document");
+        }
+        return Ok(am);
+    };
+    tracing::warn!(%doc, changes = sifted.refused.len(), "quarantined stored changes the schema check refuses");
+    let id = &doc.as_bytes()[..];
+    db.execute_batch("SAVEPOINT sift")?;
+    let moved = (|| -> rusqlite::Result<()> {
+        for r in &sifted.refused {
+            let (agent, at) = cairn::schema::change_author(&r.change);
+            let hash = r.change.hash();
+            db.prepare_cached(
+                "INSERT OR IGNORE INTO quarantine (doc, hash, agent, at, rule, detail, bytes, quarantined_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                id,
+                &hash.0[..],
+                agent,
+                at,
+                r.rule.map(|rule| rule.id()),
+                r.detail,
+                r.change.raw_bytes(),
+                cairn::now_millis()
+            ])?;
+            db.prepare_cached("DELETE FROM changes WHERE doc = ?1 AND hash = ?2")?.execute(params![id, &hash.0[..]])?;
+        }
+        snapshot_at(db, doc, &sifted.doc, upto)?;
+        mark_sifted(db, doc)
+    })();
+    match moved {
+        Ok(()) => db.execute_batch("RELEASE sift")?,
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK TO sift; RELEASE sift");
+            tracing::warn!(%doc, error = %e, "could not move refused changes to the quarantine; will retry at the next load");
+        }
+    }
+    Ok(sifted.doc)
 }
 
 /// Saves `am` (holding every change of `doc` logged up to `upto`) as its snapshot and clears
@@ -329,7 +395,7 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         tables.sort();
-        assert_eq!(tables, ["actors", "changes", "meta", "snapshots", "tokens"]);
+        assert_eq!(tables, ["actors", "changes", "meta", "quarantine", "sifted", "snapshots", "tokens"]);
         let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, migrate::MIGRATIONS.len() as i64);
     }
@@ -412,5 +478,54 @@ mod tests {
         drop(replica);
         let err = RelayStore::open(dir.path(), Durability::Normal).unwrap_err().to_string();
         assert!(err.contains("replica's database, not a relay's"), "{err}");
+    }
+
+    #[test]
+    fn a_document_an_older_relay_stored_is_sifted_once_and_never_serves_what_the_check_refuses() {
+        use cairn::automerge::ReadDoc;
+        use cairn::automerge::transaction::{CommitOptions, Transactable};
+        let dir = tempfile::tempdir().unwrap();
+        let graph = cairn::GraphName::default_graph();
+        let id = cairn::GraphDocs::of(&graph).shard_for("Alice");
+        let mut doc = cairn::integrity::DocRules::new(&graph, id).unwrap().genesis();
+        doc.set_actor(cairn::automerge::ActorId::random());
+        let (_, entities) = doc.get(cairn::automerge::ROOT, "entities").unwrap().unwrap();
+        let commit = |doc: &mut Automerge, key: &str| {
+            let mut tx = doc.transaction();
+            tx.put(&entities, key, r#"{"type":"person","by":"a","at":1}"#).unwrap();
+            tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"a"}"#.to_owned()));
+        };
+        commit(&mut doc, "Alice");
+        let honest = doc.get_heads();
+        commit(&mut doc, ""); // an empty name, which an older relay stored
+        commit(&mut doc, "Alicia"); // and a write on top of it (a valid name, wrong shard: no matter)
+        let mut state = sync::State::new();
+        state.their_heads = Some(vec![]);
+        state.their_have = Some(vec![sync::Have { last_sync: vec![], bloom: Default::default() }]);
+        state.their_need = Some(vec![]);
+        let message = doc.generate_sync_message(&mut state).unwrap();
+        let mut store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
+        store.receive(&id, &mut sync::State::new(), message).unwrap();
+        drop(store);
+        let db = Connection::open(RelayStore::file_in(dir.path())).unwrap();
+        db.execute("DELETE FROM sifted", []).unwrap(); // as an older relay left it
+
+        let mut store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
+        assert_eq!(store.heads(&id).unwrap(), honest, "served without the refused change and what builds on it");
+        let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let rules: Vec<(Option<String>, String)> = db
+            .prepare("SELECT rule, detail FROM quarantine")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(count("SELECT count(*) FROM quarantine WHERE rule = 'key'"), 1, "{rules:?}");
+        assert_eq!(count("SELECT count(*) FROM changes"), 2, "genesis and the honest write stay in the log");
+        drop(store);
+        let mut again = RelayStore::open(dir.path(), Durability::Normal).unwrap();
+        assert_eq!(again.heads(&id).unwrap(), honest, "and it stays that way");
+        assert_eq!(count("SELECT count(*) FROM quarantine"), 2, "sifted once");
     }
 }

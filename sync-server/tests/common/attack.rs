@@ -107,6 +107,34 @@ pub fn sync_msg(relay: &str, doc: DocId, data: Vec<u8>) -> WsMessage {
     WsMessage::Binary(Message::Sync { sender: "raw-client".into(), target: relay.into(), doc, data }.encode().into())
 }
 
+/// A sync message for `doc` (a shard of the default graph) carrying its genesis and one Cairn
+/// write: each of `texts` (at most 64 KiB each) as an observation of an entity living there.
+pub fn cairn_write(doc: DocId, texts: &[String]) -> Vec<u8> {
+    use cairn::automerge::ReadDoc;
+    use cairn::automerge::transaction::{CommitOptions, Transactable};
+    let graph: cairn::GraphName = "default".parse().unwrap();
+    let rules = cairn::integrity::DocRules::new(&graph, doc).expect("a document of the default graph");
+    let cairn::DocKind::Shard(shard) = rules.kind() else { panic!("only a shard takes writes") };
+    let entity = (0..).map(|i| format!("e{i}")).find(|n| cairn::schema::shard_of(n) == shard).unwrap();
+    let mut am = rules.genesis().with_actor(cairn::automerge::ActorId::random());
+    let (_, observations) = am.get(cairn::automerge::ROOT, "observations").unwrap().unwrap();
+    let mut tx = am.transaction();
+    for text in texts {
+        tx.put(&observations, format!("{entity}\u{1f}{text}"), r#"{"by":"raw-client","at":1}"#).unwrap();
+    }
+    tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"raw-client"}"#.to_owned()));
+    let changes: Vec<Vec<u8>> = am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    cairn::automerge::sync::Message {
+        heads: am.get_heads(),
+        need: vec![],
+        have: vec![cairn::automerge::sync::Have::default()],
+        changes: changes.into(),
+        flags: None,
+        version: cairn::automerge::sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
 /// An empty document's first sync message ("I have nothing").
 pub fn empty_sync() -> Vec<u8> {
     use cairn::automerge::sync::SyncDoc;
