@@ -109,6 +109,11 @@ impl Hub {
         let credential = self.conns.get(&conn).and_then(|c| c.access.credential.clone());
         if let Some(credential) = credential {
             for change in changes.iter().filter(|c| c.hash() != rules.genesis_hash()) {
+                // A change the relay already holds changes nothing, whoever re-sends it (a
+                // replica offering everything after a reconnect sends its peers' changes too).
+                if docs.has_all(&doc, &[change.hash()])? {
+                    continue;
+                }
                 if let Some(refusal) = self.bind(change, &credential, docs)? {
                     return Ok(Err(refusal));
                 }
