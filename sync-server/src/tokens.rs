@@ -33,7 +33,7 @@ pub enum TokenError {
     /// A token must grant at least one graph.
     #[error("a token needs at least one --graph (a graph name, or * for every graph)")]
     NoGraphs,
-    /// A graph name is invalid.
+    /// A graph name or an agent pattern is invalid.
     #[error(transparent)]
     Graph(#[from] cairn::InvalidInput),
     /// No token with this id to revoke.
@@ -93,6 +93,53 @@ pub struct Grant {
     pub graphs: Graphs,
     /// Read or write.
     pub role: Role,
+    /// The agent names its changes may claim; `None`: any (self-declared).
+    pub agents: Option<AgentPatterns>,
+}
+
+/// Agent names as patterns, `*` matching any run of characters (`planner@*`, `ci-bot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AgentPatterns(Vec<String>);
+
+impl AgentPatterns {
+    /// Checks each pattern as an agent name (`*` allowed anywhere in it).
+    pub fn new(patterns: &[String]) -> Result<AgentPatterns, TokenError> {
+        for p in patterns {
+            p.parse::<cairn::AgentName>()?;
+        }
+        Ok(AgentPatterns(patterns.to_vec()))
+    }
+
+    /// Whether `agent` matches one of the patterns.
+    pub fn allow(&self, agent: &str) -> bool {
+        self.0.iter().any(|p| glob(p, agent))
+    }
+
+    /// The patterns.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+fn parse_agents(json: Option<&str>) -> Option<AgentPatterns> {
+    json.and_then(|j| serde_json::from_str::<Vec<String>>(j).ok()).map(AgentPatterns)
 }
 
 /// A token as `list` shows it (never its secret).
@@ -112,6 +159,8 @@ pub struct TokenInfo {
     pub expires_at: Option<Millis>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Millis>,
+    /// The agent names its changes may claim; `None`: any.
+    pub agents: Option<AgentPatterns>,
 }
 
 /// The relay's tokens: what they mean, over whichever [`TokenStore`] keeps them. Cheap to
@@ -161,12 +210,27 @@ impl Tokens {
     }
 
     /// Makes a token; returns its id and the token string (shown once: only its hash is kept).
+    /// Its changes may claim any agent name (see [`Tokens::create_bound`]).
     pub fn create(
         &self,
         graphs: &[String],
         role: Role,
         expires_at: Option<Millis>,
         label: Option<&str>,
+        now: Millis,
+    ) -> Result<(String, String), TokenError> {
+        self.create_bound(graphs, role, expires_at, label, None, now)
+    }
+
+    /// [`Tokens::create`], for a token whose changes may claim only the agent names `agents`
+    /// matches: the relay refuses any other (rule `agent`).
+    pub fn create_bound(
+        &self,
+        graphs: &[String],
+        role: Role,
+        expires_at: Option<Millis>,
+        label: Option<&str>,
+        agents: Option<&AgentPatterns>,
         now: Millis,
     ) -> Result<(String, String), TokenError> {
         if graphs.is_empty() {
@@ -191,6 +255,8 @@ impl Tokens {
             created_at: now,
             expires_at,
             revoked_at: None,
+            // Serialising a list of strings cannot fail.
+            agents: agents.map(|a| serde_json::to_string(a.as_slice()).unwrap_or_default()),
         })?;
         Ok((id.clone(), format!("cairn_{id}_{secret}")))
     }
@@ -209,6 +275,7 @@ impl Tokens {
                 created_at: t.created_at,
                 expires_at: t.expires_at,
                 revoked_at: t.revoked_at,
+                agents: parse_agents(t.agents.as_deref()),
             })
             .collect())
     }
@@ -238,7 +305,12 @@ impl Tokens {
         if t.expires_at.is_some_and(|e| e <= now) {
             return Err(TokenError::Expired(id.to_owned()));
         }
-        Ok(Grant { id: id.to_owned(), graphs: parse_graphs(&t.graphs), role: role_of(&t.role) })
+        Ok(Grant {
+            id: id.to_owned(),
+            graphs: parse_graphs(&t.graphs),
+            role: role_of(&t.role),
+            agents: parse_agents(t.agents.as_deref()),
+        })
     }
 
     /// Whether the token with this id may still be used (not revoked, not expired).
@@ -294,6 +366,28 @@ mod tests {
         assert!(matches!(t.create(&["Bad Graph".into()], Role::Read, None, None, 1), Err(TokenError::Graph(_))));
         let (_, all) = t.create(&["*".into()], Role::Read, None, None, 1).unwrap();
         assert_eq!(t.verify(&all, 2).unwrap().graphs, Graphs::All(AllGraphs::Star));
+    }
+
+    #[test]
+    fn agent_patterns() {
+        let p = AgentPatterns::new(&["planner@*".into(), "ci-bot".into(), "*-reviewer".into()]).unwrap();
+        for yes in ["planner@laptop", "planner@", "ci-bot", "code-reviewer"] {
+            assert!(p.allow(yes), "{yes}");
+        }
+        for no in ["planner", "ci-bot2", "xplanner@laptop", "reviewer", "mallory"] {
+            assert!(!p.allow(no), "{no}");
+        }
+        assert!(AgentPatterns::new(&["*".into()]).unwrap().allow("anyone"));
+        assert!(AgentPatterns::new(&["a*b*c".into()]).unwrap().allow("aXbYc"));
+        assert!(!AgentPatterns::new(&["a*b*c".into()]).unwrap().allow("aXcYb"));
+        assert!(AgentPatterns::new(&["".into()]).is_err());
+        assert!(AgentPatterns::new(&["a\u{1b}b".into()]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tokens::open(&dir.path().join("relay.db")).unwrap();
+        let (_, token) = t.create_bound(&["team".into()], Role::Write, None, None, Some(&p), 1).unwrap();
+        assert_eq!(t.verify(&token, 2).unwrap().agents, Some(p));
+        let (_, free) = t.create(&["team".into()], Role::Write, None, None, 1).unwrap();
+        assert_eq!(t.verify(&free, 2).unwrap().agents, None);
     }
 
     #[test]

@@ -427,6 +427,29 @@ async fn mallory_cannot_write_without_naming_an_agent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mallory_with_a_token_bound_to_her_name_cannot_write_as_alice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
+    let mut team = Team::new(dir.path(), addr, &tokens).await;
+    // The operator bound Mallory's token to her own agent names.
+    let bound = cairn_sync::tokens::AgentPatterns::new(&["mallory@*".into()]).unwrap();
+    let (_, mallory_token) =
+        tokens.create_bound(&[GRAPH.into()], Role::Write, None, None, Some(&bound), cairn::now_millis()).unwrap();
+    // A well-formed write that claims to be Alice's is refused; the same write as herself is not.
+    let lie = mallory(addr, &mallory_token, "honest", &["--agent", "alice", "--target", TARGET]).await;
+    let own = mallory(addr, &mallory_token, "honest", &["--agent", "mallory@laptop", "--target", TARGET]).await;
+    assert_eq!(own.outcome(), "accepted", "{}", own.report);
+    team.expected.entity("JsThing", "js-thing-2", &["hello from js"]);
+    team.expected.relations.insert(format!("JsThing-knows->{TARGET}"));
+    team.expected.observe(TARGET, "seen by js");
+    team.write_round().await;
+    team.converge("after the claim").await;
+    let carol = team.newcomer().await;
+    team.assert_nowhere(&[&lie], &[&carol]);
+    assert_refused(&[(lie, &["agent"])]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_graft_a_second_history_onto_a_shard() {
     // A change with no dependencies is a second genesis; its operations also write the root map
     // and create an object, and the contract does not say which rule is checked first.

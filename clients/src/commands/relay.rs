@@ -66,6 +66,10 @@ enum TokenCommand {
         /// A note for humans (who it is for)
         #[arg(long)]
         label: Option<String>,
+        /// An agent name the token's changes may claim (repeatable; `*` matches any run of
+        /// characters, as in `planner@*`). Without it, any name (self-declared)
+        #[arg(long = "agent", value_name = "PATTERN")]
+        agents: Vec<String>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -107,16 +111,18 @@ fn tokens(data: &std::path::Path, command: TokenCommand) -> Result<()> {
     let tokens = Tokens::open(&RelayStore::file_in(data))?;
     let now = cairn::now_millis();
     match command {
-        TokenCommand::Create { graphs, role, expires, label, json } => {
+        TokenCommand::Create { graphs, role, expires, label, agents, json } => {
             let expires_at = expires.map(|d| now.saturating_add(d));
-            let (id, token) = tokens.create(&graphs, role, expires_at, label.as_deref(), now)?;
+            let bound = if agents.is_empty() { None } else { Some(cairn_sync::tokens::AgentPatterns::new(&agents)?) };
+            let (id, token) = tokens.create_bound(&graphs, role, expires_at, label.as_deref(), bound.as_ref(), now)?;
             if json {
-                output::json(
-                    &json!({ "id": id, "graphs": graphs, "role": role, "expires_at": expires_at, "token": token }),
-                );
+                output::json(&json!({
+                    "id": id, "graphs": graphs, "role": role, "expires_at": expires_at, "agents": bound, "token": token
+                }));
             } else {
                 let until = expires_at.map(|t| format!(", expires {}", output::time(t))).unwrap_or_default();
-                output::text(&format!("created token {id}: {role:?} on {}{until}", graphs.join(", ")));
+                let writes_as = bound.map(|a| format!(", writing as {}", a.as_slice().join(", "))).unwrap_or_default();
+                output::text(&format!("created token {id}: {role:?} on {}{until}{writes_as}", graphs.join(", ")));
                 output::text("it is shown only now; pass it as --token or CAIRN_TOKEN:");
                 output::text(&token);
             }

@@ -106,15 +106,28 @@ impl Hub {
         if let Err(v) = rules.check_all(&changes) {
             return Ok(Err(v.to_string()));
         }
-        let credential = self.conns.get(&conn).and_then(|c| c.access.credential.clone());
-        if let Some(credential) = credential {
-            for change in changes.iter().filter(|c| c.hash() != rules.genesis_hash()) {
-                // A change the relay already holds changes nothing, whoever re-sends it (a
-                // replica offering everything after a reconnect sends its peers' changes too).
-                if docs.has_all(&doc, &[change.hash()])? {
-                    continue;
+        let Some(access) = self.conns.get(&conn).map(|c| c.access.clone()) else { return Ok(Ok(())) };
+        for change in changes.iter().filter(|c| c.hash() != rules.genesis_hash()) {
+            // A change the relay already holds changes nothing, whoever re-sends it (a replica
+            // offering everything after a reconnect sends its peers' changes too).
+            if access.credential.is_none() || docs.has_all(&doc, &[change.hash()])? {
+                continue;
+            }
+            if let Some(agents) = &access.agents {
+                // The schema check has made sure the message names a valid agent.
+                let (agent, _) = cairn::schema::change_author(change);
+                if !agents.allow(&agent) {
+                    return Ok(Err(format!(
+                        "change {} refused: rule \"{}\": this token writes as {}, and the change claims {agent:?} \
+                         (docs/security.md, \"Attribution\")",
+                        change.hash(),
+                        Rule::Agent,
+                        agents.as_slice().join(", ")
+                    )));
                 }
-                if let Some(refusal) = self.bind(change, &credential, docs)? {
+            }
+            if let Some(credential) = &access.credential {
+                if let Some(refusal) = self.bind(change, credential, docs)? {
                     return Ok(Err(refusal));
                 }
             }

@@ -40,12 +40,14 @@ pub struct Access {
     /// Who is writing: the token's id. The first credential to write under an actor id owns it
     /// ([`ActorBook`]); `None` (a relay run without access control) binds nothing.
     pub credential: Option<String>,
+    /// The agent names its changes may claim; `None`: any (self-declared).
+    pub agents: Option<crate::tokens::AgentPatterns>,
 }
 
 impl Access {
     /// Everything, read and write, for anyone (no credential).
     pub fn full() -> Self {
-        Access { scope: DocScope::Any, write: true, credential: None }
+        Access { scope: DocScope::Any, write: true, credential: None, agents: None }
     }
 
     /// The documents of some graphs.
@@ -54,12 +56,18 @@ impl Access {
             .into_iter()
             .flat_map(|g| GraphDocs::of(g).all().map(|(id, _)| (id, g.clone())).collect::<Vec<_>>())
             .collect();
-        Access { scope: DocScope::Only(docs), write, credential: None }
+        Access { scope: DocScope::Only(docs), write, credential: None, agents: None }
     }
 
     /// The same access, held by `credential`.
     pub fn held_by(mut self, credential: impl Into<String>) -> Self {
         self.credential = Some(credential.into());
+        self
+    }
+
+    /// The same access, for changes that claim only the agent names `agents` matches.
+    pub fn as_agents(mut self, agents: Option<crate::tokens::AgentPatterns>) -> Self {
+        self.agents = agents;
         self
     }
 

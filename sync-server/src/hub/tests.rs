@@ -349,3 +349,30 @@ fn without_a_grant_only_the_exact_genesis_starts_a_document() {
     assert!(!closed(&actions, 2), "{actions:?}");
     assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), honest.get_heads());
 }
+
+#[test]
+fn a_token_bound_to_agent_names_cannot_claim_another() {
+    let (mut hub, mut docs) = (hub(), docs());
+    let base = with_change();
+    docs.docs.insert(doc(), base.clone());
+    let planners = crate::tokens::AgentPatterns::new(&["planner@*".into()]).unwrap();
+    connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], true).held_by("t").as_agents(Some(planners)));
+    let claim = |base: &Automerge, agent: &str| {
+        let mut fork = base.fork().with_actor(ActorId::random());
+        use cairn::automerge::ReadDoc;
+        let (_, entities) = fork.get(ROOT, "entities").unwrap().unwrap();
+        let mut tx = fork.transaction();
+        tx.put(&entities, "Alice", format!(r#"{{"type":"x","by":"{agent}","at":1}}"#)).unwrap();
+        tx.commit_with(CommitOptions::default().with_message(format!(r#"{{"agent":"{agent}"}}"#)));
+        fork
+    };
+    let honest = claim(&base, "planner@laptop");
+    let ok = hub.handle(0, Event::Received { conn: 1, message: changes_beyond(&base, &honest, 1) }, &mut docs).unwrap();
+    assert!(!closed(&ok, 1), "{ok:?}");
+    let lying = claim(&honest, "alice");
+    let actions =
+        hub.handle(0, Event::Received { conn: 1, message: changes_beyond(&honest, &lying, 1) }, &mut docs).unwrap();
+    let error = error_text(&actions, 1);
+    assert!(error.contains("rule \"agent\"") && error.contains("planner@*"), "{error}");
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), honest.get_heads());
+}

@@ -188,13 +188,14 @@ impl Relay {
         }
         let write = grant.role == Role::Write;
         let access = match &grant.graphs {
-            Graphs::All(_) => Access { scope: DocScope::Any, write, credential: None },
+            Graphs::All(_) => Access { scope: DocScope::Any, write, credential: None, agents: None },
             Graphs::Only(names) => {
                 let graphs: Vec<GraphName> = names.iter().filter_map(|n| n.parse().ok()).collect();
                 Access::graphs(&graphs, write)
             }
         }
-        .held_by(grant.id.clone());
+        .held_by(grant.id.clone())
+        .as_agents(grant.agents.clone());
         Ok((access, Some(TokenSlot { sessions: self.sessions.clone(), token: grant.id, conn: None })))
     }
 }

@@ -32,6 +32,8 @@ pub struct TokenRecord {
     pub expires_at: Option<Millis>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Millis>,
+    /// The agent names it may write as, as a JSON list of patterns; `None`: any.
+    pub agents: Option<String>,
 }
 
 /// Where a relay keeps its tokens. Only storage: what a token means (parsing, hashing,

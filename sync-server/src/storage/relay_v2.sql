@@ -3,6 +3,10 @@
 -- (rule "actor", docs/security.md). Actors of changes stored before this migration have no
 -- owner until someone writes under them again.
 
+-- The agent names a token may write as (a JSON list of patterns, `*` matching any run of
+-- characters); NULL: any name, self-declared (rule "agent", docs/security.md).
+ALTER TABLE tokens ADD COLUMN agents TEXT;
+
 CREATE TABLE IF NOT EXISTS actors (
     actor      BLOB PRIMARY KEY,  -- the Automerge actor id
     credential TEXT NOT NULL,     -- the token id that first wrote under it

@@ -341,16 +341,17 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at: r.get(5)?,
         expires_at: r.get(6)?,
         revoked_at: r.get(7)?,
+        agents: r.get(8)?,
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, hash, graphs, role, label, created_at, expires_at, revoked_at";
+const TOKEN_COLUMNS: &str = "id, hash, graphs, role, label, created_at, expires_at, revoked_at, agents";
 
 impl TokenStore for SqliteTokens {
     fn insert(&self, t: &TokenRecord) -> Result<(), StorageError> {
         self.db().execute(
-            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-            params![t.id, t.hash, t.graphs, t.role, t.label, t.created_at, t.expires_at, t.revoked_at],
+            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![t.id, t.hash, t.graphs, t.role, t.label, t.created_at, t.expires_at, t.revoked_at, t.agents],
         )?;
         Ok(())
     }
