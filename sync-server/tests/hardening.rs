@@ -144,6 +144,61 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
     assert_eq!(count_changes(&data), changes_before + 6, "exactly the bystanders' writes, one per case");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_with_a_wrong_checksum_is_refused_by_name_and_not_stored() {
+    use cairn::automerge::transaction::Transactable;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (addr, _stop, tokens) = secured(&data, |_| {}).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[1];
+    // Step 1: the document exists on the relay, with one change.
+    let mut local = cairn::automerge::Automerge::new();
+    let mut tx = local.transaction();
+    tx.put(cairn::automerge::ROOT, "k", "first").unwrap();
+    tx.commit();
+    let first = local.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    ws.send(sync_msg(&relay_id, doc, sync_carrying(local.get_heads(), vec![first]))).await.unwrap();
+    assert!(matches!(next(&mut ws).await, Ok(Message::Sync { .. })), "the relay took the first change");
+    assert_eq!(count_changes(&data), 1);
+    // Step 2: a second change on top of it, valid in every byte but its checksum's.
+    let mut tx = local.transaction();
+    tx.put(cairn::automerge::ROOT, "k", "second").unwrap();
+    tx.commit();
+    let mut second = local.get_last_local_change().unwrap().raw_bytes().to_vec();
+    second[4] ^= 0xff;
+    assert!(cairn::automerge::Change::try_from(second.as_slice()).is_ok(), "Automerge alone would take it");
+    ws.send(sync_msg(&relay_id, doc, sync_carrying(local.get_heads(), vec![second]))).await.unwrap();
+    // The sender is told what was wrong, then closed.
+    match next(&mut ws).await {
+        Ok(Message::Error { message, .. }) => assert!(message.contains("checksum"), "{message}"),
+        other => panic!("expected an error message, got {other:?}"),
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol, "{reason}");
+    assert!(reason.contains("checksum"), "{reason}");
+    // The relay's document is as it was: one change, the first.
+    assert_eq!(count_changes(&data), 1, "the damaged change was not stored");
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    ws.send(sync_msg(&relay_id, doc, empty_sync())).await.unwrap();
+    let Ok(Message::Sync { data: reply, .. }) = next(&mut ws).await else {
+        panic!("the relay answers for the document")
+    };
+    let reply = cairn::automerge::sync::Message::decode(&reply).unwrap();
+    assert_eq!(reply.heads, local.get_changes(&[])[..1].iter().map(|c| c.hash()).collect::<Vec<_>>());
+}
+
+/// A sync message claiming `heads` and carrying `chunks`.
+fn sync_carrying(heads: Vec<cairn::automerge::ChangeHash>, chunks: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();
+    msg.heads = heads;
+    msg.changes = chunks.into();
+    msg.encode()
+}
+
 /// A first sync message for a document holding one change (so the relay creates it).
 fn sync_with_a_change() -> Vec<u8> {
     changes_message(false)
