@@ -191,6 +191,88 @@ async fn a_change_with_a_wrong_checksum_is_refused_by_name_and_not_stored() {
     assert_eq!(reply.heads, local.get_changes(&[])[..1].iter().map(|c| c.hash()).collect::<Vec<_>>());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_whose_dependencies_never_arrive_are_held_bounded_and_released_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (addr, _stop, tokens) = secured(&data, |_| {}).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[2];
+    // A history whose first change the relay never gets, then three changes of 64 KiB each.
+    let changes = orphans(3, 64 << 10);
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    for change in &changes[1..] {
+        ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()])))
+            .await
+            .unwrap();
+        // The relay asks for what is missing: the first change, not the ones it holds.
+        let Ok(Message::Sync { data: reply, .. }) = next(&mut ws).await else { panic!("the relay answers") };
+        let reply = cairn::automerge::sync::Message::decode(&reply).unwrap();
+        assert_eq!(reply.need, vec![changes[0].hash()]);
+    }
+    eventually_async("the relay holds the three changes", || async {
+        http_get(addr, "/metrics").await.contains("cairn_relay_pending_changes 3\n")
+    })
+    .await;
+    assert_eq!(count_changes(&data), 0, "nothing reached the document");
+    // The client goes away: what it left behind goes with it.
+    ws.close(None).await.unwrap();
+    eventually_async("the relay released them", || async {
+        let m = http_get(addr, "/metrics").await;
+        m.contains("cairn_relay_pending_changes 0\n") && m.contains("cairn_relay_pending_bytes 0\n")
+    })
+    .await;
+
+    // Under a smaller bound, the third frame is one too many: refused by name, and released.
+    let data = dir.path().join("small");
+    let (addr, _stop, tokens) = secured(&data, |c| c.hub.max_pending_bytes_per_connection = 150 << 10).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    for change in &changes[1..] {
+        ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()])))
+            .await
+            .unwrap();
+    }
+    let mut answered = 0;
+    let error = loop {
+        match next(&mut ws).await {
+            Ok(Message::Sync { .. }) => answered += 1,
+            Ok(Message::Error { message, .. }) => break message,
+            other => panic!("expected a sync or an error message, got {other:?}"),
+        }
+    };
+    assert_eq!(answered, 2, "two frames were held");
+    assert!(error.contains("dependencies have not arrived") && error.contains("153600 bytes"), "{error}");
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol, "{reason}");
+    eventually_async("the refused connection's changes were released", || async {
+        http_get(addr, "/metrics").await.contains("cairn_relay_pending_changes 0\n")
+    })
+    .await;
+}
+
+/// A chain of `n + 1` changes, each after the first putting `len` pseudo-random letters (which
+/// DEFLATE cannot shrink much) in a document.
+fn orphans(n: usize, len: usize) -> Vec<cairn::automerge::Change> {
+    use cairn::automerge::transaction::Transactable;
+    let mut doc = cairn::automerge::Automerge::new();
+    let mut x = 42u64;
+    for i in 0..=n {
+        let text: String = (0..if i == 0 { 1 } else { len })
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                char::from(b'!' + ((x >> 33) % 90) as u8)
+            })
+            .collect();
+        let mut tx = doc.transaction();
+        tx.put(cairn::automerge::ROOT, format!("k{i}"), text).unwrap();
+        tx.commit();
+    }
+    doc.get_changes(&[]).into_iter().collect()
+}
+
 /// A sync message claiming `heads` and carrying `chunks`.
 fn sync_carrying(heads: Vec<cairn::automerge::ChangeHash>, chunks: Vec<Vec<u8>>) -> Vec<u8> {
     let mut msg = cairn::automerge::sync::Message::decode(&changes_message(false)).unwrap();

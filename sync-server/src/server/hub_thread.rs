@@ -124,6 +124,8 @@ pub(super) fn run_hub<D: SyncDocs>(mut hub: Hub, mut docs: D, mut inbox: mpsc::R
         }
         metrics.connections.store(hub.connections() as u64, Ordering::Relaxed);
         metrics.open_docs.store(hub.open_docs() as u64, Ordering::Relaxed);
+        metrics.pending_changes.store(hub.pending_changes() as u64, Ordering::Relaxed);
+        metrics.pending_bytes.store(hub.pending_bytes(), Ordering::Relaxed);
         Metrics::add(&metrics.hub_busy_micros, started.elapsed().as_micros() as u64);
         if stopping {
             break;
