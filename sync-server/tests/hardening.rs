@@ -458,6 +458,62 @@ async fn a_reader_too_slow_for_its_queue_is_disconnected() {
     assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the writer is still served");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_closed_at_its_queues_byte_bound_ephemeral_messages_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the byte bound can close the reader: frames are not limited by count here, and a
+    // write may take far longer than the test.
+    let (addr, _stop, tokens) = secured(dir.path(), |c| {
+        c.max_outgoing_bytes = 2 << 20;
+        c.write_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[3];
+    // A writer creates a document; a reader opens it, then stops reading.
+    let mut writer = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut writer).await;
+    writer.send(sync_msg(&relay_id, doc, sync_with_a_change())).await.unwrap();
+    assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })));
+    let mut reader = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut reader).await;
+    reader.send(sync_msg(&relay_id, doc, empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut reader).await, Ok(Message::Sync { .. })), "the reader opened the document");
+    // The writer sends 48 ephemeral messages of 1 MiB each: far more than the loopback socket's
+    // buffers and the 2 MiB bound hold together.
+    const SENT: usize = 48;
+    for i in 0..SENT {
+        let m = Message::Ephemeral {
+            sender: "raw-client".into(),
+            target: relay_id.clone().into(),
+            doc,
+            count: i as u64,
+            session: "s".into(),
+            data: vec![i as u8; 1 << 20],
+        };
+        writer.send(WsMessage::Binary(m.encode().into())).await.unwrap();
+    }
+    eventually_async("the relay gives up on the reader", || async {
+        http_get(addr, "/metrics").await.contains("cairn_relay_closed_total{reason=\"slow\"} 1\n")
+    })
+    .await;
+    // The reader reads again: what got out before the relay gave up, then the close and why.
+    let mut received = 0;
+    let (code, reason) = loop {
+        match next(&mut reader).await {
+            Ok(Message::Ephemeral { .. }) => received += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(close) => break close,
+        }
+    };
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("too slow") && reason.contains("2097152 bytes"), "{reason}");
+    assert!(received < SENT, "the relay stopped queueing: {received} of {SENT} delivered");
+    // The writer is still served.
+    writer.send(sync_msg(&relay_id, doc, empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the writer is still served");
+}
+
 /// Documents the slow reader asks for: 32 MiB in all, several times loopback's socket buffers.
 const BIG_DOCS: usize = 32;
 
