@@ -243,7 +243,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: what went wrong, and (in the error's own words) what to do.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            output::error(&chain.join(": "));
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,13 @@
 //! Everything the command line prints goes through here: human text by default, JSON with
 //! `--json`. (The MCP server never prints: its stdout is its protocol channel.)
+//!
+//! Human text never carries a control character from data: whatever a graph holds (observations
+//! may hold any character but NUL, and data from older versions or other implementations
+//! anything) is written through [`safe`], and [`text`], [`warn`] and [`error`] pass every line
+//! through it too.
 #![allow(clippy::print_stdout)] // this module is the command line's one writer to stdout
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use cairn::{EntityChange, Freshness, Graph, Millis, Unseen, Version, What};
@@ -14,14 +20,44 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) {
     }
 }
 
-/// Prints text as it is.
-pub(crate) fn text(s: &str) {
-    println!("{s}");
+/// `s` safe to print on a terminal: every control character (C0, newline and tab included, DEL,
+/// and C1, where the 8-bit forms of ESC and CSI live) is written as an escape (`\n`, `\r`, `\t`,
+/// `\u{1b}`), so that data can neither drive the terminal (move the cursor, recolour, retitle,
+/// rewrite what was printed) nor forge lines of output. JSON needs none of this: serde escapes.
+pub(crate) fn safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
-/// A warning on stderr.
+/// Prints text, line by line through [`safe`] (data in it should have been made safe already,
+/// newlines included; this is the backstop).
+pub(crate) fn text(s: &str) {
+    let lines: Vec<Cow<'_, str>> = s.split('\n').map(safe).collect();
+    println!("{}", lines.join("\n"));
+}
+
+/// A warning on stderr, as one line.
 pub(crate) fn warn(s: &str) {
-    eprintln!("warning: {s}");
+    eprintln!("warning: {}", safe(s));
+}
+
+/// An error on stderr, as one line.
+pub(crate) fn error(s: &str) {
+    eprintln!("error: {}", safe(s));
 }
 
 /// `2026-11-30 14:02:11 UTC` from milliseconds since the epoch (no time-zone database needed).
@@ -62,12 +98,8 @@ pub(crate) fn unseen(u: &Unseen) -> Option<String> {
         return None;
     }
     let more = if u.more_entities > 0 { format!(" and {} more", u.more_entities) } else { String::new() };
-    Some(format!(
-        "{} change(s) by {} since your last read, on: {}{more}",
-        u.count,
-        u.agents.join(", "),
-        u.entities.join(", ")
-    ))
+    let list = |items: &[String]| items.iter().map(|s| safe(s)).collect::<Vec<_>>().join(", ");
+    Some(format!("{} change(s) by {} since your last read, on: {}{more}", u.count, list(&u.agents), list(&u.entities)))
 }
 
 /// The footer every read prints: version, freshness, unseen.
@@ -83,19 +115,19 @@ pub(crate) fn footer(version: &Version, f: &Freshness, u: &Unseen) -> String {
 pub(crate) fn graph(g: &Graph) -> String {
     let mut s = String::new();
     for e in &g.entities {
-        let ty = if e.entity_type.is_empty() { "(no type)".to_string() } else { e.entity_type.clone() };
-        let _ = writeln!(s, "{} [{ty}]", e.name);
+        let ty = if e.entity_type.is_empty() { "(no type)".into() } else { safe(&e.entity_type) };
+        let _ = writeln!(s, "{} [{ty}]", safe(&e.name));
         for c in &e.conflicts {
-            let _ = writeln!(s, "  ! type conflict: also set to {:?} by {}", c.entity_type, c.by);
+            let _ = writeln!(s, "  ! type conflict: also set to {:?} by {}", c.entity_type, safe(&c.by));
         }
         for o in &e.observations {
-            let _ = writeln!(s, "  - {}", o.text);
+            let _ = writeln!(s, "  - {}", safe(&o.text));
         }
     }
     if !g.relations.is_empty() {
         let _ = writeln!(s, "relations:");
         for r in &g.relations {
-            let _ = writeln!(s, "  {} --{}--> {}", r.relation.from, r.relation.relation_type, r.relation.to);
+            let _ = writeln!(s, "  {}", relation(&r.relation));
         }
     }
     if g.entities.is_empty() && g.relations.is_empty() {
@@ -104,12 +136,19 @@ pub(crate) fn graph(g: &Graph) -> String {
     s.trim_end().to_owned()
 }
 
+/// `from --type--> to`, safe to print.
+fn relation(r: &cairn::Relation) -> String {
+    format!("{} --{}--> {}", safe(&r.from), safe(&r.relation_type), safe(&r.to))
+}
+
 /// A graph in Graphviz dot.
 pub(crate) fn dot(g: &Graph) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let esc = |s: &str| safe(s).replace('\\', "\\\\").replace('"', "\\\"");
+    let q = |s: &str| format!("\"{}\"", esc(s));
     let mut s = String::from("digraph cairn {\n  node [shape=box];\n");
     for e in &g.entities {
-        let _ = writeln!(s, "  {} [label={}];", q(&e.name), q(&format!("{}\n{}", e.name, e.entity_type)));
+        // `\n` in a label is Graphviz's line break.
+        let _ = writeln!(s, "  {} [label=\"{}\\n{}\"];", q(&e.name), esc(&e.name), esc(&e.entity_type));
     }
     for r in &g.relations {
         let _ =
@@ -121,27 +160,34 @@ pub(crate) fn dot(g: &Graph) -> String {
 
 /// One change as a line of text.
 pub(crate) fn change(c: &EntityChange) -> String {
+    // Quoted texts are written with Rust's debug escapes, which escape control characters too.
+    let entity = safe(&c.entity);
     let what = match &c.what {
-        What::EntitySet { entity_type } => format!("set {} to type {entity_type:?}", c.entity),
-        What::EntityDeleted => format!("deleted entity {}", c.entity),
+        What::EntitySet { entity_type } => format!("set {entity} to type {entity_type:?}"),
+        What::EntityDeleted => format!("deleted entity {entity}"),
         What::ObservationSet { text, validity } => match validity.valid_to {
-            Some(to) => format!("ended observation {text:?} on {} at {}", c.entity, time(to)),
-            None => format!("observed {text:?} on {}", c.entity),
+            Some(to) => format!("ended observation {text:?} on {entity} at {}", time(to)),
+            None => format!("observed {text:?} on {entity}"),
         },
-        What::ObservationDeleted { text } => format!("deleted observation {text:?} from {}", c.entity),
-        What::RelationSet { relation, .. } => {
-            format!("related {} --{}--> {}", relation.from, relation.relation_type, relation.to)
-        }
-        What::RelationDeleted { relation } => {
-            format!("unrelated {} --{}--> {}", relation.from, relation.relation_type, relation.to)
-        }
+        What::ObservationDeleted { text } => format!("deleted observation {text:?} from {entity}"),
+        What::RelationSet { relation: r, .. } => format!("related {}", relation(r)),
+        What::RelationDeleted { relation: r } => format!("unrelated {}", relation(r)),
     };
-    format!("{}  {:<20}  {what}", time(c.at), c.agent)
+    format!("{}  {:<20}  {what}", time(c.at), safe(&c.agent))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert!(matches!(safe("plain text, ünïcode, \\ and \""), Cow::Borrowed(_)));
+        assert_eq!(safe("a\nb\r\tc"), "a\\nb\\r\\tc");
+        assert_eq!(safe("\u{1b}[31mred\u{7}"), "\\u{1b}[31mred\\u{7}");
+        assert_eq!(safe("del\u{7f} csi\u{9b} nel\u{85}"), "del\\u{7f} csi\\u{9b} nel\\u{85}");
+        assert!(!safe("\u{0}\u{1f}\u{80}\u{9f}").chars().any(char::is_control));
+    }
 
     #[test]
     fn times_are_civil_utc() {

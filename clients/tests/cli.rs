@@ -151,6 +151,38 @@ fn errors_are_one_clear_line_and_a_nonzero_exit() {
 }
 
 #[test]
+fn control_characters_in_data_are_escaped_in_human_output() {
+    let c = Cairn::new();
+    // ESC starts terminal control sequences (here: red, then "clear the screen"); a newline in
+    // an observation would otherwise forge a line of output.
+    let nasty = "fine\u{1b}[31m red\u{1b}[2J\nforged line\u{9b}1m\u{7f}";
+    c.ok("a.db", "alice", &["add", "entity", "Tea", "--type", "drink", "-o", nasty]);
+    c.ok("a.db", "alice", &["add", "entity", "Cup", "--type", "thing"]);
+    c.ok("a.db", "alice", &["add", "relation", "Tea", "served_in", "Cup"]);
+    let raw = |s: &str| s.chars().filter(|c| c.is_control() && *c != '\n').count();
+    let escaped = "fine\\u{1b}[31m red\\u{1b}[2J\\nforged line\\u{9b}1m\\u{7f}";
+    for args in [&["graph"][..], &["show", "Tea"], &["search", "red"], &["history", "Tea"]] {
+        let out = c.ok("a.db", "alice", args);
+        assert_eq!(raw(&out), 0, "cairn {args:?} printed a raw control character: {out:?}");
+        assert!(!out.lines().any(|l| l.starts_with("forged line")), "cairn {args:?}: {out}");
+        if args[0] != "history" {
+            assert!(out.contains(&format!("  - {escaped}")), "cairn {args:?}: {out}");
+        } else {
+            assert!(out.contains("\\u{1b}[31m"), "cairn {args:?}: {out}");
+        }
+    }
+    // --json is left to serde, which escapes control characters: the text comes back exact.
+    let g = c.json("a.db", "alice", &["show", "Tea"]);
+    assert_eq!(g["entities"][0]["observations"][0], nasty);
+    // Errors that quote input are escaped too.
+    let out = c.run("a.db", "alice", &["add", "entity", "Bad\u{1b}]0;title\u{7}", "--type", "x"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(raw(&err), 0, "{err:?}");
+    assert!(err.starts_with("error: ") && err.contains("control character"), "{err}");
+}
+
+#[test]
 fn every_subcommand_explains_itself() {
     let c = Cairn::new();
     for sub in [

@@ -12,9 +12,18 @@
 //! column metadata (the binary format's public layout,
 //! <https://automerge.org/automerge-binary-format-spec/>), inflates every compressed part
 //! (stopping as soon as the total passes a budget), sums each column's run lengths, and charges
-//! the budget for the bytes and for the rows. Only then does it let Automerge decode each chunk.
+//! the budget for the bytes and for the rows. Then it checks each chunk's checksum (Automerge's
+//! `Change::try_from` does not, and when it applies changes to a document with history it drops
+//! a chunk whose checksum is wrong with only a warning), and only then does it let Automerge
+//! decode each chunk.
+//!
+//! The same walk tells the relay what each change is (its hash and its dependencies) without
+//! Automerge decoding its operations: [`carried`].
 
 use std::io::Read;
+
+use automerge::ChangeHash;
+use sha2::{Digest, Sha256};
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const DOCUMENT: u8 = 0;
@@ -49,9 +58,34 @@ pub enum ChunkError {
         /// The most it may claim.
         limit: u64,
     },
+    /// The chunk's checksum does not match its contents: damaged on the way, or forged.
+    #[error("a change's checksum does not match its contents (damaged or forged); send it again, unaltered")]
+    BadChecksum,
     /// The chunk is well framed but Automerge cannot decode it.
     #[error("undecodable changes ({0})")]
     Undecodable(String),
+}
+
+/// One chunk of a sync message's changes, as [`carried_changes`](super::carried_changes) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carried {
+    /// A change (a bundle's changes come one by one).
+    Change(CarriedChange),
+    /// A whole saved document: its own history from the start, so it needs nothing else.
+    Document(Vec<u8>),
+}
+
+/// A change a sync message carries, known by its framing only (its operations not decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedChange {
+    /// Its hash (its identity in the document's history).
+    pub hash: ChangeHash,
+    /// The changes it depends on.
+    pub deps: Vec<ChangeHash>,
+    /// The chunk as it arrived (compressed, if it was).
+    pub bytes: Vec<u8>,
+    /// What it would take decompressed and decoded, as the per-message budget counts it.
+    pub cost: u64,
 }
 
 /// One chunk: its type and its bytes (header included).
@@ -62,19 +96,80 @@ struct Chunk<'a> {
 }
 
 /// Checks every chunk of `entries`: first that all of them together inflate to at most `limit`
-/// bytes and claim no more rows than their size allows, then that Automerge decodes each one;
-/// returns the changes they hold, in order.
+/// bytes, claim no more rows than their size allows and carry checksums that match, then that
+/// Automerge decodes each one; returns the changes they hold, in order.
 pub(crate) fn decode_all(entries: &[&[u8]], limit: u64) -> Result<Vec<automerge::Change>, ChunkError> {
     let chunks: Vec<Chunk<'_>> = entries.iter().flat_map(|entry| split(entry)).collect::<Result<_, _>>()?;
     let mut budget = Budget { left: limit, limit };
     for chunk in &chunks {
-        budget.charge(chunk)?;
+        let inflated = budget.charge(chunk)?;
+        verify(chunk, inflated.as_deref())?;
     }
     let mut changes = Vec::new();
     for chunk in &chunks {
         changes.extend(decode(chunk)?);
     }
     Ok(changes)
+}
+
+/// What each chunk of `entries` is: each change with its hash, dependencies and cost (a bundle's
+/// changes decoded one by one), each document as it is. The budget and the checksums are
+/// checked as in [`decode_all`]; operations are not decoded (that is [`decode_all`]'s job).
+pub(crate) fn carried(entries: &[&[u8]], limit: u64) -> Result<Vec<Carried>, ChunkError> {
+    let mut budget = Budget { left: limit, limit };
+    let mut out = Vec::new();
+    for chunk in entries.iter().flat_map(|entry| split(entry)) {
+        let chunk = chunk?;
+        let before = budget.left;
+        let inflated = budget.charge(&chunk)?;
+        let hash = verify(&chunk, inflated.as_deref())?;
+        let cost = before - budget.left;
+        match chunk.kind {
+            CHANGE | COMPRESSED_CHANGE => {
+                let deps = Reader(inflated.as_deref().unwrap_or(chunk.body)).deps()?;
+                out.push(Carried::Change(CarriedChange { hash, deps, bytes: chunk.bytes.to_vec(), cost }));
+            }
+            BUNDLE => {
+                let bundle =
+                    automerge::Bundle::try_from(chunk.bytes).map_err(|e| ChunkError::Undecodable(e.to_string()))?;
+                for change in bundle.to_changes().map_err(|e| ChunkError::Undecodable(e.to_string()))? {
+                    let bytes = change.raw_bytes().to_vec();
+                    let cost = (bytes.len() as u64).saturating_add((change.len() as u64).saturating_mul(ROW_COST));
+                    let deps = change.deps().to_vec();
+                    out.push(Carried::Change(CarriedChange { hash: change.hash(), deps, bytes, cost }));
+                }
+            }
+            _ => out.push(Carried::Document(chunk.bytes.to_vec())),
+        }
+    }
+    Ok(out)
+}
+
+/// The hash Automerge gives a chunk: SHA-256 of its type, its length (LEB128) and its body. A
+/// chunk's checksum is the first four bytes of it, and a change's hash is its identity.
+fn hash(kind: u8, body: &[u8]) -> ChangeHash {
+    let mut header = vec![kind];
+    let mut len = body.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            header.push(byte);
+            break;
+        }
+        header.push(byte | 0x80);
+    }
+    ChangeHash(Sha256::new().chain_update(&header).chain_update(body).finalize().into())
+}
+
+/// Checks a chunk's checksum (a compressed change's is its inflated change's, passed as
+/// `inflated`); returns the chunk's hash.
+fn verify(chunk: &Chunk<'_>, inflated: Option<&[u8]>) -> Result<ChangeHash, ChunkError> {
+    let hash = match inflated {
+        Some(body) => hash(CHANGE, body),
+        None => hash(chunk.kind, chunk.body),
+    };
+    if hash.0[..4] == chunk.bytes[4..8] { Ok(hash) } else { Err(ChunkError::BadChecksum) }
 }
 
 /// The chunks laid end to end in `bytes`.
@@ -168,26 +263,27 @@ impl Budget {
     }
 
     /// Spends the chunk's bytes (a compressed change's inflated), what its compressed columns
-    /// inflate to, and what its rows take decoded.
-    fn charge(&mut self, chunk: &Chunk<'_>) -> Result<(), ChunkError> {
+    /// inflate to, and what its rows take decoded. Returns a compressed change's body inflated.
+    fn charge(&mut self, chunk: &Chunk<'_>) -> Result<Option<Vec<u8>>, ChunkError> {
         if chunk.kind != COMPRESSED_CHANGE {
             self.spend(chunk.body.len() as u64)?;
         }
-        let rows = self.rows(chunk)?;
+        let (rows, inflated) = self.rows(chunk)?;
         let limit = ROWS_BASE.saturating_add(ROWS_PER_BYTE.saturating_mul(chunk.bytes.len() as u64));
         if rows > limit {
             return Err(ChunkError::TooManyOps { bytes: chunk.bytes.len(), rows, limit });
         }
-        Ok(())
+        Ok(inflated)
     }
 
-    /// Spends what a chunk's compressed parts inflate to, and returns the rows it claims.
-    fn rows(&mut self, chunk: &Chunk<'_>) -> Result<u64, ChunkError> {
+    /// Spends what a chunk's compressed parts inflate to; returns the rows it claims, and a
+    /// compressed change's body inflated.
+    fn rows(&mut self, chunk: &Chunk<'_>) -> Result<(u64, Option<Vec<u8>>), ChunkError> {
         match chunk.kind {
-            CHANGE => self.change_rows(chunk.body),
+            CHANGE => Ok((self.change_rows(chunk.body)?, None)),
             COMPRESSED_CHANGE => {
                 let body = self.inflate(chunk.body)?;
-                self.change_rows(&body)
+                Ok((self.change_rows(&body)?, Some(body)))
             }
             DOCUMENT => {
                 let mut b = Reader(chunk.body);
@@ -195,7 +291,7 @@ impl Budget {
                 b.hashes()?;
                 let changes = b.columns()?;
                 let ops = b.columns()?;
-                Ok(self.columns(&mut b, &changes)?.saturating_add(self.columns(&mut b, &ops)?))
+                Ok((self.columns(&mut b, &changes)?.saturating_add(self.columns(&mut b, &ops)?), None))
             }
             BUNDLE => {
                 let mut b = Reader(chunk.body);
@@ -204,7 +300,7 @@ impl Budget {
                 let changes = b.columns()?;
                 let change_rows = self.columns(&mut b, &changes)?;
                 let ops = b.columns()?;
-                Ok(change_rows.saturating_add(self.columns(&mut b, &ops)?))
+                Ok((change_rows.saturating_add(self.columns(&mut b, &ops)?), None))
             }
             _ => Err(ChunkError::Malformed("unknown chunk type")),
         }
@@ -341,10 +437,15 @@ impl<'a> Reader<'a> {
     }
 
     /// Length-prefixed 32-byte change hashes.
-    fn hashes(&mut self) -> Result<(), ChunkError> {
+    fn hashes(&mut self) -> Result<&'a [u8], ChunkError> {
         let n = self.count()?;
-        self.take(n.checked_mul(32).ok_or(ChunkError::Malformed("count"))?)?;
-        Ok(())
+        self.take(n.checked_mul(32).ok_or(ChunkError::Malformed("count"))?)
+    }
+
+    /// A change's dependencies: the hashes its body starts with.
+    fn deps(&mut self) -> Result<Vec<ChangeHash>, ChunkError> {
+        let bytes = self.hashes()?;
+        Ok(bytes.chunks_exact(32).map(|h| ChangeHash(h.try_into().expect("32 bytes"))).collect())
     }
 
     /// Column metadata: (specification, data length) pairs.
@@ -477,6 +578,97 @@ mod tests {
         let rows = 2_000 * ROW_COST;
         assert_eq!(check(&[bytes], rows + bytes.len() as u64), Ok(()));
         assert!(matches!(check(&[bytes], rows), Err(ChunkError::TooLarge { .. })));
+    }
+
+    /// `bytes` with its checksum's first byte flipped: everything else stays valid.
+    fn bad_checksum(bytes: &[u8]) -> Vec<u8> {
+        let mut damaged = bytes.to_vec();
+        damaged[4] ^= 0xff;
+        damaged
+    }
+
+    #[test]
+    fn a_valid_change_with_a_wrong_checksum_is_refused() {
+        let mut doc = big_document();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "small", 1).unwrap();
+        tx.commit();
+        let small = doc.get_last_local_change().unwrap().clone();
+        let mut large = doc.get_changes(&[])[0].clone();
+        let compressed = large.bytes().to_vec();
+        assert_eq!(compressed[8], COMPRESSED_CHANGE);
+        for (what, bytes) in [("a change", small.raw_bytes().to_vec()), ("a compressed change", compressed)] {
+            assert_eq!(check(&[bytes.as_slice()], 64 << 20), Ok(()), "{what}, intact");
+            let damaged = bad_checksum(&bytes);
+            // Automerge takes it: the checksum is not what it checks here.
+            let taken = automerge::Change::try_from(damaged.as_slice()).map(|c| c.hash());
+            assert!(taken.is_ok(), "{what}: Automerge decodes the damaged change: {taken:?}");
+            assert_eq!(check(&[damaged.as_slice()], 64 << 20), Err(ChunkError::BadChecksum), "{what}");
+            assert_eq!(carried(&[damaged.as_slice()], 64 << 20), Err(ChunkError::BadChecksum), "{what}");
+        }
+        // Documents and bundles have checksums too.
+        let saved = doc.save();
+        let bundle = doc.bundle(doc.get_changes(&[]).iter().map(|c| c.hash())).unwrap().bytes().to_vec();
+        for (what, bytes) in [("a document", saved), ("a bundle", bundle)] {
+            assert_eq!(check(&[bytes.as_slice()], 64 << 20), Ok(()), "{what}, intact");
+            assert_eq!(check(&[bad_checksum(&bytes).as_slice()], 64 << 20), Err(ChunkError::BadChecksum), "{what}");
+        }
+    }
+
+    #[test]
+    fn automerge_drops_a_change_with_a_wrong_checksum_silently() {
+        // Why the check matters: applied to a document with history, the damaged change is
+        // dropped with a warning and no error.
+        use automerge::sync::SyncDoc;
+        let mut doc = automerge::Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "a", 1).unwrap();
+        tx.commit();
+        let mut other = doc.fork();
+        let mut tx = other.transaction();
+        tx.put(automerge::ROOT, "b", 2).unwrap();
+        tx.commit();
+        let change = other.get_last_local_change().unwrap().raw_bytes().to_vec();
+        let mut message = automerge::sync::Message::decode(
+            &automerge::Automerge::new().generate_sync_message(&mut automerge::sync::State::new()).unwrap().encode(),
+        )
+        .unwrap();
+        message.changes = vec![bad_checksum(&change)].into();
+        let before = doc.get_heads();
+        assert!(doc.receive_sync_message(&mut automerge::sync::State::new(), message).is_ok());
+        assert_eq!(doc.get_heads(), before, "nothing applied, and no error");
+    }
+
+    #[test]
+    fn carried_changes_are_known_by_hash_and_dependencies() {
+        let mut doc = big_document(); // its one change is compressed when sent
+        for i in 0..3 {
+            let mut tx = doc.transaction();
+            tx.put(automerge::ROOT, "k", i).unwrap();
+            tx.commit();
+        }
+        let changes = doc.get_changes(&[]);
+        let mut entries: Vec<Vec<u8>> = changes.iter().map(|c| c.clone().bytes().to_vec()).collect();
+        assert_eq!(entries[0][8], COMPRESSED_CHANGE);
+        // Two changes laid end to end in one entry, as Automerge allows.
+        let last = entries.pop().unwrap();
+        entries.last_mut().unwrap().extend(last);
+        let slices: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        let got = carried(&slices, 64 << 20).unwrap();
+        assert_eq!(got.len(), changes.len());
+        for (g, c) in got.iter().zip(&changes) {
+            let Carried::Change(g) = g else { panic!("a change: {g:?}") };
+            assert_eq!((g.hash, g.deps.as_slice()), (c.hash(), c.deps()));
+            assert!(g.cost >= c.raw_bytes().len() as u64);
+        }
+        // A bundle's changes come one by one; a document as it is.
+        let bundle = doc.bundle(changes.iter().skip(1).map(|c| c.hash())).unwrap().bytes().to_vec();
+        let got = carried(&[bundle.as_slice()], 64 << 20).unwrap();
+        let hashes: Vec<_> =
+            got.iter().map(|g| if let Carried::Change(c) = g { c.hash } else { panic!("{g:?}") }).collect();
+        assert_eq!(hashes, changes[1..].iter().map(|c| c.hash()).collect::<Vec<_>>());
+        let saved = doc.save();
+        assert_eq!(carried(&[saved.as_slice()], 64 << 20), Ok(vec![Carried::Document(saved.clone())]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use automerge::sync;
 use crate::error::Result;
 use crate::ids::DocId;
 
-pub use chunks::ChunkError;
+pub use chunks::{Carried, CarriedChange, ChunkError};
 pub use driver::{Driver, ReplicaDocs};
 pub use memory::MemoryDocs;
 pub use session::{ClientSession, Effect, Input, SessionConfig};
@@ -50,12 +50,12 @@ pub trait SyncDocs {
 /// graph's document, far below what would hurt a server.
 pub const DEFAULT_MAX_INFLATED_BYTES: u64 = 128 << 20;
 
-/// Checks that every change a sync message carries decodes, and that decompressed (each encoded
-/// row counted as 64 bytes) they take at most `max_inflated` bytes (checked first, without
-/// trusting them: see `chunks.rs`). Automerge
-/// drops undecodable changes from a message with only a warning when it applies them to a
-/// document that already has history; a peer sending them is broken or hostile, and gets a
-/// protocol error instead.
+/// Checks that every change a sync message carries decodes and matches its checksum, and that
+/// decompressed (each encoded row counted as 64 bytes) they take at most `max_inflated` bytes
+/// (checked first, without trusting them: see `chunks.rs`). Automerge drops undecodable or
+/// damaged changes from a message with only a warning when it applies them to a document that
+/// already has history (and `Change::try_from` does not check the checksum at all); a peer
+/// sending them is broken or hostile, and gets a protocol error instead.
 pub fn check_changes(message: &sync::Message, max_inflated: u64) -> std::result::Result<(), ChunkError> {
     decode_changes(message, max_inflated).map(drop)
 }
@@ -68,6 +68,15 @@ pub fn decode_changes(
 ) -> std::result::Result<Vec<automerge::Change>, ChunkError> {
     let entries: Vec<&[u8]> = message.changes.iter().collect();
     chunks::decode_all(&entries, max_inflated)
+}
+
+/// What a sync message's changes are, read from their framing without decoding their
+/// operations: each change's hash, dependencies and cost (under the same budget and checksum
+/// checks as [`check_changes`], which should have passed first), and each whole document. This
+/// is what a relay needs to hold back changes whose dependencies have not arrived.
+pub fn carried_changes(message: &sync::Message, max_inflated: u64) -> std::result::Result<Vec<Carried>, ChunkError> {
+    let entries: Vec<&[u8]> = message.changes.iter().collect();
+    chunks::carried(&entries, max_inflated)
 }
 
 #[cfg(test)]

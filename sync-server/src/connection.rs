@@ -1,7 +1,7 @@
 //! One websocket connection's task: frames from the peer go to the hub thread, frames from the
 //! hub go to the peer, and every per-connection limit is enforced here — message rate, idle
 //! time, the time to `join`, the write timeout, and the relay-wide budget of bytes waiting for
-//! the hub.
+//! the hub. (The outgoing queue's bounds are enforced as the hub thread fills it: `queue.rs`.)
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use cairn::sync::wire::Message;
 
 use crate::hub::{Access, ConnId, Event};
 use crate::metrics::Metrics;
-use crate::server::{Command, Outgoing, Relay, TokenSlot};
+use crate::server::{Command, Outgoing, Queue, Relay, TokenSlot};
 
 /// Close codes (RFC 6455).
 pub(crate) mod code {
@@ -37,8 +36,9 @@ pub(crate) async fn run(socket: WebSocket, relay: Relay, access: Access, mut slo
     }
     let token = slot.as_ref().map(TokenSlot::token);
     tracing::debug!(conn, token = ?token, "connection opened");
-    let (out_tx, mut out_rx) = mpsc::channel(relay.config().outgoing_queue);
-    let ended = if relay.send(Command::Register { conn, out: out_tx }).await
+    let (outbox, mut out_rx) =
+        crate::server::outgoing_queue(relay.config().outgoing_queue, relay.config().max_outgoing_bytes);
+    let ended = if relay.send(Command::Register { conn, out: outbox }).await
         && relay.send(Command::Event(Event::Connected { conn, access })).await
     {
         serve(socket, &relay, conn, &mut out_rx).await
@@ -111,20 +111,31 @@ impl Ending {
 }
 
 /// Writes what the hub sent this connection.
-async fn deliver(sink: &mut Sink, outgoing: Option<Outgoing>, relay: &Relay) -> Result<(), Ending> {
+async fn deliver(sink: &mut Sink, outgoing: Option<Outgoing>, queue: &Queue, relay: &Relay) -> Result<(), Ending> {
     let write_timeout = relay.config().write_timeout;
+    // The hub gave up on this connection (and counted it): too slow a reader. It is closed
+    // before anything more is written, the frames still queued included.
+    let too_slow = |queue: &Queue| queue.given_up().map(|reason| Ending::close(code::POLICY, reason.to_owned()));
+    if let Some(ending) = too_slow(queue) {
+        return Err(ending);
+    }
     match outgoing {
         Some(Outgoing::Frame(bytes)) => {
-            if send(sink, WsMessage::Binary(bytes.into()), write_timeout).await {
-                Ok(())
-            } else {
-                Metrics::add(&relay.metrics().closed_slow, 1);
-                Err(Ending::silent(format!("the peer did not take a frame within {write_timeout:?}")))
+            let len = bytes.len();
+            let sent = send(sink, WsMessage::Binary(bytes.into()), write_timeout).await;
+            queue.written(len);
+            match (sent, too_slow(queue)) {
+                (true, _) => Ok(()),
+                (false, Some(ending)) => Err(ending),
+                (false, None) => {
+                    Metrics::add(&relay.metrics().closed_slow, 1);
+                    Err(Ending::silent(format!("the peer did not take a frame within {write_timeout:?}")))
+                }
             }
         }
         Some(Outgoing::Close { code, reason }) => Err(Ending::close(code, reason)),
-        // The hub dropped this connection (and counted it): too slow a reader.
-        None => Err(Ending::close(code::POLICY, "too slow: the outgoing queue is full")),
+        // The hub dropped this connection without giving up on it: it is stopping.
+        None => Err(too_slow(queue).unwrap_or_else(Ending::stopping)),
     }
 }
 
@@ -133,25 +144,20 @@ async fn deliver(sink: &mut Sink, outgoing: Option<Outgoing>, relay: &Relay) -> 
 async fn delivering<T>(
     work: impl Future<Output = T>,
     sink: &mut Sink,
-    out_rx: &mut mpsc::Receiver<Outgoing>,
+    out_rx: &mut Queue,
     relay: &Relay,
 ) -> Result<T, Ending> {
     let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             done = &mut work => return Ok(done),
-            outgoing = out_rx.recv() => deliver(sink, outgoing, relay).await?,
+            outgoing = out_rx.recv() => deliver(sink, outgoing, out_rx, relay).await?,
         }
     }
 }
 
 /// Serves the connection; returns why it ended.
-async fn serve(
-    socket: WebSocket,
-    relay: &Relay,
-    conn: ConnId,
-    out_rx: &mut mpsc::Receiver<Outgoing>,
-) -> Cow<'static, str> {
+async fn serve(socket: WebSocket, relay: &Relay, conn: ConnId, out_rx: &mut Queue) -> Cow<'static, str> {
     let (mut sink, stream) = socket.split();
     let Err(ending) = exchange(&mut sink, stream, relay, conn, out_rx).await;
     if let Some(code) = ending.close {
@@ -170,7 +176,7 @@ async fn exchange(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     relay: &Relay,
     conn: ConnId,
-    out_rx: &mut mpsc::Receiver<Outgoing>,
+    out_rx: &mut Queue,
 ) -> Result<std::convert::Infallible, Ending> {
     let config = relay.config();
     let write_timeout = config.write_timeout;
@@ -246,7 +252,7 @@ async fn exchange(
                 last_heard = Instant::now();
             }
             // Frames from the hub go to the peer.
-            outgoing = out_rx.recv() => deliver(sink, outgoing, relay).await?,
+            outgoing = out_rx.recv() => deliver(sink, outgoing, out_rx, relay).await?,
             // Keep-alive, idle and handshake deadlines.
             _ = ping.tick() => {
                 if !joined && opened.elapsed() >= config.handshake_timeout {

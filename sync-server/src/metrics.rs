@@ -10,6 +10,10 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Documents some connection has open (gauge).
     pub open_docs: AtomicU64,
+    /// Changes held because their dependencies have not arrived, over all connections (gauge).
+    pub pending_changes: AtomicU64,
+    /// What those changes cost, in bytes as the per-message budget counts them (gauge).
+    pub pending_bytes: AtomicU64,
     /// Connections accepted.
     pub connections_total: AtomicU64,
     /// Protocol messages received.
@@ -52,6 +56,20 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         put("cairn_relay_connections", "gauge", "Open websocket connections.", get(&self.connections), "");
         put("cairn_relay_open_documents", "gauge", "Documents open on some connection.", get(&self.open_docs), "");
+        put(
+            "cairn_relay_pending_changes",
+            "gauge",
+            "Changes held because their dependencies have not arrived.",
+            get(&self.pending_changes),
+            "",
+        );
+        put(
+            "cairn_relay_pending_bytes",
+            "gauge",
+            "What the changes held for their dependencies cost, in bytes.",
+            get(&self.pending_bytes),
+            "",
+        );
         put("cairn_relay_connections_total", "counter", "Connections accepted.", get(&self.connections_total), "");
         put("cairn_relay_messages_in_total", "counter", "Protocol messages received.", get(&self.messages_in), "");
         put("cairn_relay_messages_out_total", "counter", "Protocol messages sent.", get(&self.messages_out), "");

@@ -144,6 +144,139 @@ async fn malformed_input_closes_only_the_offending_connection_and_stores_nothing
     assert_eq!(count_changes(&data), changes_before + 6, "exactly the bystanders' writes, one per case");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_with_a_wrong_checksum_is_refused_by_name_and_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (addr, _stop, tokens) = secured(&data, |_| {}).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[1];
+    // Step 1: the document exists on the relay: its genesis and one change.
+    let mut local = cairn_doc(doc);
+    cairn_observe(&mut local, &["first".to_owned()]);
+    let first: Vec<Vec<u8>> = local.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    ws.send(sync_msg(&relay_id, doc, sync_carrying(local.get_heads(), first))).await.unwrap();
+    assert!(matches!(next(&mut ws).await, Ok(Message::Sync { .. })), "the relay took the first change");
+    assert_eq!(count_changes(&data), 2);
+    let held = local.get_heads();
+    // Step 2: a second change on top of it, valid in every byte but its checksum's.
+    cairn_observe(&mut local, &["second".to_owned()]);
+    let mut second = local.get_last_local_change().unwrap().raw_bytes().to_vec();
+    second[4] ^= 0xff;
+    assert!(cairn::automerge::Change::try_from(second.as_slice()).is_ok(), "Automerge alone would take it");
+    ws.send(sync_msg(&relay_id, doc, sync_carrying(local.get_heads(), vec![second]))).await.unwrap();
+    // The sender is told what was wrong, then closed.
+    match next(&mut ws).await {
+        Ok(Message::Error { message, .. }) => assert!(message.contains("checksum"), "{message}"),
+        other => panic!("expected an error message, got {other:?}"),
+    }
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol, "{reason}");
+    assert!(reason.contains("checksum"), "{reason}");
+    // The relay's document is as it was: genesis and the first change.
+    assert_eq!(count_changes(&data), 2, "the damaged change was not stored");
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    ws.send(sync_msg(&relay_id, doc, empty_sync())).await.unwrap();
+    let Ok(Message::Sync { data: reply, .. }) = next(&mut ws).await else {
+        panic!("the relay answers for the document")
+    };
+    let reply = cairn::automerge::sync::Message::decode(&reply).unwrap();
+    assert_eq!(reply.heads, held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_whose_dependencies_never_arrive_are_held_bounded_and_released_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let (addr, _stop, tokens) = secured(&data, |_| {}).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[2];
+    // The document's genesis, then a history whose first change the relay never gets, then
+    // three changes of 64 KiB each.
+    let (genesis, changes) = orphans(doc, 3, 64 << 10);
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![genesis.hash()], vec![genesis.raw_bytes().to_vec()])))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut ws).await, Ok(Message::Sync { .. })), "the relay took the genesis");
+    for change in &changes[1..] {
+        ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()])))
+            .await
+            .unwrap();
+        // The relay asks for what is missing: the first change, not the ones it holds.
+        let Ok(Message::Sync { data: reply, .. }) = next(&mut ws).await else { panic!("the relay answers") };
+        let reply = cairn::automerge::sync::Message::decode(&reply).unwrap();
+        assert_eq!(reply.need, vec![changes[0].hash()]);
+    }
+    eventually_async("the relay holds the three changes", || async {
+        http_get(addr, "/metrics").await.contains("cairn_relay_pending_changes 3\n")
+    })
+    .await;
+    assert_eq!(count_changes(&data), 1, "nothing but the genesis reached the document");
+    // The client goes away: what it left behind goes with it.
+    ws.close(None).await.unwrap();
+    eventually_async("the relay released them", || async {
+        let m = http_get(addr, "/metrics").await;
+        m.contains("cairn_relay_pending_changes 0\n") && m.contains("cairn_relay_pending_bytes 0\n")
+    })
+    .await;
+
+    // Under a smaller bound, the third frame is one too many: refused by name, and released.
+    let data = dir.path().join("small");
+    let (addr, _stop, tokens) = secured(&data, |c| c.hub.max_pending_bytes_per_connection = 150 << 10).await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let mut ws = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut ws).await;
+    ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![genesis.hash()], vec![genesis.raw_bytes().to_vec()])))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut ws).await, Ok(Message::Sync { .. })), "the relay took the genesis");
+    for change in &changes[1..] {
+        ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()])))
+            .await
+            .unwrap();
+    }
+    let mut answered = 0;
+    let error = loop {
+        match next(&mut ws).await {
+            Ok(Message::Sync { .. }) => answered += 1,
+            Ok(Message::Error { message, .. }) => break message,
+            other => panic!("expected a sync or an error message, got {other:?}"),
+        }
+    };
+    assert_eq!(answered, 2, "two frames were held");
+    assert!(error.contains("dependencies have not arrived") && error.contains("153600 bytes"), "{error}");
+    let (code, reason) = closed(&mut ws).await;
+    assert_eq!(code, CloseCode::Protocol, "{reason}");
+    eventually_async("the refused connection's changes were released", || async {
+        http_get(addr, "/metrics").await.contains("cairn_relay_pending_changes 0\n")
+    })
+    .await;
+}
+
+/// Shard `doc`'s genesis, and a chain of `n + 1` Cairn writes on it, each after the first an
+/// observation of `len` pseudo-random letters (which DEFLATE cannot shrink much).
+fn orphans(doc: DocId, n: usize, len: usize) -> (cairn::automerge::Change, Vec<cairn::automerge::Change>) {
+    let mut am = cairn_doc(doc);
+    let genesis = am.get_changes(&[])[0].clone();
+    let mut x = 42u64;
+    for i in 0..=n {
+        let text: String = (0..if i == 0 { 1 } else { len })
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                char::from(b'!' + ((x >> 33) % 90) as u8)
+            })
+            .collect();
+        cairn_observe(&mut am, &[text]);
+    }
+    let after = am.get_changes(&[genesis.hash()]).into_iter().collect();
+    (genesis, after)
+}
+
 /// A first sync message for a document holding one change (so the relay creates it).
 fn sync_with_a_change(doc: DocId) -> Vec<u8> {
     cairn_write(doc, &["a change".to_owned()])
@@ -302,6 +435,62 @@ async fn a_reader_too_slow_for_its_queue_is_disconnected() {
     assert!(metrics.contains("cairn_relay_closed_total{reason=\"slow\"} 1"), "{metrics}");
     // The writer, which reads, is still served.
     writer.send(sync_msg(&relay_id, docs[0], empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the writer is still served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_closed_at_its_queues_byte_bound_ephemeral_messages_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the byte bound can close the reader: frames are not limited by count here, and a
+    // write may take far longer than the test.
+    let (addr, _stop, tokens) = secured(dir.path(), |c| {
+        c.max_outgoing_bytes = 2 << 20;
+        c.write_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let t = token(&tokens, &["*"], Role::Write);
+    let doc = GraphDocs::of(&"default".parse().unwrap()).shards[3];
+    // A writer creates a document; a reader opens it, then stops reading.
+    let mut writer = raw(addr, Some(&t)).await.unwrap();
+    let relay_id = handshake(&mut writer).await;
+    writer.send(sync_msg(&relay_id, doc, sync_with_a_change(doc))).await.unwrap();
+    assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })));
+    let mut reader = raw(addr, Some(&t)).await.unwrap();
+    handshake(&mut reader).await;
+    reader.send(sync_msg(&relay_id, doc, empty_sync())).await.unwrap();
+    assert!(matches!(next(&mut reader).await, Ok(Message::Sync { .. })), "the reader opened the document");
+    // The writer sends 48 ephemeral messages of 1 MiB each: far more than the loopback socket's
+    // buffers and the 2 MiB bound hold together.
+    const SENT: usize = 48;
+    for i in 0..SENT {
+        let m = Message::Ephemeral {
+            sender: "raw-client".into(),
+            target: relay_id.clone().into(),
+            doc,
+            count: i as u64,
+            session: "s".into(),
+            data: vec![i as u8; 1 << 20],
+        };
+        writer.send(WsMessage::Binary(m.encode().into())).await.unwrap();
+    }
+    eventually_async("the relay gives up on the reader", || async {
+        http_get(addr, "/metrics").await.contains("cairn_relay_closed_total{reason=\"slow\"} 1\n")
+    })
+    .await;
+    // The reader reads again: what got out before the relay gave up, then the close and why.
+    let mut received = 0;
+    let (code, reason) = loop {
+        match next(&mut reader).await {
+            Ok(Message::Ephemeral { .. }) => received += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(close) => break close,
+        }
+    };
+    assert_eq!(code, CloseCode::Policy, "{reason}");
+    assert!(reason.contains("too slow") && reason.contains("2097152 bytes"), "{reason}");
+    assert!(received < SENT, "the relay stopped queueing: {received} of {SENT} delivered");
+    // The writer is still served.
+    writer.send(sync_msg(&relay_id, doc, empty_sync())).await.unwrap();
     assert!(matches!(next(&mut writer).await, Ok(Message::Sync { .. })), "the writer is still served");
 }
 

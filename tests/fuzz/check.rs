@@ -15,6 +15,7 @@ pub(crate) fn wire(data: &[u8]) -> bool {
     if let Message::Sync { data, .. } | Message::Request { data, .. } = &message {
         if let Ok(sync) = cairn::automerge::sync::Message::decode(data) {
             let _ = cairn::sync::check_changes(&sync, 1 << 20);
+            let _ = cairn::sync::carried_changes(&sync, 1 << 20);
         }
     }
     true

@@ -151,7 +151,7 @@ fn tokens(data: &std::path::Path, command: TokenCommand) -> Result<()> {
                         format!("{:?}", t.role).to_lowercase(),
                         graphs,
                         state,
-                        t.label.unwrap_or_default()
+                        output::safe(&t.label.unwrap_or_default())
                     ));
                 }
             }

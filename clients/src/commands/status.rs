@@ -42,7 +42,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
                 cairn_sync::redacted_url(url),
                 match (&relay_error, p.settled) {
                     (_, true) => "in step".to_owned(),
-                    (Some(why), false) => format!("not in step ({why})"),
+                    (Some(why), false) => format!("not in step ({})", output::safe(why)),
                     (None, false) => "not in step".to_owned(),
                 },
                 p.changes

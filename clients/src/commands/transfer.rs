@@ -189,7 +189,7 @@ pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, batch: usize) -> Res
             report.lines
         ));
         for r in &report.rejected {
-            output::text(&format!("rejected line {}: {}", r.line, r.reason));
+            output::text(&format!("rejected line {}: {}", r.line, output::safe(&r.reason)));
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ use cairn::sync::wire::{Message, PROTOCOL_VERSION, RemoteHeads};
 use cairn::{DocId, GraphDocs, GraphName, Millis, PeerId, Result, StorageId};
 
 pub use gate::{ActorBook, InMemoryBook};
+use pending::Pending;
 
 /// A connection's number, assigned by the adapter.
 pub type ConnId = u64;
@@ -158,17 +159,27 @@ pub struct HubConfig {
     /// 64 bytes, checked before Automerge decodes them (compressed and run-length encoded data
     /// can claim a thousand times its size and more).
     pub max_inflated_bytes: u64,
+    /// How much one connection may hold, for one document, of changes whose dependencies have
+    /// not arrived (counted as `max_inflated_bytes` counts them); past it, the connection is
+    /// refused. They are held outside the document and dropped with the connection
+    /// (`pending.rs`).
+    pub max_pending_bytes_per_document: u64,
+    /// The same, for all of one connection's documents together.
+    pub max_pending_bytes_per_connection: u64,
 }
 
 impl HubConfig {
-    /// An identity, with the default limits: 16 graphs' documents per connection, and
-    /// [`cairn::sync::DEFAULT_MAX_INFLATED_BYTES`] per message.
+    /// An identity, with the default limits: 16 graphs' documents per connection,
+    /// [`cairn::sync::DEFAULT_MAX_INFLATED_BYTES`] per message, and 16 MiB per document and
+    /// 32 MiB per connection of changes waiting for their dependencies.
     pub fn new(peer_id: impl Into<PeerId>, storage_id: impl Into<StorageId>) -> Self {
         HubConfig {
             peer_id: peer_id.into(),
             storage_id: storage_id.into(),
             max_docs_per_connection: 16 * 33,
             max_inflated_bytes: cairn::sync::DEFAULT_MAX_INFLATED_BYTES,
+            max_pending_bytes_per_document: 16 << 20,
+            max_pending_bytes_per_connection: 32 << 20,
         }
     }
 }
@@ -185,12 +196,22 @@ pub struct Hub {
     dirty: HashMap<DocId, Option<ConnId>>,
     /// The schema check's rules for each document met so far.
     rules: HashMap<DocId, DocRules>,
+    /// Changes whose dependencies have not arrived, per connection and document.
+    pending: Pending,
 }
 
 impl Hub {
     /// A hub with no connections.
     pub fn new(config: HubConfig) -> Self {
-        Hub { config, conns: HashMap::new(), open: HashMap::new(), dirty: HashMap::new(), rules: HashMap::new() }
+        let pending = Pending::new(config.max_pending_bytes_per_document, config.max_pending_bytes_per_connection);
+        Hub {
+            config,
+            conns: HashMap::new(),
+            open: HashMap::new(),
+            dirty: HashMap::new(),
+            rules: HashMap::new(),
+            pending,
+        }
     }
 
     /// How many connections are open.
@@ -201,6 +222,17 @@ impl Hub {
     /// How many documents some connection has open.
     pub fn open_docs(&self) -> usize {
         self.open.len()
+    }
+
+    /// How many changes are held waiting for their dependencies, over all connections.
+    pub fn pending_changes(&self) -> usize {
+        self.pending.changes()
+    }
+
+    /// What the changes held waiting for their dependencies cost, in bytes (as the per-message
+    /// budget counts them).
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending.cost()
     }
 
     /// Offers the changes that arrived since the last flush to every connection that has their
@@ -235,6 +267,7 @@ impl Hub {
                         let hidden: Vec<DocId> = c.docs.keys().filter(|d| !c.access.sees(d)).copied().collect();
                         for doc in hidden {
                             c.docs.remove(&doc);
+                            self.pending.forget_doc(conn, doc);
                             if let Some(set) = self.open.get_mut(&doc) {
                                 set.remove(&conn);
                             }
@@ -253,6 +286,7 @@ impl Hub {
     }
 
     fn drop_conn(&mut self, conn: ConnId) {
+        self.pending.forget_conn(conn);
         for from in self.dirty.values_mut() {
             if *from == Some(conn) {
                 *from = None;
@@ -446,6 +480,13 @@ impl Hub {
         let write = c.access.write;
         let mut state =
             c.docs.remove(&id).unwrap_or_else(|| if write { sync::State::new() } else { sync::State::new_read_only() });
+        let msg = match self.pending.admit(conn, id, msg, self.config.max_inflated_bytes, docs)? {
+            Ok(msg) => msg,
+            Err(reason) => {
+                self.refuse(conn, format!("changes for {doc} refused: {reason}"), out);
+                return Ok(());
+            }
+        };
         let applied = match docs.receive(&id, &mut state, msg) {
             Ok(n) => n,
             Err(cairn::Error::CorruptChange(e)) => {
@@ -454,7 +495,8 @@ impl Hub {
             }
             Err(e) => return Err(e),
         };
-        let reply = docs.generate(&id, &mut state)?;
+        let mut reply = docs.generate(&id, &mut state)?;
+        self.pending.fix_need(conn, id, reply.as_mut(), &state, docs)?;
         let c = self.conns.get_mut(&conn).expect("checked above");
         c.docs.insert(id, state);
         self.open.entry(id).or_default().insert(conn);
@@ -515,7 +557,9 @@ impl Hub {
         for conn in targets {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let (Some(peer), Some(state)) = (c.peer.clone(), c.docs.get_mut(&doc)) else { continue };
-            if let Some(m) = docs.generate(&doc, state)? {
+            let mut m = docs.generate(&doc, state)?;
+            self.pending.fix_need(conn, doc, m.as_mut(), state, docs)?;
+            if let Some(m) = m {
                 out.push(Action::Send {
                     conn,
                     message: Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() },
@@ -526,5 +570,6 @@ impl Hub {
     }
 }
 
+mod pending;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use cairn::sync::SyncDocs;
 
+use super::queue::{Outbox, Refused};
 use crate::connection::code;
 use crate::hub::{Action, ConnId, Event, Hub};
 use crate::metrics::Metrics;
@@ -19,7 +20,7 @@ use crate::metrics::Metrics;
 pub(crate) enum Command {
     Register {
         conn: ConnId,
-        out: mpsc::Sender<Outgoing>,
+        out: Outbox,
     },
     Event(Event),
     /// A received message, holding its share of the in-flight byte budget until it is handled.
@@ -31,13 +32,6 @@ pub(crate) enum Command {
     Stop,
 }
 
-/// What the hub thread hands a connection task.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    Frame(Vec<u8>),
-    Close { code: u16, reason: String },
-}
-
 /// How many queued events the hub handles before it fans their changes out.
 const BATCH: usize = 256;
 
@@ -47,7 +41,7 @@ pub(super) fn run_hub<D: SyncDocs + crate::hub::ActorBook>(
     mut inbox: mpsc::Receiver<Command>,
     metrics: &Metrics,
 ) {
-    let mut conns: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
+    let mut conns: HashMap<ConnId, Outbox> = HashMap::new();
     let mut stopping = false;
     while let Some(first) = inbox.blocking_recv() {
         let started = Instant::now();
@@ -94,16 +88,28 @@ pub(super) fn run_hub<D: SyncDocs + crate::hub::ActorBook>(
             Ok(a) => actions.extend(a),
             Err(e) => tracing::error!(error = %e, "relay storage failed"),
         }
-        let mut slow = Vec::new();
+        // Connections dropped for reading too slowly (or gone): the hub forgets them below.
+        let mut dropped = Vec::new();
         for action in actions {
             match action {
                 Action::Send { conn, message } => {
-                    let Some(tx) = conns.get(&conn) else { continue };
+                    let Some(out) = conns.get(&conn) else { continue };
                     let frame = message.encode();
                     Metrics::add(&metrics.messages_out, 1);
                     Metrics::add(&metrics.bytes_out, frame.len() as u64);
-                    if tx.try_send(Outgoing::Frame(frame)).is_err() {
-                        slow.push(conn);
+                    match out.push(frame) {
+                        Ok(()) => {}
+                        Err(refused) => {
+                            let out = conns.remove(&conn).expect("just found");
+                            if let Refused::TooSlow(reason) = refused {
+                                // Counted first, so a peer that sees its close also sees it in
+                                // /metrics. The connection task closes with the reason (and
+                                // logs it) before the next frame it would write.
+                                Metrics::add(&metrics.closed_slow, 1);
+                                out.give_up(reason);
+                            }
+                            dropped.push(conn);
+                        }
                     }
                 }
                 Action::Close { conn, reason, protocol_error } => {
@@ -111,24 +117,20 @@ pub(super) fn run_hub<D: SyncDocs + crate::hub::ActorBook>(
                         Metrics::add(&metrics.closed_protocol, 1);
                     }
                     // The connection's task logs the reason when it ends.
-                    if let Some(tx) = conns.remove(&conn) {
+                    if let Some(out) = conns.remove(&conn) {
                         let code = if protocol_error { code::PROTOCOL } else { code::POLICY };
-                        let _ = tx.try_send(Outgoing::Close { code, reason });
+                        out.close(code, reason);
                     }
                 }
             }
         }
-        for conn in slow {
-            if let Some(tx) = conns.remove(&conn) {
-                Metrics::add(&metrics.closed_slow, 1);
-                // Dropping the sender makes the connection task close the socket: counted
-                // first, so a peer that sees its close also sees it in /metrics.
-                drop(tx);
-                let _ = hub.handle(cairn::now_millis(), Event::Disconnected { conn }, &mut docs);
-            }
+        for conn in dropped {
+            let _ = hub.handle(cairn::now_millis(), Event::Disconnected { conn }, &mut docs);
         }
         metrics.connections.store(hub.connections() as u64, Ordering::Relaxed);
         metrics.open_docs.store(hub.open_docs() as u64, Ordering::Relaxed);
+        metrics.pending_changes.store(hub.pending_changes() as u64, Ordering::Relaxed);
+        metrics.pending_bytes.store(hub.pending_bytes(), Ordering::Relaxed);
         Metrics::add(&metrics.hub_busy_micros, started.elapsed().as_micros() as u64);
         if stopping {
             break;

@@ -12,6 +12,7 @@
 
 mod auth;
 mod hub_thread;
+mod queue;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,7 +32,8 @@ use crate::tokens::Tokens;
 
 pub(crate) use auth::TokenSlot;
 use auth::{Sessions, upgrade};
-pub(crate) use hub_thread::{Command, Outgoing};
+pub(crate) use hub_thread::Command;
+pub(crate) use queue::{Outgoing, Queue, channel as outgoing_queue};
 
 /// Who may connect.
 #[derive(Debug, Clone)]
@@ -54,6 +56,10 @@ pub struct RelayConfig {
     pub max_message_bytes: usize,
     /// Frames queued for one connection before it counts as too slow and is closed.
     pub outgoing_queue: usize,
+    /// Bytes of frames queued for one connection (the one being written included), ephemeral
+    /// messages too, before it counts as too slow and is closed; a frame always fits into an
+    /// empty queue, so no message is too large to send.
+    pub max_outgoing_bytes: usize,
     /// Open connections one token may have at once.
     pub max_connections_per_token: usize,
     /// Sustained messages per second one connection may send.
@@ -82,7 +88,8 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// Defaults: 16 MiB messages, 1024 queued frames, 32 connections per token, 500 messages/s
+    /// Defaults: 16 MiB messages, 1024 queued frames or 64 MiB of them (four largest messages),
+    /// 32 connections per token, 500 messages/s
     /// with bursts of 2000, 90 s idle timeout, 10 s to send `join`, 10 s to take a frame,
     /// 256 MiB waiting for the hub, 10 s and 256 at once for TLS handshakes.
     pub fn new(hub: HubConfig, auth: Auth) -> Self {
@@ -91,6 +98,7 @@ impl RelayConfig {
             auth,
             max_message_bytes: 16 << 20,
             outgoing_queue: 1024,
+            max_outgoing_bytes: 64 << 20,
             max_connections_per_token: 32,
             messages_per_second: 500.0,
             message_burst: 2000.0,

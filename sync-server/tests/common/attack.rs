@@ -107,32 +107,51 @@ pub fn sync_msg(relay: &str, doc: DocId, data: Vec<u8>) -> WsMessage {
     WsMessage::Binary(Message::Sync { sender: "raw-client".into(), target: relay.into(), doc, data }.encode().into())
 }
 
-/// A sync message for `doc` (a shard of the default graph) carrying its genesis and one Cairn
-/// write: each of `texts` (at most 64 KiB each) as an observation of an entity living there.
-pub fn cairn_write(doc: DocId, texts: &[String]) -> Vec<u8> {
-    use cairn::automerge::ReadDoc;
-    use cairn::automerge::transaction::{CommitOptions, Transactable};
+/// Shard `doc` of the default graph as its genesis makes it, under a fresh actor for writes.
+pub fn cairn_doc(doc: DocId) -> cairn::automerge::Automerge {
     let graph: cairn::GraphName = "default".parse().unwrap();
     let rules = cairn::integrity::DocRules::new(&graph, doc).expect("a document of the default graph");
-    let cairn::DocKind::Shard(shard) = rules.kind() else { panic!("only a shard takes writes") };
+    rules.genesis().with_actor(cairn::automerge::ActorId::random())
+}
+
+/// One Cairn write to shard `am`: each of `texts` (at most 64 KiB each) as an observation of an
+/// entity living there.
+pub fn cairn_observe(am: &mut cairn::automerge::Automerge, texts: &[String]) {
+    use cairn::automerge::ReadDoc;
+    use cairn::automerge::transaction::{CommitOptions, Transactable};
+    let Some((cairn::automerge::Value::Scalar(shard), _)) = am.get(cairn::automerge::ROOT, "shard").unwrap() else {
+        panic!("a shard")
+    };
+    let shard = shard.as_i64().unwrap() as u32;
     let entity = (0..).map(|i| format!("e{i}")).find(|n| cairn::schema::shard_of(n) == shard).unwrap();
-    let mut am = rules.genesis().with_actor(cairn::automerge::ActorId::random());
     let (_, observations) = am.get(cairn::automerge::ROOT, "observations").unwrap().unwrap();
     let mut tx = am.transaction();
     for text in texts {
         tx.put(&observations, format!("{entity}\u{1f}{text}"), r#"{"by":"raw-client","at":1}"#).unwrap();
     }
     tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"raw-client"}"#.to_owned()));
-    let changes: Vec<Vec<u8>> = am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+}
+
+/// A sync message claiming `heads` and carrying `chunks`.
+pub fn sync_carrying(heads: Vec<cairn::automerge::ChangeHash>, chunks: Vec<Vec<u8>>) -> Vec<u8> {
     cairn::automerge::sync::Message {
-        heads: am.get_heads(),
+        heads,
         need: vec![],
         have: vec![cairn::automerge::sync::Have::default()],
-        changes: changes.into(),
+        changes: chunks.into(),
         flags: None,
         version: cairn::automerge::sync::MessageVersion::V1,
     }
     .encode()
+}
+
+/// A sync message for `doc` (a shard of the default graph) carrying its genesis and one Cairn
+/// write of `texts` (see [`cairn_observe`]).
+pub fn cairn_write(doc: DocId, texts: &[String]) -> Vec<u8> {
+    let mut am = cairn_doc(doc);
+    cairn_observe(&mut am, texts);
+    let changes: Vec<Vec<u8>> = am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    sync_carrying(am.get_heads(), changes)
 }
 
 /// An empty document's first sync message ("I have nothing").
