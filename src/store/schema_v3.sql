@@ -7,7 +7,7 @@
 -- moves from `changes` into this table (bytes kept, so nothing is destroyed), its events go,
 -- and the graph's index is rebuilt from what is left. Reads never see it again;
 -- `cairn check` lists it.
-CREATE TABLE quarantine (
+CREATE TABLE IF NOT EXISTS quarantine (
     doc            BLOB    NOT NULL,   -- 16-byte document id
     hash           BLOB    NOT NULL,   -- 32-byte change hash
     seq            INTEGER NOT NULL,   -- its position in the log it was taken out of

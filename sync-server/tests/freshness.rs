@@ -28,6 +28,8 @@ async fn a_peers_write_is_reported_as_unseen_on_the_next_read() {
     // Step 2: A writes while B is connected.
     write(&a, vec![entity("Plan", "thing", &["step 1"])]).await;
     eventually("b has the plan", WAIT, || b.status().unwrap().entities == 1).await;
+    // (The change is readable a moment before the sync step that applied it marks B in step.)
+    eventually("b is in step again", WAIT, || matches!(b.freshness(), Freshness::Synced { .. })).await;
     // Step 3: B's next read reports it, by A, on Plan — and only once.
     let read = b.read_graph().unwrap();
     assert_eq!(read.unseen.agents, ["a"]);

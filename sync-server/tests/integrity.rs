@@ -47,6 +47,14 @@ const GRAPH: &str = "team";
 const TARGET: &str = "Target";
 const CONVERGE: Duration = Duration::from_secs(30);
 
+/// The stories run one at a time: each runs a relay, three replicas and several Node
+/// processes, and on a two-core machine running them all at once starves the Node clients of
+/// the time their own handshakes need.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static STORIES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    STORIES.lock().await
+}
+
 // ---- Mallory ----------------------------------------------------------------------------------
 
 fn js_dir() -> PathBuf {
@@ -377,6 +385,7 @@ async fn mallory_attacks(attacks: &[(&str, &[&str])]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_rewrite_the_root_document_or_a_shards_root_map() {
+    let _serial = one_at_a_time().await;
     mallory_attacks(&[
         ("root-write", &["root"]),
         ("entities-string", &["root"]),
@@ -388,6 +397,7 @@ async fn mallory_cannot_rewrite_the_root_document_or_a_shards_root_map() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_put_objects_or_non_strings_into_a_shard() {
+    let _serial = one_at_a_time().await;
     mallory_attacks(&[
         // A new map at the root's `entities` key: a write to the root map that creates an object.
         ("entities-map", &["root", "object"]),
@@ -401,6 +411,7 @@ async fn mallory_cannot_put_objects_or_non_strings_into_a_shard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_write_keys_beyond_the_limits() {
+    let _serial = one_at_a_time().await;
     mallory_attacks(&[
         ("empty-name", &["key"]),
         ("nul-name", &["key"]),
@@ -413,21 +424,25 @@ async fn mallory_cannot_write_keys_beyond_the_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_put_an_entity_in_a_shard_its_name_does_not_hash_to() {
+    let _serial = one_at_a_time().await;
     mallory_attacks(&[("wrong-shard", &["shard"])]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_write_records_that_are_not_the_documented_json() {
+    let _serial = one_at_a_time().await;
     mallory_attacks(&[("bad-record", &["record"]), ("bad-record-type", &["record"])]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_write_without_naming_an_agent() {
+    let _serial = one_at_a_time().await;
     mallory_attacks(&[("no-message", &["message"])]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_with_a_token_bound_to_her_name_cannot_write_as_alice() {
+    let _serial = one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
     let mut team = Team::new(dir.path(), addr, &tokens).await;
@@ -451,6 +466,7 @@ async fn mallory_with_a_token_bound_to_her_name_cannot_write_as_alice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_graft_a_second_history_onto_a_shard() {
+    let _serial = one_at_a_time().await;
     // A change with no dependencies is a second genesis; its operations also write the root map
     // and create an object, and the contract does not say which rule is checked first.
     mallory_attacks(&[("no-deps", &["genesis", "root", "object"])]).await;
@@ -458,6 +474,7 @@ async fn mallory_cannot_graft_a_second_history_onto_a_shard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_write_under_alices_actor_while_she_is_offline() {
+    let _serial = one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
     // Step 1: Alice and Bob sync the graph.
@@ -492,6 +509,7 @@ async fn mallory_cannot_write_under_alices_actor_while_she_is_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_forge_a_graphs_genesis_before_it_exists() {
+    let _serial = one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
     // Step 1: before anyone has synced graph `team`, Mallory sends a first change under the
@@ -519,6 +537,7 @@ async fn mallory_cannot_forge_a_graphs_genesis_before_it_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_stock_javascript_client_is_not_refused() {
+    let _serial = one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let (addr, _stop, tokens) = secured(&dir.path().join("relay"), |_| {}).await;
     let mut team = Team::new(dir.path(), addr, &tokens).await;
