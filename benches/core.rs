@@ -262,4 +262,46 @@ fn main() {
     let merge = t.elapsed();
     assert_eq!(a.read_graph().unwrap().data, b.read_graph().unwrap().data);
     println!("merge of 1k + 1k offline changes (export, import both ways): {}", ms(merge));
+    schema_check();
+}
+
+/// The schema check on its own (what every change from outside costs before it is stored):
+/// 10k one-record changes and one 10k-record change, as Cairn's writer makes them.
+fn schema_check() {
+    use cairn::automerge::transaction::{CommitOptions, Transactable};
+    use cairn::automerge::{ActorId, ROOT, ReadDoc};
+    let graph = cairn::GraphName::default_graph();
+    let id = cairn::GraphDocs::of(&graph).shard_for("entity-1");
+    let rules = cairn::integrity::DocRules::new(&graph, id).unwrap();
+    let shard = cairn::schema::shard_of("entity-1");
+    let names: Vec<String> =
+        (0..).map(|i| format!("entity-{i}")).filter(|n| cairn::schema::shard_of(n) == shard).take(100).collect();
+    let mut doc = rules.genesis().with_actor(ActorId::random());
+    let (_, observations) = doc.get(ROOT, "observations").unwrap().unwrap();
+    let record = r#"{"by":"bench@host","at":1767225600000}"#;
+    let message = || CommitOptions::default().with_message(r#"{"agent":"bench@host"}"#.to_owned());
+    for i in 0..10_000 {
+        let mut tx = doc.transaction();
+        tx.put(&observations, format!("{}\u{1f}note {i}", names[i % names.len()]), record).unwrap();
+        tx.commit_with(message());
+    }
+    let small: Vec<_> = doc.get_changes(&[]).into_iter().skip(1).collect();
+    let mut tx = doc.transaction();
+    for i in 0..10_000 {
+        tx.put(&observations, format!("{}\u{1f}batch {i}", names[i % names.len()]), record).unwrap();
+    }
+    tx.commit_with(message());
+    let big = doc.get_last_local_change().unwrap().clone();
+    let t = Instant::now();
+    rules.check_all(&small).unwrap();
+    let one_by_one = t.elapsed();
+    let t = Instant::now();
+    rules.check(&big).unwrap();
+    let batch = t.elapsed();
+    println!(
+        "schema check: 10k one-record changes {} ({:.1} µs each); one 10k-record change {}",
+        ms(one_by_one),
+        one_by_one.as_secs_f64() * 1e6 / 10_000.0,
+        ms(batch)
+    );
 }
