@@ -128,6 +128,13 @@ const push = (documentId, doc) => {
 
 // ---- The attacks ------------------------------------------------------------------------------
 
+// One well-formed observation of the target, naming `--agent`: refused only where the token is
+// bound to other agent names (rule "agent").
+async function claim() {
+  const h = await shardHandle(target)
+  change(h, meta(), (d) => { d.observations[obsKey(target, `claimed by ${agent}`)] = factRecord() })
+}
+
 // Replaces the shard's `entities` map with a new one (hiding every entity in the old one).
 async function entitiesMap() {
   const h = await shardHandle(target)
@@ -362,6 +369,7 @@ const attacks = {
   "forged-genesis": forgedGenesis,
   "no-deps": noDeps,
   "root-write": rootWrite,
+  claim,
   honest,
 }
 if (!attacks[attack]) die(`unknown attack ${attack}; one of: ${Object.keys(attacks).join(", ")}`)
