@@ -45,6 +45,7 @@ const counts = {
   serverSentChanges: 0, // changes carried
   clientsSentChanges: 0,
   byType: {}, // "server:sync", "client:sync", ...
+  byClient: {}, // frames each client sent
 }
 const disconnects = []
 
@@ -62,7 +63,10 @@ class CountingAdapter extends WebSocketClientAdapter {
     })
   }
   send(message) {
-    if (this.socket?.readyState === 1) tally("client", message)
+    if (this.socket?.readyState === 1) {
+      tally("client", message)
+      if (counting) counts.byClient[this.name] = (counts.byClient[this.name] ?? 0) + 1
+    }
     super.send(message)
   }
   receiveMessage(bytes) {
@@ -145,6 +149,7 @@ for (const c of clients) {
 // Let the handshakes' syncs finish before counting.
 await sleep(1000)
 counting = true
+const countingFrom = performance.now()
 console.log(JSON.stringify({ event: "counting" }))
 
 const started = performance.now()
@@ -176,6 +181,7 @@ const settleBy = performance.now() + SETTLE_MS
 while (delivered() < written.size && performance.now() < settleBy) await sleep(20)
 await sleep(1000)
 counting = false
+const countedFor = performance.now() - countingFrom
 console.log(JSON.stringify({ event: "done" }))
 
 const latencies = []
@@ -190,6 +196,7 @@ const result = {
   rate: RATE,
   seconds: SECONDS,
   wrote_for_ms: Math.round(wroteFor),
+  counted_for_ms: Math.round(countedFor),
   writes: written.size,
   delivered: latencies.length,
   p50_ms: pct(50),
