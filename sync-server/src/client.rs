@@ -1,5 +1,6 @@
 //! The sync client: keeps a [`Replica`] in sync with a relay (or a serving peer) from a
-//! background tokio task. It reconnects with jittered exponential backoff, pushes offline
+//! background tokio task. It reconnects with jittered exponential backoff (which only a
+//! connection that stayed up resets: `backoff.rs`), pushes offline
 //! writes on reconnect, and feeds a [`Driver`] (the core's sans-IO session, which alone sets the
 //! replica's freshness). Every driver step does storage work, so it runs on tokio's blocking
 //! pool, never on a runtime worker.
@@ -20,6 +21,8 @@ use cairn::sync::wire::Message;
 use cairn::sync::{Driver, Effect, Input, ReplicaDocs, SessionConfig};
 use cairn::{DocId, Replica, now_millis};
 
+use crate::backoff::Backoff;
+
 /// How the client connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -31,6 +34,10 @@ pub struct ClientOptions {
     pub min_backoff: Duration,
     /// Longest reconnect delay.
     pub max_backoff: Duration,
+    /// How long a connection must stay up before its end resets the reconnect delay to
+    /// `min_backoff`. A connection that ends sooner (a relay refusing the client right after
+    /// the handshake, say) doubles it, like a failed attempt.
+    pub healthy_after: Duration,
     /// How often to look for changes made by other processes and retry stalled exchanges.
     pub tick: Duration,
     /// Largest message accepted from the relay.
@@ -41,13 +48,15 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// Defaults for `url`: backoff from 100 ms to 10 s, a 200 ms tick, 64 MiB messages.
+    /// Defaults for `url`: backoff from 100 ms to 10 s, reset by a connection that stayed up
+    /// 30 s; a 200 ms tick; 64 MiB messages.
     pub fn new(url: impl Into<String>) -> Self {
         ClientOptions {
             url: url.into(),
             token: None,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            healthy_after: Duration::from_secs(30),
             tick: Duration::from_millis(200),
             max_message_bytes: 64 << 20,
             ca_file: None,
@@ -295,14 +304,16 @@ async fn run(
         pending.lock().unwrap_or_else(|p| p.into_inner()).extend(docs.iter().copied());
         waker.notify_one();
     });
-    let mut backoff = options.min_backoff;
+    let mut backoff = Backoff::new(options.min_backoff, options.max_backoff, options.healthy_after);
     loop {
         if *stop.borrow() {
             break;
         }
+        // How long the connection was up, if it came up.
+        let mut up = None;
         let end = match connect(&options).await {
             Ok(ws) => {
-                backoff = options.min_backoff;
+                let since = tokio::time::Instant::now();
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 let _ = connected.send(true);
                 traffic.connects.fetch_add(1, Ordering::Relaxed);
@@ -319,27 +330,27 @@ async fn run(
                 )
                 .await;
                 let _ = connected.send(false);
+                up = Some(since.elapsed());
                 end
             }
             Err(e) => End::Lost(e),
         };
+        let delay = jitter(backoff.ended(up));
         let _ = step(&mut driver, &replica, |d, now| d.handle(now, Input::Disconnected)).await;
         match end {
             End::Stopped => break,
             End::Lost(why) => {
                 match &why {
                     ConnectError::Failed(_) => {
-                        tracing::info!(url = %redacted_url(&options.url), %why, retry_in = ?backoff, "sync connection lost")
+                        tracing::info!(url = %redacted_url(&options.url), %why, retry_in = ?delay, "sync connection lost")
                     }
                     refused => {
-                        tracing::warn!(url = %redacted_url(&options.url), why = %refused, retry_in = ?backoff, "relay refused")
+                        tracing::warn!(url = %redacted_url(&options.url), why = %refused, retry_in = ?delay, "relay refused")
                     }
                 }
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
             }
         }
-        let delay = jitter(backoff);
-        backoff = (backoff * 2).min(options.max_backoff);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.changed() => break,

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backoff;
 mod client;
 mod connection;
 pub mod hub;

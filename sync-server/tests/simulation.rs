@@ -108,6 +108,14 @@ impl Sim {
         self.hub_actions(actions);
     }
 
+    /// What the relay's adapter does on its timer: flush when the hub says something waits.
+    fn hub_timer(&mut self) {
+        if self.hub.next_flush().is_some_and(|at| at <= self.now) {
+            let actions = self.hub.flush(self.now, &mut self.store).unwrap();
+            self.hub_actions(actions);
+        }
+    }
+
     fn heal(&mut self, i: usize) {
         if self.nodes[i].conn.is_none() {
             self.next_conn += 1;
@@ -171,6 +179,7 @@ impl Sim {
             Step::Heal(i) => self.heal(i),
             Step::Tick(i) => {
                 self.now += 1_000;
+                self.hub_timer();
                 self.client(i, Input::Tick);
             }
         }
@@ -192,7 +201,14 @@ impl Sim {
                 }
             }
             if !moved {
-                // Quiet: let time pass so any stalled exchange is retried.
+                // Quiet. What the hub holds back for its interval goes out first, when its
+                // timer fires.
+                if let Some(at) = self.hub.next_flush() {
+                    self.now = self.now.max(at);
+                    self.hub_timer();
+                    continue;
+                }
+                // Then let time pass so any stalled exchange is retried.
                 self.now += 6_000;
                 for i in 0..CLIENTS {
                     self.client(i, Input::Tick);

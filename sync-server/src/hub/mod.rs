@@ -17,6 +17,7 @@ use cairn::sync::wire::{Message, PROTOCOL_VERSION, RemoteHeads};
 use cairn::{DocId, GraphDocs, GraphName, Millis, PeerId, Result, StorageId};
 
 pub use gate::{ActorBook, InMemoryBook};
+use outbox::{Outbox, Owed};
 use pending::Pending;
 
 /// A connection's number, assigned by the adapter.
@@ -166,12 +167,16 @@ pub struct HubConfig {
     pub max_pending_bytes_per_document: u64,
     /// The same, for all of one connection's documents together.
     pub max_pending_bytes_per_connection: u64,
+    /// The shortest time between two sync messages to one connection about one document, in
+    /// milliseconds. A connection that has been quiet that long is answered at once; under
+    /// steady writes, one message carries an interval's worth of changes.
+    pub sync_interval: Millis,
 }
 
 impl HubConfig {
     /// An identity, with the default limits: 16 graphs' documents per connection,
-    /// [`cairn::sync::DEFAULT_MAX_INFLATED_BYTES`] per message, and 16 MiB per document and
-    /// 32 MiB per connection of changes waiting for their dependencies.
+    /// [`cairn::sync::DEFAULT_MAX_INFLATED_BYTES`] per message, 16 MiB per document and 32 MiB
+    /// per connection of changes waiting for their dependencies, and [`DEFAULT_SYNC_INTERVAL`].
     pub fn new(peer_id: impl Into<PeerId>, storage_id: impl Into<StorageId>) -> Self {
         HubConfig {
             peer_id: peer_id.into(),
@@ -180,9 +185,13 @@ impl HubConfig {
             max_inflated_bytes: cairn::sync::DEFAULT_MAX_INFLATED_BYTES,
             max_pending_bytes_per_document: 16 << 20,
             max_pending_bytes_per_connection: 32 << 20,
+            sync_interval: DEFAULT_SYNC_INTERVAL,
         }
     }
 }
+
+/// The default [`HubConfig::sync_interval`]: 50 ms, half of automerge-repo's own throttle.
+pub const DEFAULT_SYNC_INTERVAL: Millis = 50;
 
 /// The routing core.
 #[derive(Debug)]
@@ -198,12 +207,15 @@ pub struct Hub {
     rules: HashMap<DocId, DocRules>,
     /// Changes whose dependencies have not arrived, per connection and document.
     pending: Pending,
+    /// What each (connection, document) pair is owed, and when it may have it.
+    outbox: Outbox,
 }
 
 impl Hub {
     /// A hub with no connections.
     pub fn new(config: HubConfig) -> Self {
         let pending = Pending::new(config.max_pending_bytes_per_document, config.max_pending_bytes_per_connection);
+        let outbox = Outbox::new(config.sync_interval);
         Hub {
             config,
             conns: HashMap::new(),
@@ -211,6 +223,7 @@ impl Hub {
             dirty: HashMap::new(),
             rules: HashMap::new(),
             pending,
+            outbox,
         }
     }
 
@@ -235,15 +248,29 @@ impl Hub {
         self.pending.cost()
     }
 
-    /// Offers the changes that arrived since the last flush to every connection that has their
-    /// document open (but the one that brought them). The adapter calls it after each batch of
-    /// events; deferring fan-out to here lets one message carry many writers' changes.
+    /// Sends what the connections are owed: answers to their sync messages and the changes that
+    /// arrived since, at most one sync message per (connection, document) per flush and per
+    /// [`HubConfig::sync_interval`], none when Automerge's sync state says there is nothing new
+    /// (`outbox.rs` says why). The adapter calls it after each batch of events, and again at
+    /// [`Hub::next_flush`].
     pub fn flush(&mut self, now: Millis, docs: &mut impl SyncDocs) -> Result<Vec<Action>> {
-        let mut out = Vec::new();
         for (doc, from) in std::mem::take(&mut self.dirty) {
-            self.announce(now, doc, from, docs, &mut out)?;
+            for conn in self.open.get(&doc).into_iter().flatten() {
+                // Subscribers hear the new heads (but the one that brought them).
+                let heads = Some(*conn) != from && self.conns.get(conn).is_some_and(|c| c.subscribed);
+                self.outbox.changed(*conn, doc, heads);
+            }
+        }
+        let mut out = Vec::new();
+        for (pair, owed) in self.outbox.due(now) {
+            self.offer(now, pair, owed, docs, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// When [`Hub::flush`] has something to send that waits for its interval, if anything does.
+    pub fn next_flush(&self) -> Option<Millis> {
+        self.outbox.next_due()
     }
 
     /// Advances the hub. Fan-out of new changes waits for [`Hub::flush`]. An `Err` is a storage
@@ -287,6 +314,7 @@ impl Hub {
 
     fn drop_conn(&mut self, conn: ConnId) {
         self.pending.forget_conn(conn);
+        self.outbox.forget(conn);
         for from in self.dirty.values_mut() {
             if *from == Some(conn) {
                 *from = None;
@@ -495,14 +523,11 @@ impl Hub {
             }
             Err(e) => return Err(e),
         };
-        let mut reply = docs.generate(&id, &mut state)?;
-        self.pending.fix_need(conn, id, reply.as_mut(), &state, docs)?;
         let c = self.conns.get_mut(&conn).expect("checked above");
         c.docs.insert(id, state);
         self.open.entry(id).or_default().insert(conn);
-        if let Some(reply) = reply {
-            self.send(conn, Message::Sync { sender: me, target: peer.clone(), doc: id, data: reply.encode() }, out);
-        }
+        // The answer waits for the flush (see `outbox.rs`).
+        self.outbox.answer(conn, id);
         if applied > 0 {
             // Several connections bringing changes to one document: offer to all of them.
             let from = match self.dirty.get(&id) {
@@ -530,46 +555,47 @@ impl Hub {
         }
     }
 
-    /// Offers a document's new changes to every connection that has it open (but `except`):
-    /// first the heads to subscribers, so they know they are behind as early as possible, then
-    /// the sync messages that carry the changes.
-    fn announce(
+    /// Sends `conn` what it is owed for `doc`: first the relay's heads, if owed, so that a
+    /// subscriber knows it is behind as early as possible; then the sync message its sync state
+    /// calls for, if any.
+    fn offer(
         &mut self,
         now: Millis,
-        doc: DocId,
-        except: Option<ConnId>,
+        (conn, doc): (ConnId, DocId),
+        owed: Owed,
         docs: &mut impl SyncDocs,
         out: &mut Vec<Action>,
     ) -> Result<()> {
-        let targets: Vec<ConnId> =
-            self.open.get(&doc).map(|s| s.iter().copied().filter(|c| Some(*c) != except).collect()).unwrap_or_default();
-        if targets.is_empty() {
-            return Ok(());
+        let Some(c) = self.conns.get(&conn) else { return Ok(()) };
+        let Some(peer) = c.peer.clone() else { return Ok(()) };
+        if owed.heads && c.subscribed && c.docs.contains_key(&doc) {
+            let heads = docs.heads(&doc)?;
+            self.send(conn, self.heads_message(now, &peer, doc, heads), out);
+            self.outbox.sent((conn, doc), now, None);
         }
-        let heads = docs.heads(&doc)?;
-        for conn in &targets {
-            let Some(c) = self.conns.get(conn) else { continue };
-            if let (true, Some(peer)) = (c.subscribed, &c.peer) {
-                let m = self.heads_message(now, peer, doc, heads.clone());
-                self.send(*conn, m, out);
-            }
+        let Some(state) = self.conns.get_mut(&conn).and_then(|c| c.docs.get_mut(&doc)) else { return Ok(()) };
+        let mut message = docs.generate(&doc, state)?;
+        let told = self.outbox.told(&(conn, doc));
+        if message.is_none() && told.is_some_and(|told| told != state.last_sent_heads.as_slice()) {
+            // Automerge takes a message without changes whose heads equal ours for proof that
+            // the peer knows we are in step, and records those heads as sent. The peer knows
+            // only what we told it, though; answered at once, it would have heard our heads
+            // already, but an answer held back for the interval may not have. Tell it.
+            state.last_sent_heads.clear();
+            message = docs.generate(&doc, state)?;
         }
-        for conn in targets {
-            let Some(c) = self.conns.get_mut(&conn) else { continue };
-            let (Some(peer), Some(state)) = (c.peer.clone(), c.docs.get_mut(&doc)) else { continue };
-            let mut m = docs.generate(&doc, state)?;
-            self.pending.fix_need(conn, doc, m.as_mut(), state, docs)?;
-            if let Some(m) = m {
-                out.push(Action::Send {
-                    conn,
-                    message: Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() },
-                });
-            }
+        self.pending.fix_need(conn, doc, message.as_mut(), state, docs)?;
+        if let Some(m) = message {
+            let heads = m.heads.clone();
+            let message = Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() };
+            out.push(Action::Send { conn, message });
+            self.outbox.sent((conn, doc), now, Some(heads));
         }
         Ok(())
     }
 }
 
+mod outbox;
 mod pending;
 #[cfg(test)]
 mod tests;

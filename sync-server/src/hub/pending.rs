@@ -318,7 +318,9 @@ mod tests {
         let mut state = sync::State::new();
         let mut to_peer: Vec<sync::Message> = Vec::new();
         let mut held_once = false;
-        for _ in 0..20 {
+        for round in 1..=20 {
+            // Each round one sync interval after the last, so that every answer is due at its flush.
+            let now = round * crate::hub::DEFAULT_SYNC_INTERVAL;
             for mut m in to_peer.drain(..) {
                 for have in &mut m.have {
                     let mut claimed = docs
@@ -336,7 +338,9 @@ mod tests {
             }
             let Some(m) = peer.generate_sync_message(&mut state) else { break };
             let message = Message::Sync { sender: "peer".into(), target: "relay".into(), doc: doc(), data: m.encode() };
-            to_peer = sync_frames(hub.handle(0, Event::Received { conn: 1, message }, &mut docs).unwrap());
+            let mut actions = hub.handle(now, Event::Received { conn: 1, message }, &mut docs).unwrap();
+            actions.extend(hub.flush(now, &mut docs).unwrap());
+            to_peer = sync_frames(actions);
             held_once |= hub.pending_changes() > 0;
         }
         assert!(held_once, "the story happened: the new change's descendants were held");
@@ -363,7 +367,9 @@ mod tests {
         m.heads = peer.get_heads();
         m.changes = vec![changes[3].raw_bytes().to_vec(), changes[2].raw_bytes().to_vec()].into();
         let message = Message::Sync { sender: "peer".into(), target: "relay".into(), doc: doc(), data: m.encode() };
-        let replies = sync_frames(hub.handle(0, Event::Received { conn: 1, message }, &mut docs).unwrap());
+        let mut actions = hub.handle(0, Event::Received { conn: 1, message }, &mut docs).unwrap();
+        actions.extend(hub.flush(0, &mut docs).unwrap());
+        let replies = sync_frames(actions);
         assert_eq!(hub.pending_changes(), 2);
         assert_eq!(replies.len(), 1);
         assert_eq!(replies[0].need, vec![changes[1].hash()], "the relay asks for the missing parent");

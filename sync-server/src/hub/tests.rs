@@ -112,29 +112,77 @@ fn anything_before_join_is_refused() {
     assert_eq!(hub.connections(), 0);
 }
 
-/// Runs the sync protocol between a peer played by hand (`peer`, its document and sync
-/// state) and the hub on connection `conn`, until the peer has nothing more to say (bounded).
-/// Returns everything the hub did, but its sync replies to `conn`, which the peer took.
-fn exchange(hub: &mut Hub, docs: &mut Docs, conn: ConnId, peer: &mut Automerge) -> Vec<Action> {
-    use cairn::automerge::sync::SyncDoc;
-    let mut state = sync::State::new();
-    let mut others = Vec::new();
-    for _ in 0..10 {
-        let Some(m) = peer.generate_sync_message(&mut state) else { return others };
-        let message = Message::Sync {
-            sender: format!("peer{conn}").into(),
+/// A clock for a story: each step is one sync interval later than the last, so the hub's
+/// pacing never holds a message back unless a story says so.
+struct Clock(Millis);
+
+impl Clock {
+    fn tick(&mut self) -> Millis {
+        self.0 += DEFAULT_SYNC_INTERVAL;
+        self.0
+    }
+}
+
+/// A peer played by hand on connection `conn`: its copy of the document and its sync state.
+struct Peer {
+    conn: ConnId,
+    doc: Automerge,
+    state: sync::State,
+}
+
+impl Peer {
+    fn new(conn: ConnId, doc: Automerge) -> Peer {
+        Peer { conn, doc: doc.with_actor(ActorId::random()), state: sync::State::new() }
+    }
+
+    /// A Cairn write: Alice's entity record, with type `entity_type`.
+    fn edit(&mut self, entity_type: &str) {
+        use cairn::automerge::ReadDoc;
+        let (_, entities) = self.doc.get(ROOT, "entities").unwrap().expect("a shard");
+        let mut tx = self.doc.transaction();
+        tx.put(&entities, "Alice", format!(r#"{{"type":"{entity_type}","by":"alice","at":1}}"#)).unwrap();
+        tx.commit_with(CommitOptions::default().with_message(r#"{"agent":"alice"}"#.to_owned()));
+    }
+
+    /// The peer's next sync message, if it has something to say.
+    fn message(&mut self) -> Option<Message> {
+        use cairn::automerge::sync::SyncDoc;
+        let m = self.doc.generate_sync_message(&mut self.state)?;
+        Some(Message::Sync {
+            sender: format!("peer{}", self.conn).into(),
             target: "relay".into(),
             doc: doc(),
             data: m.encode(),
-        };
-        for action in hub.handle(0, Event::Received { conn, message }, docs).unwrap() {
+        })
+    }
+
+    /// Takes the hub's sync messages to this peer among `actions`; returns the others.
+    fn take(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        use cairn::automerge::sync::SyncDoc;
+        let mut others = Vec::new();
+        for action in actions {
             match action {
-                Action::Send { conn: c, message: Message::Sync { data, .. } } if c == conn => {
-                    peer.receive_sync_message(&mut state, sync::Message::decode(&data).unwrap()).unwrap();
+                Action::Send { conn, message: Message::Sync { data, .. } } if conn == self.conn => {
+                    self.doc.receive_sync_message(&mut self.state, sync::Message::decode(&data).unwrap()).unwrap();
                 }
                 other => others.push(other),
             }
         }
+        others
+    }
+}
+
+/// Runs the sync protocol between `peer` and the hub until the peer has nothing more to say
+/// (bounded), flushing the hub after each message, as the adapter does after each batch.
+/// Returns everything the hub did but its sync messages to the peer, which the peer took.
+fn exchange(hub: &mut Hub, docs: &mut Docs, peer: &mut Peer, clock: &mut Clock) -> Vec<Action> {
+    let mut others = Vec::new();
+    for _ in 0..10 {
+        let Some(message) = peer.message() else { return others };
+        let now = clock.tick();
+        let mut actions = hub.handle(now, Event::Received { conn: peer.conn, message }, docs).unwrap();
+        actions.extend(hub.flush(now, docs).unwrap());
+        others.extend(peer.take(actions));
     }
     panic!("the exchange never went quiet");
 }
@@ -146,41 +194,88 @@ fn base_and_edit() -> (Automerge, Automerge) {
     (base, edited)
 }
 
-/// A hub whose document Alice (connection 1) and Bob (2) have open, and Alice's copy with a
-/// change the hub does not have yet.
-fn alice_and_bob() -> (Hub, Docs, Automerge) {
+/// A hub whose document Alice (connection 1) and Bob (2) have open, both in step with it.
+struct AliceAndBob {
+    hub: Hub,
+    docs: Docs,
+    alice: Peer,
+    bob: Peer,
+    clock: Clock,
+}
+
+fn alice_and_bob() -> AliceAndBob {
     let (mut hub, mut docs) = (hub(), docs());
-    let (base, alice) = base_and_edit();
+    let base = with_change();
     docs.docs.insert(doc(), base.clone());
     connect(&mut hub, &mut docs, 1, Access::full());
     connect(&mut hub, &mut docs, 2, Access::full());
-    exchange(&mut hub, &mut docs, 2, &mut base.fork());
-    (hub, docs, alice)
+    let (mut alice, mut bob, mut clock) = (Peer::new(1, base.fork()), Peer::new(2, base.fork()), Clock(0));
+    exchange(&mut hub, &mut docs, &mut alice, &mut clock);
+    exchange(&mut hub, &mut docs, &mut bob, &mut clock);
+    AliceAndBob { hub, docs, alice, bob, clock }
 }
 
 #[test]
 fn a_change_is_stored_at_once_and_offered_to_the_others_at_flush() {
     // Step 1: Alice (connection 1) and Bob (2) both have the document open.
-    let (mut hub, mut docs, mut alice) = alice_and_bob();
-    // Step 2: Alice sends a change. It is in storage when `handle` returns; Bob hears of it
-    // only when the hub flushes.
-    let actions = exchange(&mut hub, &mut docs, 1, &mut alice);
-    assert_eq!(sent_to(&actions, 2), Vec::<&str>::new());
-    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), alice.get_heads(), "stored before anything is forwarded");
-    let flushed = hub.flush(0, &mut docs).unwrap();
+    let AliceAndBob { mut hub, mut docs, mut alice, .. } = alice_and_bob();
+    // Step 2: Alice sends a change. It is in storage when `handle` returns; Alice's answer and
+    // Bob's copy wait for the flush.
+    alice.edit("k2");
+    let now = 10_000;
+    let handled = hub.handle(now, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    assert!(handled.is_empty(), "nothing is sent before the flush: {handled:?}");
+    assert_eq!(
+        docs.docs.get(&doc()).unwrap().get_heads(),
+        alice.doc.get_heads(),
+        "stored before anything is forwarded"
+    );
+    let flushed = hub.flush(now, &mut docs).unwrap();
     assert_eq!(sent_to(&flushed, 2), ["sync"]);
-    assert_eq!(sent_to(&flushed, 1), Vec::<&str>::new(), "not offered back to the one who brought it");
+    assert_eq!(sent_to(&flushed, 1), ["sync"], "one answer to Alice");
+}
+
+#[test]
+fn many_messages_in_one_batch_get_one_answer_and_a_busy_connection_waits_for_the_interval() {
+    let AliceAndBob { mut hub, mut docs, mut alice, mut bob, .. } = alice_and_bob();
+    // Step 1: in one batch Alice sends three messages, each with a new change.
+    let now = 10_000;
+    for key in ["a1", "a2", "a3"] {
+        alice.edit(key);
+        hub.handle(now, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    }
+    // Step 2: the flush answers Alice once and offers Bob all three changes in one message.
+    let flushed = hub.flush(now, &mut docs).unwrap();
+    assert_eq!(sent_to(&flushed, 1), ["sync"]);
+    assert_eq!(sent_to(&flushed, 2), ["sync"]);
+    alice.take(flushed.clone());
+    bob.take(flushed);
+    assert_eq!(bob.doc.get_heads(), alice.doc.get_heads());
+    // Step 3: Alice writes again at once: her change is stored, and Bob's copy waits for his
+    // interval.
+    alice.edit("a4");
+    let soon = now + 1;
+    hub.handle(soon, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    assert!(hub.flush(soon, &mut docs).unwrap().is_empty(), "both connections had a message 1 ms ago");
+    assert_eq!(hub.next_flush(), Some(now + DEFAULT_SYNC_INTERVAL));
+    // Step 4: when the interval has passed, the flush sends it.
+    let due = hub.flush(now + DEFAULT_SYNC_INTERVAL, &mut docs).unwrap();
+    assert_eq!(sent_to(&due, 2), ["sync"]);
+    bob.take(due);
+    assert_eq!(bob.doc.get_heads(), alice.doc.get_heads());
+    assert_eq!(hub.next_flush(), None);
 }
 
 #[test]
 fn a_read_only_connection_changes_nothing() {
     let (mut hub, mut docs) = (hub(), docs());
-    let (base, mut reader) = base_and_edit();
+    let (base, reader) = base_and_edit();
     docs.docs.insert(doc(), base.clone());
     connect(&mut hub, &mut docs, 1, Access::graphs([&graph()], false));
-    exchange(&mut hub, &mut docs, 1, &mut reader);
+    let mut clock = Clock(0);
+    exchange(&mut hub, &mut docs, &mut Peer::new(1, reader), &mut clock);
     assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), base.get_heads(), "the reader's change was not taken");
-    assert!(hub.flush(0, &mut docs).unwrap().is_empty());
+    assert!(hub.flush(clock.tick(), &mut docs).unwrap().is_empty());
 }
 
 #[test]
@@ -226,21 +321,52 @@ fn too_many_documents_on_one_connection_close_it() {
 
 #[test]
 fn subscribers_hear_the_relays_heads_and_revoked_connections_are_closed() {
-    let (mut hub, mut docs, mut alice) = alice_and_bob();
+    let AliceAndBob { mut hub, mut docs, mut alice, mut clock, .. } = alice_and_bob();
+    alice.edit("k2");
     let subscribe = Message::RemoteSubscriptionChange {
         sender: "peer2".into(),
         target: "relay".into(),
         add: vec!["relay-storage".into()],
         remove: vec![],
     };
-    let actions = hub.handle(0, Event::Received { conn: 2, message: subscribe }, &mut docs).unwrap();
+    let actions = hub.handle(clock.tick(), Event::Received { conn: 2, message: subscribe }, &mut docs).unwrap();
     assert_eq!(sent_to(&actions, 2), ["remote-heads-changed"], "the heads it holds now");
-    exchange(&mut hub, &mut docs, 1, &mut alice);
-    let flushed = hub.flush(5, &mut docs).unwrap();
-    assert_eq!(sent_to(&flushed, 2), ["remote-heads-changed", "sync"], "heads first, then the change");
-    let revoked = hub.handle(6, Event::AccessChanged { conn: 2, access: None }, &mut docs).unwrap();
+    let others = exchange(&mut hub, &mut docs, &mut alice, &mut clock);
+    assert_eq!(sent_to(&others, 2)[..2], ["remote-heads-changed", "sync"], "heads first, then the change");
+    let revoked = hub.handle(clock.tick(), Event::AccessChanged { conn: 2, access: None }, &mut docs).unwrap();
     assert!(closed(&revoked, 2));
     assert_eq!(hub.connections(), 1);
+}
+
+#[test]
+fn an_answer_held_back_still_tells_the_peer_the_relays_heads() {
+    // Found by the simulation (sync-server/tests/simulation.rs): Alice and Bob hold the same
+    // change, which the relay does not have yet.
+    let (mut hub, mut docs) = (hub(), docs());
+    connect(&mut hub, &mut docs, 1, Access::full());
+    connect(&mut hub, &mut docs, 2, Access::full());
+    let mut alice = Peer::new(1, with_change());
+    let mut bob = Peer::new(2, alice.doc.fork());
+    let now = 10_000;
+    // Step 1: both say what they have; the relay has nothing and answers each with its needs.
+    let bob_first = bob.message().unwrap();
+    for (peer, message) in [(1, alice.message().unwrap()), (2, bob_first.clone())] {
+        hub.handle(now, Event::Received { conn: peer, message }, &mut docs).unwrap();
+    }
+    let flushed = hub.flush(now, &mut docs).unwrap();
+    let flushed = alice.take(bob.take(flushed));
+    assert!(flushed.is_empty(), "{flushed:?}");
+    // Step 2: Alice sends the change; then Bob's first message arrives again (a duplicate on
+    // the wire): its heads are now the relay's, which Automerge records as known to Bob.
+    hub.handle(now + 1, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    hub.handle(now + 1, Event::Received { conn: 2, message: bob_first }, &mut docs).unwrap();
+    assert!(hub.flush(now + 1, &mut docs).unwrap().is_empty(), "both had a message 1 ms ago");
+    // Step 3: when Bob's interval has passed, he hears the relay's heads all the same: his last
+    // word from the relay said it had nothing.
+    let due = hub.flush(now + DEFAULT_SYNC_INTERVAL, &mut docs).unwrap();
+    assert_eq!(sent_to(&due, 2), ["sync"]);
+    bob.take(due);
+    assert_eq!(bob.state.their_heads.as_deref(), Some(alice.doc.get_heads().as_slice()));
 }
 
 /// The sync message a peer holding `from` sends first to a relay that has `base`: the changes
@@ -270,7 +396,7 @@ fn error_text(actions: &[Action], conn: ConnId) -> String {
 
 #[test]
 fn a_change_that_breaks_the_schema_is_refused_naming_the_rule_and_goes_nowhere() {
-    let (mut hub, mut docs, _) = alice_and_bob();
+    let AliceAndBob { mut hub, mut docs, .. } = alice_and_bob();
     let base = docs.docs.get(&doc()).unwrap().clone();
     // Mallory, on connection 1, puts a new map at the shard's `entities` key.
     let mut mallory = base.fork().with_actor(ActorId::random());
@@ -321,7 +447,8 @@ fn a_granted_graph_is_created_from_its_genesis_when_first_asked_for() {
         Automerge::new().generate_sync_message(&mut sync::State::new()).unwrap().encode()
     };
     let request = Message::Request { sender: "peer1".into(), target: "relay".into(), doc: root, data };
-    let actions = hub.handle(0, Event::Received { conn: 1, message: request }, &mut docs).unwrap();
+    let mut actions = hub.handle(0, Event::Received { conn: 1, message: request }, &mut docs).unwrap();
+    actions.extend(hub.flush(0, &mut docs).unwrap());
     assert_eq!(sent_to(&actions, 1), ["sync"], "answered, not unavailable");
     for (id, _) in GraphDocs::of(&graph()).all() {
         assert_eq!(docs.docs.get(&id).map(|d| d.get_heads()), Some(genesis(id).get_heads()), "every document");
@@ -340,14 +467,16 @@ fn without_a_grant_only_the_exact_genesis_starts_a_document() {
     let mut tx = forged.transaction();
     tx.put(ROOT, "graph", graph().as_str()).unwrap();
     tx.commit_with(CommitOptions::default().with_time(0));
-    let actions = exchange(&mut hub, &mut docs, 1, &mut forged);
+    let mut clock = Clock(0);
+    let mut forger = Peer { conn: 1, doc: forged, state: sync::State::new() };
+    let actions = exchange(&mut hub, &mut docs, &mut forger, &mut clock);
     assert!(error_text(&actions, 1).contains("rule \"genesis\""), "{actions:?}");
     assert!(docs.docs.get(&doc()).is_none_or(|d| d.get_heads().is_empty()), "nothing stored");
     // The real genesis, with a write on it, is taken.
-    let mut honest = with_change();
-    let actions = exchange(&mut hub, &mut docs, 2, &mut honest);
+    let mut honest = Peer::new(2, with_change());
+    let actions = exchange(&mut hub, &mut docs, &mut honest, &mut clock);
     assert!(!closed(&actions, 2), "{actions:?}");
-    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), honest.get_heads());
+    assert_eq!(docs.docs.get(&doc()).unwrap().get_heads(), honest.doc.get_heads());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -43,11 +43,31 @@ pub(super) fn run_hub<D: SyncDocs + crate::hub::ActorBook>(
 ) {
     let mut conns: HashMap<ConnId, Outbox> = HashMap::new();
     let mut stopping = false;
-    while let Some(first) = inbox.blocking_recv() {
+    // The hub's own clock, for waiting on the inbox until its next flush falls due.
+    let timer = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(timer) => timer,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the hub's timer; the hub stops");
+            return;
+        }
+    };
+    loop {
+        // The next command, or none when the hub's next flush falls due first.
+        let first = match hub.next_flush() {
+            None => inbox.blocking_recv().map(Some),
+            Some(at) => {
+                let wait = Duration::from_millis(at.saturating_sub(cairn::now_millis()).max(0) as u64);
+                timer
+                    .block_on(async { tokio::time::timeout(wait, inbox.recv()).await })
+                    .map_or(Some(None), |c| c.map(Some))
+            }
+        };
+        // Every sender is gone.
+        let Some(first) = first else { break };
         let started = Instant::now();
         // Take whatever else is already waiting, handle it all, then fan out once: under load,
         // one message per connection carries the changes of many writers.
-        let mut batch = vec![first];
+        let mut batch: Vec<Command> = first.into_iter().collect();
         while batch.len() < BATCH {
             match inbox.try_recv() {
                 Ok(c) => batch.push(c),

@@ -1,0 +1,134 @@
+//! What the hub owes each (connection, document) pair, and when the pair may next hear from it.
+//!
+//! The relay is quiet by construction: it never answers a sync message as it arrives. A pair that
+//! sent messages, or whose document changed, is marked here; at a flush every pair that is due
+//! gets at most one sync message, generated then from its Automerge sync state (which says
+//! nothing when there is nothing new), carrying the answer and every other writer's changes at
+//! once. A pair that had a message less than `interval` ago waits until the interval has passed:
+//! under steady writes one message then carries what a whole interval brought, instead of one
+//! exchange per change (automerge-repo's own `DocSynchronizer` throttles the same way, at
+//! 100 ms). A pair that has been quiet is answered at once, so an occasional write costs no
+//! latency.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cairn::automerge::ChangeHash;
+use cairn::{DocId, Millis};
+
+use super::ConnId;
+
+/// What a pair is owed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Owed {
+    /// The relay's new heads, as a `remote-heads-changed` (a subscriber whose document changed
+    /// through someone else).
+    pub(super) heads: bool,
+}
+
+/// The pairs owed a message, and when each last had one.
+#[derive(Debug)]
+pub(super) struct Outbox {
+    interval: Millis,
+    waiting: BTreeMap<(ConnId, DocId), Owed>,
+    last: HashMap<(ConnId, DocId), Millis>,
+    /// The heads of the last sync message each pair had.
+    told: HashMap<(ConnId, DocId), Vec<ChangeHash>>,
+}
+
+impl Outbox {
+    /// An empty outbox: a pair hears from the hub at most once per `interval` milliseconds.
+    pub(super) fn new(interval: Millis) -> Self {
+        Outbox { interval, waiting: BTreeMap::new(), last: HashMap::new(), told: HashMap::new() }
+    }
+
+    /// `conn` sent a sync message for `doc`: it is owed an answer (if its state calls for one).
+    pub(super) fn answer(&mut self, conn: ConnId, doc: DocId) {
+        self.waiting.entry((conn, doc)).or_default();
+    }
+
+    /// `doc` changed: `conn`, which has it open, is owed the changes, and its heads if `heads`.
+    pub(super) fn changed(&mut self, conn: ConnId, doc: DocId, heads: bool) {
+        self.waiting.entry((conn, doc)).or_default().heads |= heads;
+    }
+
+    /// Takes the pairs that may have their message now, in a fixed order.
+    pub(super) fn due(&mut self, now: Millis) -> Vec<((ConnId, DocId), Owed)> {
+        let due: Vec<_> =
+            self.waiting.iter().filter(|(pair, _)| self.is_due(pair, now)).map(|(pair, owed)| (*pair, *owed)).collect();
+        for (pair, _) in &due {
+            self.waiting.remove(pair);
+        }
+        due
+    }
+
+    /// Something was sent to the pair at `now`: a sync message with these heads, if `heads`.
+    pub(super) fn sent(&mut self, pair: (ConnId, DocId), now: Millis, heads: Option<Vec<ChangeHash>>) {
+        self.last.insert(pair, now);
+        if let Some(heads) = heads {
+            self.told.insert(pair, heads);
+        }
+    }
+
+    /// The heads of the last sync message the pair had, if it had one.
+    pub(super) fn told(&self, pair: &(ConnId, DocId)) -> Option<&[ChangeHash]> {
+        self.told.get(pair).map(Vec::as_slice)
+    }
+
+    /// When the next waiting pair falls due, if any waits; the adapter flushes then.
+    pub(super) fn next_due(&self) -> Option<Millis> {
+        self.waiting.keys().map(|pair| self.last.get(pair).map_or(0, |at| at.saturating_add(self.interval))).min()
+    }
+
+    /// Forgets a closed connection.
+    pub(super) fn forget(&mut self, conn: ConnId) {
+        self.waiting.retain(|(c, _), _| *c != conn);
+        self.last.retain(|(c, _), _| *c != conn);
+        self.told.retain(|(c, _), _| *c != conn);
+    }
+
+    fn is_due(&self, pair: &(ConnId, DocId), now: Millis) -> bool {
+        self.last.get(pair).is_none_or(|at| now >= at.saturating_add(self.interval))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(n: u8) -> DocId {
+        cairn::GraphDocs::of(&cairn::GraphName::default_graph()).shards[n as usize]
+    }
+
+    #[test]
+    fn a_quiet_pair_is_due_at_once_and_a_busy_one_after_the_interval() {
+        let mut out = Outbox::new(50);
+        // Step 1: connection 1 sends a message: it is answered at the next flush.
+        out.answer(1, doc(0));
+        assert_eq!(out.next_due(), Some(0));
+        assert_eq!(out.due(1_000), [((1, doc(0)), Owed::default())]);
+        out.sent((1, doc(0)), 1_000, None);
+        assert_eq!(out.next_due(), None, "nothing waits");
+        // Step 2: more comes within the interval: it waits, and is owed once, heads included.
+        out.answer(1, doc(0));
+        out.changed(1, doc(0), true);
+        out.changed(1, doc(0), false);
+        assert!(out.due(1_049).is_empty());
+        assert_eq!(out.next_due(), Some(1_050));
+        assert_eq!(out.due(1_050), [((1, doc(0)), Owed { heads: true })]);
+        // Step 3: other pairs are paced on their own.
+        out.changed(2, doc(0), false);
+        out.answer(1, doc(1));
+        assert_eq!(out.due(1_051).len(), 2);
+    }
+
+    #[test]
+    fn a_closed_connection_is_forgotten() {
+        let mut out = Outbox::new(50);
+        out.answer(1, doc(0));
+        out.sent((1, doc(0)), 10, Some(vec![]));
+        out.answer(1, doc(0));
+        out.forget(1);
+        assert_eq!(out.next_due(), None);
+        assert!(out.last.is_empty() && out.told.is_empty());
+    }
+}
