@@ -103,8 +103,9 @@ pub struct DocRules {
     kind: DocKind,
     genesis: ChangeHash,
     genesis_actor: ActorId,
-    /// A shard's number and its three maps as genesis creates them; `None` for the root.
-    shard: Option<(u32, Layout)>,
+    /// A shard's number and its three maps, by the counters of the operations that made them
+    /// in genesis (all under the genesis actor); `None` for the root.
+    shard: Option<(u32, [(u64, MapKind); 3])>,
 }
 
 impl DocRules {
@@ -116,7 +117,17 @@ impl DocRules {
         let change = genesis.get_changes(&[]).first().map(|c| (c.hash(), c.actor_id().clone()))?;
         let shard = match kind {
             DocKind::Root => None,
-            DocKind::Shard(n) => Some((n, Layout::of(&genesis).ok()?)),
+            DocKind::Shard(n) => {
+                let layout = Layout::of(&genesis).ok()?;
+                // An object id prints as `counter@actor`.
+                let counter = |id: &automerge::ObjId| id.to_string().split_once('@')?.0.parse::<u64>().ok();
+                let maps = [
+                    (counter(&layout.entities)?, MapKind::Entities),
+                    (counter(&layout.observations)?, MapKind::Observations),
+                    (counter(&layout.relations)?, MapKind::Relations),
+                ];
+                Some((n, maps))
+            }
         };
         Some(DocRules { graph: graph.clone(), doc, kind, genesis: change.0, genesis_actor: change.1, shard })
     }
@@ -199,7 +210,7 @@ impl DocRules {
         }
         ops::check_message(change)?;
         match &self.shard {
-            Some((shard, layout)) => ops::check_ops(change, layout, *shard),
+            Some((shard, _)) => ops::check_ops(change, self, *shard),
             None if change.is_empty() => Ok(()),
             None => Err(Violation::new(change, Rule::Root, "the root document never changes after genesis")),
         }
@@ -211,11 +222,16 @@ impl DocRules {
     }
 }
 
-/// Which map an operation's object is, by the genesis layout.
-fn map_of(layout: &Layout, obj: &automerge::legacy::ObjectId) -> Option<MapKind> {
-    match obj {
-        automerge::legacy::ObjectId::Id(id) => layout.kind_of(&format!("{}@{}", id.0, id.1)),
-        automerge::legacy::ObjectId::Root => None,
+impl DocRules {
+    /// Which of a shard's maps an operation's object is, if any.
+    fn map_of(&self, obj: &automerge::legacy::ObjectId) -> Option<MapKind> {
+        let (_, maps) = self.shard.as_ref()?;
+        match obj {
+            automerge::legacy::ObjectId::Id(id) if id.1 == self.genesis_actor => {
+                maps.iter().find(|(counter, _)| *counter == id.0).map(|(_, kind)| *kind)
+            }
+            _ => None,
+        }
     }
 }
 

@@ -4,10 +4,10 @@ use automerge::Change;
 use automerge::legacy::{Key, OpType};
 use serde_json::Value as Json;
 
-use super::{Rule, Violation, map_of};
+use super::{DocRules, Rule, Violation};
 use crate::decode::ChangeMessage;
 use crate::names::{self, InvalidInput, MAX_AGENT_BYTES, MAX_NAME_BYTES};
-use crate::schema::{Layout, MapKind, shard_of, split_observation_key, split_relation_key};
+use crate::schema::{MapKind, shard_of, split_observation_key, split_relation_key};
 
 /// The longest record string. A record holds a type or nothing, an agent name, and a few
 /// numbers: 4 KiB leaves room for fields a later schema adds, and none for a payload.
@@ -27,11 +27,11 @@ pub(super) fn check_message(change: &Change) -> Result<(), Violation> {
 /// Rules `root` to `record`: every operation of a change to shard `shard` is a put of a record
 /// string, or a delete, at a well-formed key of one of the three maps genesis made, and the key's
 /// entity hashes to this shard.
-pub(super) fn check_ops(change: &Change, layout: &Layout, shard: u32) -> Result<(), Violation> {
+pub(super) fn check_ops(change: &Change, rules: &DocRules, shard: u32) -> Result<(), Violation> {
     let expanded = change.decode();
     for op in &expanded.operations {
         let refuse = |rule: Rule, detail: String| Violation::new(change, rule, detail);
-        let Some(kind) = map_of(layout, &op.obj) else {
+        let Some(kind) = rules.map_of(&op.obj) else {
             return Err(match op.obj {
                 automerge::legacy::ObjectId::Root => {
                     refuse(Rule::Root, "an operation on the shard's root map, which only genesis writes".into())

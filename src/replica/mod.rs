@@ -104,7 +104,8 @@ impl Replica {
         // A graph this version creates holds nothing the schema check refuses; one an older
         // version wrote is sifted once (see `store/schema_v3.sql`).
         let sifted_key = format!("integrity/v1/{graph}");
-        if !log.read(missing)?.is_empty() || log.read(|tx| tx.checkpoint(&sifted_key))?.is_none() {
+        let ready = |tx: &mut Txn<'_>| Ok(missing(tx)?.is_empty() && tx.checkpoint(&sifted_key)?.is_some());
+        if !log.read(ready)? {
             log.write(|tx| {
                 let created = missing(tx)?;
                 for (id, kind) in &created {

@@ -30,7 +30,8 @@ impl Replica {
         message: sync::Message,
     ) -> Result<usize> {
         let changes = crate::sync::decode_changes(&message, crate::sync::DEFAULT_MAX_INFLATED_BYTES)
-            .map_err(|e| Error::CorruptChange(e.to_string()))?;
+            .map_err(|e| Error::CorruptChange(e.to_string()))?
+            .changes;
         self.admit(&doc, &changes)?;
         let invalid = |e: automerge::AutomergeError| Error::CorruptChange(e.to_string());
         if message.changes.is_empty() {

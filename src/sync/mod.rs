@@ -16,7 +16,7 @@ use automerge::sync;
 use crate::error::Result;
 use crate::ids::DocId;
 
-pub use chunks::{Carried, CarriedChange, ChunkError};
+pub use chunks::{Carried, CarriedChange, ChunkError, Decoded};
 pub use driver::{Driver, ReplicaDocs};
 pub use memory::MemoryDocs;
 pub use session::{ClientSession, Effect, Input, SessionConfig};
@@ -60,23 +60,13 @@ pub fn check_changes(message: &sync::Message, max_inflated: u64) -> std::result:
     decode_changes(message, max_inflated).map(drop)
 }
 
-/// [`check_changes`], returning the changes the message carries (those of a saved document or
-/// a bundle one by one), for the schema check ([`crate::integrity`]) to look at.
-pub fn decode_changes(
-    message: &sync::Message,
-    max_inflated: u64,
-) -> std::result::Result<Vec<automerge::Change>, ChunkError> {
+/// [`check_changes`], returning what the message carries: its changes decoded (those of a saved
+/// document or a bundle one by one), for the schema check ([`crate::integrity`]), and each
+/// change's hash, dependencies and cost read from its framing, which a relay needs to hold back
+/// changes whose dependencies have not arrived.
+pub fn decode_changes(message: &sync::Message, max_inflated: u64) -> std::result::Result<Decoded, ChunkError> {
     let entries: Vec<&[u8]> = message.changes.iter().collect();
-    chunks::decode_all(&entries, max_inflated)
-}
-
-/// What a sync message's changes are, read from their framing without decoding their
-/// operations: each change's hash, dependencies and cost (under the same budget and checksum
-/// checks as [`check_changes`], which should have passed first), and each whole document. This
-/// is what a relay needs to hold back changes whose dependencies have not arrived.
-pub fn carried_changes(message: &sync::Message, max_inflated: u64) -> std::result::Result<Vec<Carried>, ChunkError> {
-    let entries: Vec<&[u8]> = message.changes.iter().collect();
-    chunks::carried(&entries, max_inflated)
+    chunks::read(&entries, max_inflated)
 }
 
 #[cfg(test)]

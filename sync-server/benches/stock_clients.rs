@@ -26,6 +26,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use cairn::{Durability, Op, OpenOptions, Replica};
 use cairn_sync::{ClientOptions, SyncClient};
 
@@ -123,11 +125,11 @@ fn clients(js: &Path, addr: SocketAddr, server: &Server, name: &'static str, rel
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         match value["event"].as_str() {
             Some("counting") => {
-                cpu_start = Some(cpu_seconds(pid));
+                cpu_start = Some(common::cpu_seconds(pid));
                 counted_start = relay.then(|| relay_counters(addr)).flatten();
             }
             Some("done") => {
-                cpu = cpu_seconds(pid) - cpu_start.expect("counting started");
+                cpu = common::cpu_seconds(pid) - cpu_start.expect("counting started");
                 if let (Some((i0, o0)), Some((i1, o1))) = (counted_start, relay_counters(addr)) {
                     relay_counted = Some((i1 - i0, o1 - o0));
                 }
@@ -245,16 +247,4 @@ fn report(runs: &[Run]) {
             println!("{} /metrics over the same window: {received} messages in, {sent} out", run.server);
         }
     }
-}
-
-/// User plus system CPU time of a process, from /proc (Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state (field 3).
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = field(11) + field(12);
-    ticks as f64 / 100.0
 }

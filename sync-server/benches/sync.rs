@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use cairn::{Durability, Op, OpenOptions, Replica};
 use cairn_sync::{ClientOptions, Relay, RelayConfig, RelayStore, SyncClient};
 
@@ -141,7 +143,7 @@ async fn main() {
         wait_until("connected", Duration::from_secs(60), || matches!(r.freshness(), cairn::Freshness::Synced { .. }))
             .await;
     }
-    let cpu_before = cpu_seconds(relay_process.id());
+    let cpu_before = common::cpu_seconds(relay_process.id());
     let t = Instant::now();
     let mut writers = Vec::new();
     for (i, r) in replicas.iter().enumerate() {
@@ -164,7 +166,7 @@ async fn main() {
     .await;
     let converged = t.elapsed();
     let frames: u64 = clients.iter().map(|c| c.traffic().frames_in.load(Ordering::Relaxed)).sum();
-    let relay_cpu = cpu_seconds(relay_process.id()) - cpu_before;
+    let relay_cpu = common::cpu_seconds(relay_process.id()) - cpu_before;
     println!(
         "100 replicas x {WRITES} writes: all written in {}, all {} replicas converged in {} ({:.0} writes/s end to end; relay sent {} frames, {:.0}/s; relay process CPU {:.1} s = {:.0}% of one core over that time)",
         ms(written),
@@ -181,16 +183,4 @@ async fn main() {
     }
     let _ = relay_process.kill();
     let _ = relay_process.wait();
-}
-
-/// User plus system CPU time of a process, from /proc (Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state (field 3).
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = field(11) + field(12);
-    ticks as f64 / 100.0
 }

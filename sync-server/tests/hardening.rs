@@ -199,14 +199,10 @@ async fn changes_whose_dependencies_never_arrive_are_held_bounded_and_released_o
     let (genesis, changes) = orphans(doc, 3, 64 << 10);
     let mut ws = raw(addr, Some(&t)).await.unwrap();
     let relay_id = handshake(&mut ws).await;
-    ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![genesis.hash()], vec![genesis.raw_bytes().to_vec()])))
-        .await
-        .unwrap();
+    send_change(&mut ws, &relay_id, doc, &genesis).await;
     assert!(matches!(next(&mut ws).await, Ok(Message::Sync { .. })), "the relay took the genesis");
     for change in &changes[1..] {
-        ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()])))
-            .await
-            .unwrap();
+        send_change(&mut ws, &relay_id, doc, change).await;
         // The relay asks for what is missing: the first change, not the ones it holds.
         let Ok(Message::Sync { data: reply, .. }) = next(&mut ws).await else { panic!("the relay answers") };
         let reply = cairn::automerge::sync::Message::decode(&reply).unwrap();
@@ -231,14 +227,10 @@ async fn changes_whose_dependencies_never_arrive_are_held_bounded_and_released_o
     let t = token(&tokens, &["*"], Role::Write);
     let mut ws = raw(addr, Some(&t)).await.unwrap();
     let relay_id = handshake(&mut ws).await;
-    ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![genesis.hash()], vec![genesis.raw_bytes().to_vec()])))
-        .await
-        .unwrap();
+    send_change(&mut ws, &relay_id, doc, &genesis).await;
     assert!(matches!(next(&mut ws).await, Ok(Message::Sync { .. })), "the relay took the genesis");
     for change in &changes[1..] {
-        ws.send(sync_msg(&relay_id, doc, sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()])))
-            .await
-            .unwrap();
+        send_change(&mut ws, &relay_id, doc, change).await;
     }
     let mut answered = 0;
     let error = loop {
@@ -258,6 +250,12 @@ async fn changes_whose_dependencies_never_arrive_are_held_bounded_and_released_o
         http_get(addr, "/metrics").await.contains("cairn_relay_pending_changes 0\n")
     })
     .await;
+}
+
+/// Sends `change` alone, in a sync message claiming it as the sender's heads.
+async fn send_change(ws: &mut Ws, relay_id: &str, doc: DocId, change: &cairn::automerge::Change) {
+    let data = sync_carrying(vec![change.hash()], vec![change.raw_bytes().to_vec()]);
+    ws.send(sync_msg(relay_id, doc, data)).await.unwrap();
 }
 
 /// Shard `doc`'s genesis, and a chain of `n + 1` Cairn writes on it, each after the first an

@@ -57,15 +57,6 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 
 // ---- Mallory ----------------------------------------------------------------------------------
 
-fn js_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
-    assert!(
-        dir.join("node_modules/@automerge/automerge-repo").is_dir(),
-        "the JavaScript packages are not installed: run `npm install --prefix clients/js` (the README's test command does)"
-    );
-    dir
-}
-
 /// Runs `node <script> <args>` to completion and returns its stdout; the script exiting non-zero
 /// fails the story (it could not even make its attack).
 async fn node(script: &str, args: Vec<String>) -> String {

@@ -12,15 +12,6 @@ use std::time::Duration;
 use cairn::What;
 use common::*;
 
-fn js_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
-    assert!(
-        dir.join("node_modules/@automerge/automerge-repo").is_dir(),
-        "the JavaScript packages are not installed: run `npm install --prefix clients/js` (the README's test command does)"
-    );
-    dir
-}
-
 #[test]
 fn the_stock_javascript_packages_read_the_golden_fixtures_as_expected() {
     let js = js_dir();

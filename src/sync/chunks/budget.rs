@@ -176,4 +176,3 @@ fn column_rows(spec: u32, data: &[u8]) -> Result<u64, ChunkError> {
     }
     Ok(rows)
 }
-

@@ -8,7 +8,7 @@
 //! with an unbounded `read_to_end`, and checks the checksum only afterwards: a few megabytes of
 //! DEFLATE can claim gigabytes (a ratio of about 1000:1). And its columns are run-length
 //! encoded: a few bytes can claim ten million operations, each of which Automerge decodes and
-//! allocates. So before any chunk reaches Automerge, [`decode_all`] walks the chunk framing and
+//! allocates. So before any chunk reaches Automerge, [`read`] walks the chunk framing and
 //! column metadata (the binary format's public layout,
 //! <https://automerge.org/automerge-binary-format-spec/>), inflates every compressed part
 //! (stopping as soon as the total passes a budget), sums each column's run lengths, and charges
@@ -17,8 +17,8 @@
 //! a chunk whose checksum is wrong with only a warning), and only then does it let Automerge
 //! decode each chunk.
 //!
-//! The same walk tells the relay what each change is (its hash and its dependencies) without
-//! Automerge decoding its operations: [`carried`].
+//! The same walk tells the relay what each change is (its hash, dependencies and cost), for the
+//! changes it holds back until their dependencies arrive: [`Decoded::carried`].
 //!
 //! `budget.rs` charges the budget (bytes and rows); `reader.rs` is the bounds-checked cursor
 //! both walks read with.
@@ -26,13 +26,12 @@
 mod budget;
 mod reader;
 
-
 use automerge::ChangeHash;
 use sha2::{Digest, Sha256};
 
 use budget::{Budget, ROW_COST};
-use reader::Reader;
 pub(crate) use budget::{ROWS_BASE, ROWS_PER_BYTE};
+use reader::Reader;
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const DOCUMENT: u8 = 0;
@@ -104,52 +103,48 @@ struct Chunk<'a> {
     body: &'a [u8],
 }
 
-/// Checks every chunk of `entries`: first that all of them together inflate to at most `limit`
-/// bytes, claim no more rows than their size allows and carry checksums that match, then that
-/// Automerge decodes each one; returns the changes they hold, in order.
-pub(crate) fn decode_all(entries: &[&[u8]], limit: u64) -> Result<Vec<automerge::Change>, ChunkError> {
-    let chunks: Vec<Chunk<'_>> = entries.iter().flat_map(|entry| split(entry)).collect::<Result<_, _>>()?;
-    let mut budget = Budget { left: limit, limit };
-    for chunk in &chunks {
-        let inflated = budget.charge(chunk)?;
-        verify(chunk, inflated.as_deref())?;
-    }
-    let mut changes = Vec::new();
-    for chunk in &chunks {
-        changes.extend(decode(chunk)?);
-    }
-    Ok(changes)
+/// What a sync message's changes hold: the changes themselves, decoded (for the schema check),
+/// and what each chunk is by its framing (for the relay's held changes).
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// Every change, in order (a bundle's and a saved document's one by one).
+    pub changes: Vec<automerge::Change>,
+    /// Each change with its hash, dependencies and cost, and each whole document as it is.
+    pub carried: Vec<Carried>,
 }
 
-/// What each chunk of `entries` is: each change with its hash, dependencies and cost (a bundle's
-/// changes decoded one by one), each document as it is. The budget and the checksums are
-/// checked as in [`decode_all`]; operations are not decoded (that is [`decode_all`]'s job).
-pub(crate) fn carried(entries: &[&[u8]], limit: u64) -> Result<Vec<Carried>, ChunkError> {
+/// Checks every chunk of `entries`: first that all of them together inflate to at most `limit`
+/// bytes, claim no more rows than their size allows and carry checksums that match, then that
+/// Automerge decodes each one. One walk serves both the schema check and the held changes.
+pub(crate) fn read(entries: &[&[u8]], limit: u64) -> Result<Decoded, ChunkError> {
+    let chunks: Vec<Chunk<'_>> = entries.iter().flat_map(|entry| split(entry)).collect::<Result<_, _>>()?;
     let mut budget = Budget { left: limit, limit };
-    let mut out = Vec::new();
-    for chunk in entries.iter().flat_map(|entry| split(entry)) {
-        let chunk = chunk?;
+    let mut charged = Vec::with_capacity(chunks.len());
+    for chunk in &chunks {
         let before = budget.left;
-        let inflated = budget.charge(&chunk)?;
-        let hash = verify(&chunk, inflated.as_deref())?;
-        let cost = before - budget.left;
+        let inflated = budget.charge(chunk)?;
+        let hash = verify(chunk, inflated.as_deref())?;
+        charged.push((hash, before - budget.left, inflated));
+    }
+    let mut out = Decoded::default();
+    for (chunk, (hash, cost, inflated)) in chunks.iter().zip(charged) {
+        let changes = decode(chunk)?;
         match chunk.kind {
             CHANGE | COMPRESSED_CHANGE => {
                 let deps = Reader(inflated.as_deref().unwrap_or(chunk.body)).deps()?;
-                out.push(Carried::Change(CarriedChange { hash, deps, bytes: chunk.bytes.to_vec(), cost }));
+                out.carried.push(Carried::Change(CarriedChange { hash, deps, bytes: chunk.bytes.to_vec(), cost }));
             }
             BUNDLE => {
-                let bundle =
-                    automerge::Bundle::try_from(chunk.bytes).map_err(|e| ChunkError::Undecodable(e.to_string()))?;
-                for change in bundle.to_changes().map_err(|e| ChunkError::Undecodable(e.to_string()))? {
+                for change in &changes {
                     let bytes = change.raw_bytes().to_vec();
                     let cost = (bytes.len() as u64).saturating_add((change.len() as u64).saturating_mul(ROW_COST));
                     let deps = change.deps().to_vec();
-                    out.push(Carried::Change(CarriedChange { hash: change.hash(), deps, bytes, cost }));
+                    out.carried.push(Carried::Change(CarriedChange { hash: change.hash(), deps, bytes, cost }));
                 }
             }
-            _ => out.push(Carried::Document(chunk.bytes.to_vec())),
+            _ => out.carried.push(Carried::Document(chunk.bytes.to_vec())),
         }
+        out.changes.extend(changes);
     }
     Ok(out)
 }
@@ -223,7 +218,6 @@ fn decode(chunk: &Chunk<'_>) -> Result<Vec<automerge::Change>, ChunkError> {
         _ => Err(ChunkError::Malformed("unknown chunk type")),
     }
 }
-
 
 #[cfg(test)]
 mod tests;

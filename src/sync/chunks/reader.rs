@@ -77,4 +77,3 @@ impl<'a> Reader<'a> {
         Ok(columns)
     }
 }
-

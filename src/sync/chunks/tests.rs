@@ -5,7 +5,11 @@ use automerge::transaction::Transactable;
 use super::*;
 
 fn check(entries: &[&[u8]], limit: u64) -> Result<(), ChunkError> {
-    decode_all(entries, limit).map(drop)
+    read(entries, limit).map(drop)
+}
+
+fn carried(entries: &[&[u8]], limit: u64) -> Result<Vec<Carried>, ChunkError> {
+    read(entries, limit).map(|d| d.carried)
 }
 
 /// A document with a long text, so that saving it compresses columns.
@@ -256,7 +260,7 @@ mod sync_messages {
                 quiet = false;
                 for c in m.changes.iter() {
                     assert_eq!(
-                        super::decode_all(&[c], 1 << 30).map(drop),
+                        super::read(&[c], 1 << 30).map(drop),
                         Ok(()),
                         "chunk type {}",
                         c.get(8).copied().unwrap_or(255)
@@ -268,7 +272,7 @@ mod sync_messages {
                 quiet = false;
                 for c in m.changes.iter() {
                     assert_eq!(
-                        super::decode_all(&[c], 1 << 30).map(drop),
+                        super::read(&[c], 1 << 30).map(drop),
                         Ok(()),
                         "chunk type {}",
                         c.get(8).copied().unwrap_or(255)

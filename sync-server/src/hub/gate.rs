@@ -11,10 +11,11 @@
 //!    refused instead of cutting that replica off ("duplicate seq").
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cairn::automerge::{ActorId, Change, sync};
 use cairn::integrity::{DocRules, Rule};
-use cairn::sync::SyncDocs;
+use cairn::sync::{Carried, Decoded, SyncDocs};
 use cairn::{DocId, GraphDocs, GraphName, Result};
 
 use super::{ConnId, DocScope, Hub};
@@ -80,20 +81,21 @@ impl<D: SyncDocs> SyncDocs for InMemoryBook<D> {
 pub(super) type Refusal = String;
 
 impl Hub {
-    /// Checks what a write connection sends for `doc` before storage sees it. `Ok(Err(_))` is a
-    /// refusal of the connection; `Err` a failure of the relay's own storage.
+    /// Checks what a write connection sends for `doc` before storage sees it, and returns what
+    /// the message carries (for the held changes, `pending.rs`). `Ok(Err(_))` is a refusal of
+    /// the connection; `Err` a failure of the relay's own storage.
     pub(super) fn admit(
         &mut self,
         conn: ConnId,
         doc: DocId,
         msg: &sync::Message,
         docs: &mut (impl SyncDocs + ActorBook),
-    ) -> Result<std::result::Result<(), Refusal>> {
+    ) -> Result<std::result::Result<Vec<Carried>, Refusal>> {
         if msg.changes.is_empty() {
-            return Ok(Ok(()));
+            return Ok(Ok(Vec::new()));
         }
-        let changes = match cairn::sync::decode_changes(msg, self.config.max_inflated_bytes) {
-            Ok(changes) => changes,
+        let Decoded { changes, carried } = match cairn::sync::decode_changes(msg, self.config.max_inflated_bytes) {
+            Ok(decoded) => decoded,
             Err(e) => return Ok(Err(format!("invalid changes for {doc}: {e}"))),
         };
         let Some(rules) = self.rules_for(conn, doc, &changes, docs)? else {
@@ -106,14 +108,17 @@ impl Hub {
         if let Err(v) = rules.check_all(&changes) {
             return Ok(Err(v.to_string()));
         }
-        let Some(access) = self.conns.get(&conn).map(|c| c.access.clone()) else { return Ok(Ok(())) };
+        let Some(c) = self.conns.get(&conn) else { return Ok(Ok(carried)) };
+        let (Some(credential), agents) = (c.access.credential.clone(), c.access.agents.clone()) else {
+            return Ok(Ok(carried)); // no credential (no access control): nothing is bound
+        };
         for change in changes.iter().filter(|c| c.hash() != rules.genesis_hash()) {
             // A change the relay already holds changes nothing, whoever re-sends it (a replica
             // offering everything after a reconnect sends its peers' changes too).
-            if access.credential.is_none() || docs.has_all(&doc, &[change.hash()])? {
+            if docs.has_all(&doc, &[change.hash()])? {
                 continue;
             }
-            if let Some(agents) = &access.agents {
+            if let Some(agents) = &agents {
                 // The schema check has made sure the message names a valid agent.
                 let (agent, _) = cairn::schema::change_author(change);
                 if !agents.allow(&agent) {
@@ -126,13 +131,11 @@ impl Hub {
                     )));
                 }
             }
-            if let Some(credential) = &access.credential {
-                if let Some(refusal) = self.bind(change, credential, docs)? {
-                    return Ok(Err(refusal));
-                }
+            if let Some(refusal) = self.bind(change, &credential, docs)? {
+                return Ok(Err(refusal));
             }
         }
-        Ok(Ok(()))
+        Ok(Ok(carried))
     }
 
     /// Binds the change's actor to `credential` if no one owns it; a refusal if another does.
@@ -161,9 +164,9 @@ impl Hub {
         doc: DocId,
         changes: &[Change],
         docs: &mut impl SyncDocs,
-    ) -> Result<Option<DocRules>> {
+    ) -> Result<Option<Arc<DocRules>>> {
         if let Some(rules) = self.rules.get(&doc) {
-            return Ok(Some(rules.clone()));
+            return Ok(Some(Arc::clone(rules)));
         }
         let granted = self.granted_graph(conn, &doc).and_then(|g| DocRules::new(&g, doc));
         let rules = match granted {
@@ -173,8 +176,9 @@ impl Hub {
                 None => changes.iter().find_map(|c| DocRules::from_genesis(doc, c)),
             },
         };
+        let rules = rules.map(Arc::new);
         if let Some(rules) = &rules {
-            self.rules.insert(doc, rules.clone());
+            self.rules.insert(doc, Arc::clone(rules));
         }
         Ok(rules)
     }
@@ -208,7 +212,7 @@ impl Hub {
                 version: sync::MessageVersion::V1,
             };
             docs.receive(&id, &mut sync::State::new(), message)?;
-            self.rules.insert(id, rules);
+            self.rules.insert(id, Arc::new(rules));
             tracing::info!(%graph, doc = %id, "created a document of a granted graph from its genesis");
         }
         docs.exists(&doc)

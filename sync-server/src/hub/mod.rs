@@ -204,7 +204,7 @@ pub struct Hub {
     /// brought them (`None`: several, or from outside the protocol).
     dirty: HashMap<DocId, Option<ConnId>>,
     /// The schema check's rules for each document met so far.
-    rules: HashMap<DocId, DocRules>,
+    rules: HashMap<DocId, std::sync::Arc<DocRules>>,
     /// Changes whose dependencies have not arrived, per connection and document.
     pending: Pending,
     /// What each (connection, document) pair is owed, and when it may have it.
@@ -470,17 +470,23 @@ impl Hub {
                 return Ok(());
             }
         };
-        if !self.conns[&conn].access.write {
+        let carried = if !self.conns[&conn].access.write {
             // A read-only connection's changes go nowhere: drop them undecoded, so that they
             // cost nothing (below, its sync state tells the peer not to send them).
             if !msg.changes.is_empty() {
                 tracing::info!(conn, %doc, "ignoring changes from a read-only connection");
             }
             msg.changes = sync::ChunkList::empty();
-        } else if let Err(refusal) = self.admit(conn, doc, &msg, docs)? {
-            self.refuse(conn, refusal, out);
-            return Ok(());
-        }
+            Vec::new()
+        } else {
+            match self.admit(conn, doc, &msg, docs)? {
+                Ok(carried) => carried,
+                Err(refusal) => {
+                    self.refuse(conn, refusal, out);
+                    return Ok(());
+                }
+            }
+        };
         let is_new = !self.conns[&conn].docs.contains_key(&id);
         // A graph the connection's grant names is created here, from its genesis, the first
         // time anyone asks for it; one outside any grant (a relay without access control) only
@@ -508,7 +514,7 @@ impl Hub {
         let write = c.access.write;
         let mut state =
             c.docs.remove(&id).unwrap_or_else(|| if write { sync::State::new() } else { sync::State::new_read_only() });
-        let msg = match self.pending.admit(conn, id, msg, self.config.max_inflated_bytes, docs)? {
+        let msg = match self.pending.admit(conn, id, msg, carried, docs)? {
             Ok(msg) => msg,
             Err(reason) => {
                 self.refuse(conn, format!("changes for {doc} refused: {reason}"), out);

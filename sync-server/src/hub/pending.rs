@@ -87,15 +87,15 @@ impl Pending {
     }
 
     /// The message to hand `doc` for `message` from `conn`: the changes that apply (its own and
-    /// held ones that now can), in an order that applies; the rest is held. `Ok(Err(reason))`
-    /// when what would be held passes a bound (the hub refuses the connection) or the changes
-    /// cannot be read (which [`cairn::sync::check_changes`] has ruled out before).
+    /// held ones that now can), in an order that applies; the rest is held. `carried` is what
+    /// the message carries, as the door (`gate.rs`, [`cairn::sync::decode_changes`]) read it.
+    /// `Ok(Err(reason))` when what would be held passes a bound (the hub refuses the connection).
     pub(crate) fn admit(
         &mut self,
         conn: ConnId,
         doc: DocId,
         mut message: sync::Message,
-        max_inflated: u64,
+        carried: Vec<Carried>,
         docs: &mut impl SyncDocs,
     ) -> Result<std::result::Result<sync::Message, String>> {
         let held = self.held.remove(&(conn, doc)).unwrap_or_default();
@@ -103,10 +103,6 @@ impl Pending {
             return Ok(Ok(message));
         }
         self.release(conn, held.cost);
-        let carried = match cairn::sync::carried_changes(&message, max_inflated) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
         let had_held = !held.changes.is_empty();
         let mut documents = Vec::new();
         let mut candidates = held.changes;

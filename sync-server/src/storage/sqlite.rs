@@ -433,6 +433,15 @@ mod tests {
         assert_eq!(entities, 0, "the replica's tables are gone");
     }
 
+    /// Every change of `doc` in one message, as a peer that knows the relay has nothing sends it.
+    fn everything(doc: &Automerge) -> sync::Message {
+        let mut state = sync::State::new();
+        state.their_heads = Some(vec![]);
+        state.their_have = Some(vec![sync::Have { last_sync: vec![], bloom: Default::default() }]);
+        state.their_need = Some(vec![]);
+        doc.generate_sync_message(&mut state).unwrap()
+    }
+
     #[test]
     fn a_document_with_many_loose_changes_is_snapshotted_on_load_and_reads_the_same() {
         use cairn::automerge::transaction::Transactable;
@@ -444,12 +453,7 @@ mod tests {
             tx.put(cairn::automerge::ROOT, "n", i).unwrap();
             tx.commit();
         }
-        // Every change in one message, as a peer that knows the relay has nothing sends it.
-        let mut state = sync::State::new();
-        state.their_heads = Some(vec![]);
-        state.their_have = Some(vec![sync::Have { last_sync: vec![], bloom: Default::default() }]);
-        state.their_need = Some(vec![]);
-        let message = source.generate_sync_message(&mut state).unwrap();
+        let message = everything(&source);
         let mut store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
         assert_eq!(store.receive(&id, &mut sync::State::new(), message).unwrap(), SNAPSHOT_EVERY as usize + 20);
         drop(store);
@@ -500,11 +504,7 @@ mod tests {
         let honest = doc.get_heads();
         commit(&mut doc, ""); // an empty name, which an older relay stored
         commit(&mut doc, "Alicia"); // and a write on top of it (a valid name, wrong shard: no matter)
-        let mut state = sync::State::new();
-        state.their_heads = Some(vec![]);
-        state.their_have = Some(vec![sync::Have { last_sync: vec![], bloom: Default::default() }]);
-        state.their_need = Some(vec![]);
-        let message = doc.generate_sync_message(&mut state).unwrap();
+        let message = everything(&doc);
         let mut store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
         store.receive(&id, &mut sync::State::new(), message).unwrap();
         drop(store);

@@ -43,7 +43,7 @@ pub fn client(replica: &Arc<Replica>, addr: SocketAddr, token: &str) -> SyncClie
     SyncClient::spawn(replica.clone(), options(addr).token(Some(token.to_owned())))
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A raw websocket connection with a token in the Authorization header.
 pub async fn raw(addr: SocketAddr, token: Option<&str>) -> Result<Ws, String> {

@@ -4,7 +4,7 @@
 pub mod attack;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,4 +106,14 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The stock JavaScript packages' directory (`clients/js`), which `npm install` must have filled.
+pub fn js_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients/js");
+    assert!(
+        dir.join("node_modules/@automerge/automerge-repo").is_dir(),
+        "the JavaScript packages are not installed: run `npm install --prefix clients/js` (the README's test command does)"
+    );
+    dir
 }
