@@ -196,8 +196,16 @@ async fn main() {
 fn report(runs: &[Run]) {
     let r = &runs[0].result;
     println!(
-        "{} stock automerge-repo 2.5.6 clients x {} writes/s x {} s to one shard document; loopback; 2 cores\n",
-        r["clients"], r["rate"], r["seconds"]
+        "{} stock automerge-repo 2.5.6 clients x {} writes/s x {} s to one shard document; loopback; 2 cores; load average at the end {}\n",
+        r["clients"],
+        r["rate"],
+        r["seconds"],
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "| server | writes delivered (written in) | msgs server→clients (no changes) | msgs clients→server (no changes) | msgs per write (server, total) | p50 / p99 / max delivery | server CPU | disconnects |"

@@ -265,6 +265,13 @@ impl Hub {
         for (pair, owed) in self.outbox.due(now) {
             self.offer(now, pair, owed, docs, &mut out)?;
         }
+        // A pair held back whose peer has just shown it holds what the relay holds, and knows
+        // it, is owed nothing: it rests, and its next message need not wait.
+        for (pair, owed) in self.outbox.held() {
+            if !owed.heads && self.at_rest(pair, docs)? {
+                self.outbox.rested(pair);
+            }
+        }
         Ok(out)
     }
 
@@ -561,6 +568,16 @@ impl Hub {
         }
     }
 
+    /// Whether both sides of a pair hold the same heads and each knows the other does: the
+    /// peer said it has the relay's heads, and the relay told it so (not just Automerge's
+    /// record of it, see [`Hub::offer`]).
+    fn at_rest(&self, (conn, doc): (ConnId, DocId), docs: &mut impl SyncDocs) -> Result<bool> {
+        let Some(state) = self.conns.get(&conn).and_then(|c| c.docs.get(&doc)) else { return Ok(false) };
+        let heads = docs.heads(&doc)?;
+        let told = self.outbox.told(&(conn, doc));
+        Ok(state.their_heads.as_ref() == Some(&heads) && told == Some(heads.as_slice()))
+    }
+
     /// Sends `conn` what it is owed for `doc`: first the relay's heads, if owed, so that a
     /// subscriber knows it is behind as early as possible; then the sync message its sync state
     /// calls for, if any.
@@ -591,12 +608,17 @@ impl Hub {
             message = docs.generate(&doc, state)?;
         }
         self.pending.fix_need(conn, doc, message.as_mut(), state, docs)?;
-        if let Some(m) = message {
-            let heads = m.heads.clone();
-            let message = Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() };
-            out.push(Action::Send { conn, message });
-            self.outbox.sent((conn, doc), now, Some(heads));
-        }
+        let Some(m) = message else {
+            // Nothing to say. If the exchange has come to rest, the next message need not wait.
+            if self.at_rest((conn, doc), docs)? {
+                self.outbox.rested((conn, doc));
+            }
+            return Ok(());
+        };
+        let heads = m.heads.clone();
+        let message = Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() };
+        out.push(Action::Send { conn, message });
+        self.outbox.sent((conn, doc), now, Some(heads));
         Ok(())
     }
 }

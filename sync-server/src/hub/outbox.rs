@@ -7,10 +7,12 @@
 //! once. A pair that had a message less than `interval` ago waits until the interval has passed:
 //! under steady writes one message then carries what a whole interval brought, instead of one
 //! exchange per change (automerge-repo's own `DocSynchronizer` throttles the same way, at
-//! 100 ms). A pair that has been quiet is answered at once, so an occasional write costs no
-//! latency.
+//! 100 ms). A pair that has been quiet for the interval is answered at once, and so is a pair
+//! at rest (both sides hold the same heads and each knows it: a reader that acknowledged
+//! everything), so an occasional write, or a writer and a reader taking turns, waits for
+//! nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cairn::automerge::ChangeHash;
 use cairn::{DocId, Millis};
@@ -33,12 +35,14 @@ pub(super) struct Outbox {
     last: HashMap<(ConnId, DocId), Millis>,
     /// The heads of the last sync message each pair had.
     told: HashMap<(ConnId, DocId), Vec<ChangeHash>>,
+    /// Pairs at rest since their last message: the next one need not wait.
+    rest: HashSet<(ConnId, DocId)>,
 }
 
 impl Outbox {
     /// An empty outbox: a pair hears from the hub at most once per `interval` milliseconds.
     pub(super) fn new(interval: Millis) -> Self {
-        Outbox { interval, waiting: BTreeMap::new(), last: HashMap::new(), told: HashMap::new() }
+        Outbox { interval, waiting: BTreeMap::new(), last: HashMap::new(), told: HashMap::new(), rest: HashSet::new() }
     }
 
     /// `conn` sent a sync message for `doc`: it is owed an answer (if its state calls for one).
@@ -64,9 +68,22 @@ impl Outbox {
     /// Something was sent to the pair at `now`: a sync message with these heads, if `heads`.
     pub(super) fn sent(&mut self, pair: (ConnId, DocId), now: Millis, heads: Option<Vec<ChangeHash>>) {
         self.last.insert(pair, now);
+        self.rest.remove(&pair);
         if let Some(heads) = heads {
             self.told.insert(pair, heads);
         }
+    }
+
+    /// Both sides of the pair hold the same heads and know it: it is owed nothing now, and its
+    /// next message goes at once.
+    pub(super) fn rested(&mut self, pair: (ConnId, DocId)) {
+        self.waiting.remove(&pair);
+        self.rest.insert(pair);
+    }
+
+    /// The pairs that wait for their interval.
+    pub(super) fn held(&self) -> Vec<((ConnId, DocId), Owed)> {
+        self.waiting.iter().map(|(pair, owed)| (*pair, *owed)).collect()
     }
 
     /// The heads of the last sync message the pair had, if it had one.
@@ -76,7 +93,7 @@ impl Outbox {
 
     /// When the next waiting pair falls due, if any waits; the adapter flushes then.
     pub(super) fn next_due(&self) -> Option<Millis> {
-        self.waiting.keys().map(|pair| self.last.get(pair).map_or(0, |at| at.saturating_add(self.interval))).min()
+        self.waiting.keys().map(|pair| self.due_at(pair)).min()
     }
 
     /// Forgets a closed connection.
@@ -84,10 +101,18 @@ impl Outbox {
         self.waiting.retain(|(c, _), _| *c != conn);
         self.last.retain(|(c, _), _| *c != conn);
         self.told.retain(|(c, _), _| *c != conn);
+        self.rest.retain(|(c, _)| *c != conn);
+    }
+
+    fn due_at(&self, pair: &(ConnId, DocId)) -> Millis {
+        match self.last.get(pair) {
+            Some(at) if !self.rest.contains(pair) => at.saturating_add(self.interval),
+            _ => 0,
+        }
     }
 
     fn is_due(&self, pair: &(ConnId, DocId), now: Millis) -> bool {
-        self.last.get(pair).is_none_or(|at| now >= at.saturating_add(self.interval))
+        now >= self.due_at(pair)
     }
 }
 
@@ -122,6 +147,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pair_at_rest_is_owed_nothing_and_its_next_message_goes_at_once() {
+        let mut out = Outbox::new(50);
+        out.answer(1, doc(0));
+        out.due(1_000);
+        out.sent((1, doc(0)), 1_000, Some(vec![]));
+        // Step 1: the peer acknowledges within the interval: held, until the hub sees it rests.
+        out.answer(1, doc(0));
+        assert_eq!(out.held(), [((1, doc(0)), Owed::default())]);
+        out.rested((1, doc(0)));
+        assert_eq!(out.next_due(), None, "owed nothing");
+        // Step 2: the document changes: due at once, interval or not; then paced again.
+        out.changed(1, doc(0), false);
+        assert_eq!(out.due(1_001).len(), 1);
+        out.sent((1, doc(0)), 1_001, Some(vec![]));
+        out.changed(1, doc(0), false);
+        assert!(out.due(1_002).is_empty());
+    }
+
+    #[test]
     fn a_closed_connection_is_forgotten() {
         let mut out = Outbox::new(50);
         out.answer(1, doc(0));
@@ -129,6 +173,6 @@ mod tests {
         out.answer(1, doc(0));
         out.forget(1);
         assert_eq!(out.next_due(), None);
-        assert!(out.last.is_empty() && out.told.is_empty());
+        assert!(out.last.is_empty() && out.told.is_empty() && out.rest.is_empty());
     }
 }

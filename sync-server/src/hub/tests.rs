@@ -267,6 +267,27 @@ fn many_messages_in_one_batch_get_one_answer_and_a_busy_connection_waits_for_the
 }
 
 #[test]
+fn a_reader_that_acknowledged_everything_hears_the_next_change_at_once() {
+    let AliceAndBob { mut hub, mut docs, mut alice, mut bob, .. } = alice_and_bob();
+    // Step 1: Alice writes; Bob has it at the flush and acknowledges it at once.
+    let now = 10_000;
+    alice.edit("a1");
+    hub.handle(now, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    let flushed = hub.flush(now, &mut docs).unwrap();
+    alice.take(bob.take(flushed));
+    let ack = bob.message().expect("Bob acknowledges");
+    hub.handle(now + 1, Event::Received { conn: 2, message: ack }, &mut docs).unwrap();
+    assert!(sent_to(&hub.flush(now + 1, &mut docs).unwrap(), 2).is_empty(), "nothing to tell Bob");
+    // Step 2: Alice writes again within Bob's interval: Bob was at rest, so it goes at once.
+    alice.edit("a2");
+    hub.handle(now + 2, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    let flushed = hub.flush(now + 2, &mut docs).unwrap();
+    assert_eq!(sent_to(&flushed, 2), ["sync"]);
+    bob.take(flushed);
+    assert_eq!(bob.doc.get_heads(), alice.doc.get_heads());
+}
+
+#[test]
 fn a_read_only_connection_changes_nothing() {
     let (mut hub, mut docs) = (hub(), docs());
     let (base, reader) = base_and_edit();
