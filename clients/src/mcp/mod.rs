@@ -4,9 +4,12 @@
 //!
 //! Stdout is the protocol channel: nothing in this module prints; logs go to stderr.
 
+mod args;
+mod import;
+mod reply;
 mod tools;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -16,17 +19,19 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::OnceCell;
 
-use cairn::{Error, Freshness, Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Validity, Version};
+use cairn::{Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Validity, Version};
 use cairn_sync::SyncClient;
 
 use crate::options::{ReplicaOpts, default_agent};
 use crate::output;
 use crate::shape::{RefEntity, RefGraph, RefRelation};
+
+use args::*;
+use import::{beside, import_reference_file};
+use reply::{ToolError, done, notice, success};
 
 const INSTRUCTIONS: &str = "Cairn is shared memory: other agents may read and write the same knowledge graph. \
 Read results end with a [cairn] line when your view is behind the relay or when other agents changed things since \
@@ -66,184 +71,6 @@ pub(crate) async fn serve(opts: ReplicaOpts) -> Result<()> {
     let running = server.serve(rmcp::transport::stdio_pipes()).await.context("the MCP client did not initialise")?;
     running.waiting().await.context("the MCP session failed")?;
     Ok(())
-}
-
-/// `memory.jsonl` -> `memory.cairn.db` in the same directory.
-fn beside(file: &Path) -> PathBuf {
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("memory");
-    file.with_file_name(format!("{stem}.cairn.db"))
-}
-
-/// Imports the reference server's file into the database (once per content: a rerun resumes or
-/// finds nothing to do). The original is never modified. Progress goes to stderr.
-async fn import_reference_file(opts: &ReplicaOpts, db: &Path, file: &Path) -> Result<()> {
-    let content =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read MEMORY_FILE_PATH {}", file.display()))?;
-    let agent = opts
-        .agent
-        .clone()
-        .unwrap_or_else(|| format!("memory-import@{}", default_agent().rsplit('@').next().unwrap_or("local")));
-    let options = OpenOptions::new(agent.parse()?).graph(opts.graph.parse()?).durability(opts.durability.into());
-    let name = file.display().to_string();
-    let db_path = db.to_owned();
-    let report = tokio::task::spawn_blocking(move || {
-        let replica = Replica::open_with(db_path, options)?;
-        crate::commands::transfer::import_lines(&replica, &content, 500, false, &crate::commands::transfer::Bar::new())
-    })
-    .await??;
-    let imported = report.entities_created + report.observations_added + report.relations_created;
-    if imported > 0 || !report.rejected.is_empty() {
-        tracing::warn!(
-            file = %name,
-            entities = report.entities_created,
-            observations = report.observations_added,
-            relations = report.relations_created,
-            rejected = report.rejected.len(),
-            "imported the reference memory file into {}",
-            db.display()
-        );
-        for r in &report.rejected {
-            tracing::warn!(line = r.line, reason = %r.reason, "skipped a line of {name}");
-        }
-    }
-    Ok(())
-}
-
-/// A tool's failure, shown to the model as an `isError` result (never a protocol error).
-struct ToolError(String);
-
-impl From<Error> for ToolError {
-    fn from(e: Error) -> Self {
-        ToolError(match e {
-            // The reference server's words, so existing prompts keep working.
-            Error::EntityNotFound(name) => format!("Entity with name {name} not found"),
-            Error::Conflict { expected, changes, .. } => {
-                let lines: Vec<String> = changes.iter().map(output::change).collect();
-                format!(
-                    "Conflict: {} change(s) touched these entities after {expected}; nothing was written. Read again, then retry.\n{}",
-                    changes.len(),
-                    lines.join("\n")
-                )
-            }
-            other => other.to_string(),
-        })
-    }
-}
-
-fn arguments<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, ToolError> {
-    serde_json::from_value(Value::Object(args)).map_err(|e| {
-        ToolError(format!("MCP error -32602: Input validation error: Invalid arguments for tool {tool}: {e}"))
-    })
-}
-
-/// A success in the reference server's shape: the value as pretty JSON text, and as structured
-/// content (under `key`, or as itself).
-fn success<T: Serialize>(value: &T, key: Option<&str>, notice: Option<String>) -> CallToolResult {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    let structured = serde_json::to_value(value).unwrap_or(Value::Null);
-    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
-    r.structured_content = Some(match key {
-        Some(k) => json!({ k: structured }),
-        None => structured,
-    });
-    // The reference server leaves `isError` out on success.
-    r.is_error = None;
-    if let Some(n) = notice {
-        r.content.push(ContentBlock::text(n));
-    }
-    r
-}
-
-fn done(message: &str) -> CallToolResult {
-    let mut r = CallToolResult::success(vec![ContentBlock::text(message)]);
-    r.structured_content = Some(json!({ "success": true, "message": message }));
-    r.is_error = None;
-    r
-}
-
-/// The one line a model should notice: behind, offline, or changed by others since last read.
-fn notice(f: &Freshness, unseen: &cairn::Unseen) -> Option<String> {
-    let mut parts = Vec::new();
-    if matches!(f, Freshness::Behind { .. } | Freshness::Offline { .. }) {
-        parts.push(format!("your view may be stale: {}", output::freshness(f)));
-    }
-    if let Some(u) = output::unseen(unseen) {
-        parts.push(format!("NEW: {u}"));
-    }
-    (!parts.is_empty()).then(|| format!("[cairn] {}", parts.join("; ")))
-}
-
-#[derive(Deserialize)]
-struct CreateEntities {
-    entities: Vec<RefEntity>,
-    expect: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Relations {
-    relations: Vec<RefRelation>,
-    expect: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AddItem {
-    entity_name: String,
-    contents: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct AddObservations {
-    observations: Vec<AddItem>,
-    expect: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeleteEntities {
-    entity_names: Vec<String>,
-    expect: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeleteItem {
-    entity_name: String,
-    observations: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct DeleteObservations {
-    deletions: Vec<DeleteItem>,
-    expect: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Query {
-    query: String,
-}
-
-#[derive(Deserialize)]
-struct Names {
-    names: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Since {
-    since: String,
-    limit: Option<usize>,
-}
-
-#[derive(Deserialize)]
-struct Name {
-    name: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Added {
-    entity_name: String,
-    added_observations: Vec<String>,
 }
 
 impl MemoryServer {

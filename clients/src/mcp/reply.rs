@@ -1,0 +1,68 @@
+//! What a tool call answers: the reference server's result shapes, Cairn's freshness line, and
+//! failures as `isError` results.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use cairn::{Error, Freshness};
+
+use crate::output;
+
+/// A tool's failure, shown to the model as an `isError` result (never a protocol error).
+pub(super) struct ToolError(pub(super) String);
+
+impl From<Error> for ToolError {
+    fn from(e: Error) -> Self {
+        ToolError(match e {
+            // The reference server's words, so existing prompts keep working.
+            Error::EntityNotFound(name) => format!("Entity with name {name} not found"),
+            Error::Conflict { expected, changes, .. } => {
+                let lines: Vec<String> = changes.iter().map(output::change).collect();
+                format!(
+                    "Conflict: {} change(s) touched these entities after {expected}; nothing was written. Read again, then retry.\n{}",
+                    changes.len(),
+                    lines.join("\n")
+                )
+            }
+            other => other.to_string(),
+        })
+    }
+}
+
+/// A success in the reference server's shape: the value as pretty JSON text, and as structured
+/// content (under `key`, or as itself).
+pub(super) fn success<T: Serialize>(value: &T, key: Option<&str>, notice: Option<String>) -> CallToolResult {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let structured = serde_json::to_value(value).unwrap_or(Value::Null);
+    let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+    r.structured_content = Some(match key {
+        Some(k) => json!({ k: structured }),
+        None => structured,
+    });
+    // The reference server leaves `isError` out on success.
+    r.is_error = None;
+    if let Some(n) = notice {
+        r.content.push(ContentBlock::text(n));
+    }
+    r
+}
+
+pub(super) fn done(message: &str) -> CallToolResult {
+    let mut r = CallToolResult::success(vec![ContentBlock::text(message)]);
+    r.structured_content = Some(json!({ "success": true, "message": message }));
+    r.is_error = None;
+    r
+}
+
+/// The one line a model should notice: behind, offline, or changed by others since last read.
+pub(super) fn notice(f: &Freshness, unseen: &cairn::Unseen) -> Option<String> {
+    let mut parts = Vec::new();
+    if matches!(f, Freshness::Behind { .. } | Freshness::Offline { .. }) {
+        parts.push(format!("your view may be stale: {}", output::freshness(f)));
+    }
+    if let Some(u) = output::unseen(unseen) {
+        parts.push(format!("NEW: {u}"));
+    }
+    (!parts.is_empty()).then(|| format!("[cairn] {}", parts.join("; ")))
+}
