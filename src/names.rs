@@ -2,18 +2,26 @@
 //!
 //! Everything a user can type is checked here, once, before it reaches a document: a bad name is
 //! an [`InvalidInput`] error and nothing is written.
+//!
+//! What goes into a graph is stored as given, as the reference memory server stores it: empty
+//! strings, newlines, tabs, any Unicode. The bounds exist for safety only, and are the same for
+//! local writes, imports and the schema check of changes from peers (`docs/schema.md`). The one
+//! character a name cannot hold is U+001F, which separates the parts of observation and relation
+//! keys.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Longest entity name, entity type or relation type, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
+/// Longest entity name, entity type or relation type, in bytes (64 KiB). A name is repeated in
+/// the key of each of its entity's observations and relations, and in the index.
+pub const MAX_NAME_BYTES: usize = 64 * 1024;
 /// Longest graph name, in characters (`[a-z0-9._-]`, so characters and bytes agree).
 pub const MAX_GRAPH_NAME: usize = 64;
 /// Longest agent name, in bytes.
 pub const MAX_AGENT_BYTES: usize = 128;
-/// Longest observation text, in bytes.
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Longest observation text, in bytes (10 MiB): the reference memory server's next release caps
+/// a whole message at 10 MiB, and one such observation still fits the relay's 16 MiB message.
+pub const MAX_TEXT_BYTES: usize = 10 * 1024 * 1024;
 
 /// Why a piece of user input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +41,15 @@ pub enum InvalidInput {
         len: usize,
         /// The limit in bytes.
         max: usize,
+    },
+    /// A name held U+001F, the separator of the parts of observation and relation keys.
+    #[error(
+        "{what} contains U+001F (the unit separator), which Cairn reserves to separate the parts of a key; \
+         the reference memory server accepts it, Cairn cannot store it (docs/mcp.md)"
+    )]
+    Separator {
+        /// What was being checked.
+        what: &'static str,
     },
     /// The input held a control character where only printable text is allowed.
     #[error("{what} {value:?} contains the control character U+{code:04X}; use printable text only")]
@@ -60,8 +77,29 @@ pub enum InvalidInput {
     },
 }
 
-/// Checks a name-like string: non-empty, at most `max` bytes, no control characters.
-pub(crate) fn check_name(what: &'static str, value: &str, max: usize) -> Result<(), InvalidInput> {
+/// Checks an entity name, entity type or relation type: at most [`MAX_NAME_BYTES`], without
+/// U+001F. Empty names and any other character are stored as given.
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), InvalidInput> {
+    if value.len() > MAX_NAME_BYTES {
+        return Err(InvalidInput::TooLong { what, len: value.len(), max: MAX_NAME_BYTES });
+    }
+    if value.contains(crate::schema::SEP) {
+        return Err(InvalidInput::Separator { what });
+    }
+    Ok(())
+}
+
+/// Checks observation text: at most [`MAX_TEXT_BYTES`]; any character, the empty text included.
+pub(crate) fn check_text(value: &str) -> Result<(), InvalidInput> {
+    if value.len() > MAX_TEXT_BYTES {
+        return Err(InvalidInput::TooLong { what: "observation text", len: value.len(), max: MAX_TEXT_BYTES });
+    }
+    Ok(())
+}
+
+/// Checks a label Cairn itself names things by (an agent): non-empty, at most `max` bytes, no
+/// control characters, since it is printed in logs, history and status lines.
+pub(crate) fn check_label(what: &'static str, value: &str, max: usize) -> Result<(), InvalidInput> {
     if value.is_empty() {
         return Err(InvalidInput::Empty { what });
     }
@@ -70,22 +108,6 @@ pub(crate) fn check_name(what: &'static str, value: &str, max: usize) -> Result<
     }
     if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(InvalidInput::ControlCharacter { what, value: value.to_owned(), code: c as u32 });
-    }
-    Ok(())
-}
-
-/// Checks observation text: non-empty, bounded, and free of NUL (other control characters such
-/// as newlines and tabs are ordinary text in an observation).
-pub(crate) fn check_text(value: &str) -> Result<(), InvalidInput> {
-    const WHAT: &str = "observation text";
-    if value.is_empty() {
-        return Err(InvalidInput::Empty { what: WHAT });
-    }
-    if value.len() > MAX_TEXT_BYTES {
-        return Err(InvalidInput::TooLong { what: WHAT, len: value.len(), max: MAX_TEXT_BYTES });
-    }
-    if value.contains('\0') {
-        return Err(InvalidInput::ControlCharacter { what: WHAT, value: value.chars().take(80).collect(), code: 0 });
     }
     Ok(())
 }
@@ -145,7 +167,7 @@ impl FromStr for AgentName {
     type Err = InvalidInput;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        check_name("agent name", s, MAX_AGENT_BYTES)?;
+        check_label("agent name", s, MAX_AGENT_BYTES)?;
         Ok(AgentName(s.to_owned()))
     }
 }
@@ -172,17 +194,25 @@ mod tests {
     }
 
     #[test]
-    fn names_refuse_control_characters_and_length() {
-        assert!(check_name("entity name", "Alice", MAX_NAME_BYTES).is_ok());
+    fn names_hold_what_the_reference_stores_but_the_key_separator() {
+        for ok in ["Alice", "", "line\nbreak\ttab", "nul\0", &"名".repeat(100)] {
+            assert_eq!(check_name("entity name", ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(check_name("entity name", "Al\u{1f}ice"), Err(InvalidInput::Separator { what: "entity name" }));
         assert!(matches!(
-            check_name("entity name", "Al\u{1f}ice", MAX_NAME_BYTES),
-            Err(InvalidInput::ControlCharacter { code: 0x1f, .. })
+            check_name("entity name", &"é".repeat(MAX_NAME_BYTES / 2 + 1)),
+            Err(InvalidInput::TooLong { len, .. }) if len == MAX_NAME_BYTES + 2
         ));
-        assert!(matches!(
-            check_name("entity name", &"é".repeat(129), MAX_NAME_BYTES),
-            Err(InvalidInput::TooLong { len: 258, .. })
-        ));
-        assert!(check_text("line one\nline two\twith tab").is_ok());
-        assert!(check_text("nul\0").is_err());
+        for ok in ["", "line one\nline two\twith tab", "nul\0", "unit\u{1f}separator"] {
+            assert_eq!(check_text(ok), Ok(()), "{ok:?}");
+        }
+        assert!(matches!(check_text(&"x".repeat(MAX_TEXT_BYTES + 1)), Err(InvalidInput::TooLong { .. })));
+    }
+
+    #[test]
+    fn agent_names_are_printable_labels() {
+        assert!("planner@laptop".parse::<AgentName>().is_ok());
+        assert_eq!("".parse::<AgentName>(), Err(InvalidInput::Empty { what: "agent name" }));
+        assert!(matches!("a\nb".parse::<AgentName>(), Err(InvalidInput::ControlCharacter { code: 0x0a, .. })));
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::{Error, Result};
 use crate::ids::DocId;
 use crate::model::{Millis, Op, Outcome, Relation, Validity};
-use crate::names::{InvalidInput, MAX_NAME_BYTES, check_name, check_text};
+use crate::names::{InvalidInput, check_name, check_text};
 use automerge::transaction::Transactable;
 
 use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, MapKind, observation_key, relation_key};
@@ -51,12 +51,12 @@ pub(crate) struct Plan {
 /// Checks the syntax of every name and text in a batch (what `Replica::write` refuses with
 /// [`crate::Error::Invalid`] before touching anything).
 pub fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
-    let name = |s: &str| check_name("entity name", s, MAX_NAME_BYTES);
-    let etype = |s: &str| check_name("entity type", s, MAX_NAME_BYTES);
+    let name = |s: &str| check_name("entity name", s);
+    let etype = |s: &str| check_name("entity type", s);
     let rel = |r: &Relation| {
         name(&r.from)?;
         name(&r.to)?;
-        check_name("relation type", &r.relation_type, MAX_NAME_BYTES)
+        check_name("relation type", &r.relation_type)
     };
     let validity = |v: &Validity| match (v.valid_from, v.valid_to) {
         (Some(from), Some(to)) if to <= from => Err(InvalidInput::EmptyValidity { from, to }),

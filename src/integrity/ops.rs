@@ -10,8 +10,9 @@ use crate::names::{self, InvalidInput, MAX_AGENT_BYTES, MAX_NAME_BYTES};
 use crate::schema::{MapKind, shard_of, split_observation_key, split_relation_key};
 
 /// The longest record string. A record holds a type or nothing, an agent name, and a few
-/// numbers: 4 KiB leaves room for fields a later schema adds, and none for a payload.
-pub const MAX_RECORD_BYTES: usize = 4096;
+/// numbers: room for the longest type with every byte JSON-escaped (`\u0001` is six bytes),
+/// plus 4 KiB for fields a later schema adds, and none for a payload.
+pub const MAX_RECORD_BYTES: usize = 6 * MAX_NAME_BYTES + 4096;
 
 /// Rule `message`: every change names its agent, `{"agent":"<agent name>"}`.
 pub(super) fn check_message(change: &Change) -> Result<(), Violation> {
@@ -21,7 +22,7 @@ pub(super) fn check_message(change: &Change) -> Result<(), Violation> {
     };
     let parsed: ChangeMessage = serde_json::from_str(message)
         .map_err(|_| refuse("the message is not JSON of the form {\"agent\":\"<agent name>\"}".into()))?;
-    names::check_name("agent name", &parsed.agent, MAX_AGENT_BYTES).map_err(|e| refuse(e.to_string()))
+    names::check_label("agent name", &parsed.agent, MAX_AGENT_BYTES).map_err(|e| refuse(e.to_string()))
 }
 
 /// Rules `root` to `record`: every operation of a change to shard `shard` is a put of a record
@@ -81,7 +82,7 @@ pub(super) fn check_ops(change: &Change, rules: &DocRules, shard: u32) -> Result
 
 /// Checks a key's shape and names; returns the entity whose shard it belongs to.
 fn check_key(kind: MapKind, key: &str) -> Result<&str, String> {
-    let name = |what: &'static str, v: &str| names::check_name(what, v, MAX_NAME_BYTES).map_err(|e| quoted(&e));
+    let name = |what: &'static str, v: &str| names::check_name(what, v).map_err(|e| quoted(&e));
     match kind {
         MapKind::Entities => {
             name("entity name", key)?;
@@ -138,13 +139,13 @@ fn check_record(kind: MapKind, record: &str) -> Result<(), String> {
     };
     match fields.get("by") {
         None => {}
-        Some(Json::String(by)) => names::check_name("agent name", by, MAX_AGENT_BYTES).map_err(|e| quoted(&e))?,
+        Some(Json::String(by)) => names::check_label("agent name", by, MAX_AGENT_BYTES).map_err(|e| quoted(&e))?,
         Some(_) => return Err("\"by\" is not a string".into()),
     }
     int("at")?;
     match kind {
         MapKind::Entities => match fields.get("type") {
-            Some(Json::String(t)) => names::check_name("entity type", t, MAX_NAME_BYTES).map_err(|e| quoted(&e))?,
+            Some(Json::String(t)) => names::check_name("entity type", t).map_err(|e| quoted(&e))?,
             _ => return Err("an entity record needs \"type\", a string".into()),
         },
         MapKind::Observations | MapKind::Relations => {

@@ -5,6 +5,7 @@ use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, Change, ObjType, ROOT, ScalarValue};
 
 use super::*;
+use crate::names::{MAX_NAME_BYTES, MAX_TEXT_BYTES};
 use crate::schema::{EntityRecord, FactRecord, observation_key, relation_key, shard_of};
 
 fn team() -> GraphName {
@@ -109,15 +110,26 @@ fn the_root_never_changes_after_genesis() {
 fn keys_and_names_obey_the_limits_local_writes_obey() {
     let (rules, doc) = shard_of_entity("Alice");
     let put = |key: String| change(&doc, move |tx, l| tx.put(&l.entities, key, entity_record("person")).unwrap());
-    for bad in [String::new(), "Al\0ice".into(), "Al\u{1b}[2Jice".into(), "x".repeat(100_000)] {
+    for bad in ["Al\u{1f}ice".to_owned(), "x".repeat(MAX_NAME_BYTES + 1)] {
         let c = put(bad.clone());
         let rule = refused(&rules, &c);
         assert_eq!(rule, Rule::Key, "{:?}", bad.chars().take(10).collect::<String>());
     }
     let huge = change(&doc, |tx, l| {
-        tx.put(&l.observations, observation_key("Alice", &"y".repeat(200_000)), fact_record()).unwrap()
+        tx.put(&l.observations, observation_key("Alice", &"y".repeat(MAX_TEXT_BYTES + 1)), fact_record()).unwrap()
     });
     assert_eq!(refused(&rules, &huge), Rule::Key);
+    // What the reference memory server stores, Cairn stores: empty names and texts, control
+    // characters, long names.
+    for name in ["", "Al\0ice", "Al\u{1b}[2Jice", "line\nbreak\ttab", &"名".repeat(1000)] {
+        let (rules, doc) = shard_of_entity(name);
+        let c = change(&doc, |tx, l| {
+            tx.put(&l.entities, name, entity_record("")).unwrap();
+            tx.put(&l.observations, observation_key(name, ""), fact_record()).unwrap();
+            tx.put(&l.relations, relation_key(name, "", ""), fact_record()).unwrap();
+        });
+        assert_eq!(rules.check(&c), Ok(()), "{name:?}");
+    }
     let two_parts = change(&doc, |tx, l| tx.put(&l.relations, "Alice\u{1f}knows", fact_record()).unwrap());
     assert_eq!(refused(&rules, &two_parts), Rule::Key);
     let no_sep = change(&doc, |tx, l| tx.put(&l.observations, "Alice", fact_record()).unwrap());
@@ -148,7 +160,7 @@ fn records_are_the_documented_json() {
         "person",
         r#"{"type":7}"#,
         r#"{"by":"alice"}"#,
-        r#"{"type":""}"#,
+        r#"{"type":"a\u001fb"}"#,
         r#"{"type":"person","at":"noon"}"#,
         r#"{"type":"person","by":"a\u001bb"}"#,
     ] {
@@ -156,6 +168,12 @@ fn records_are_the_documented_json() {
     }
     let padded = format!(r#"{{"type":"person","pad":"{}"}}"#, "x".repeat(MAX_RECORD_BYTES));
     assert_eq!(refused(&rules, &entity(&padded)), Rule::Record);
+    // What the reference memory server stores as a type is stored as it is.
+    for ok in [r#"{"type":""}"#, r#"{"type":"line\nbreak\u0000"}"#] {
+        assert_eq!(rules.check(&entity(ok)), Ok(()), "{ok}");
+    }
+    let longest = format!(r#"{{"type":"{}","by":"alice","at":1}}"#, "\\u0001".repeat(MAX_NAME_BYTES));
+    assert_eq!(rules.check(&entity(&longest)), Ok(()), "the longest type, every byte escaped");
     assert_eq!(rules.check(&entity(r#"{"type":"person","later_field":[1,2]}"#)), Ok(()), "unknown fields pass");
     let fact = |r: &str| {
         let r = r.to_owned();
@@ -240,8 +258,9 @@ fn sifting_takes_out_what_breaks_the_schema_and_what_builds_on_it() {
     commit(&mut doc, &|tx| tx.put(&layout.entities, "Alice", entity_record("person")).unwrap());
     assert!(sift(rules.doc(), &doc).is_none(), "nothing to take out");
     let honest = doc.get_heads();
-    // An older version stored a planted empty name, and then an honest write on top of it.
-    commit(&mut doc, &|tx| tx.put(&layout.entities, "", entity_record("x")).unwrap());
+    // An older version stored a planted name holding the key separator, and then an honest write
+    // on top of it.
+    commit(&mut doc, &|tx| tx.put(&layout.entities, "Al\u{1f}ice", entity_record("x")).unwrap());
     commit(&mut doc, &|tx| tx.put(&layout.observations, observation_key("Alice", "later"), fact_record()).unwrap());
     let sifted = sift(rules.doc(), &doc).expect("something to take out");
     assert_eq!(sifted.doc.get_heads(), honest);

@@ -256,7 +256,7 @@ mod tests {
                 let layout = schema::Layout::of(&cached.doc).unwrap();
                 let mut fork = cached.doc.fork().with_actor(ActorId::random());
                 let mut t = fork.transaction();
-                t.put(&layout.entities, "", r#"{"type":"\u001b[2J","by":"mallory","at":1}"#).unwrap();
+                t.put(&layout.entities, "\u{1f}", r#"{"type":"\u001b[2J","by":"mallory","at":1}"#).unwrap();
                 t.commit_with(CommitOptions::default().with_message(r#"{"agent":"mallory"}"#.to_owned()));
                 Ok(fork.get_last_local_change().unwrap().clone())
             })

@@ -93,6 +93,7 @@ impl DocLog {
         // latency at 10k entities from ~3.9 ms to ~1.2 ms (BENCHMARKS.md).
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         migrate::run(&mut conn, path)?;
+        search::register_functions(&conn)?;
         let replica = meta::replica_id(&conn)?;
         Ok(DocLog { path: path.to_owned(), replica, inner: Mutex::new(Inner { conn, cache: DocCache::new(actor) }) })
     }

@@ -205,9 +205,10 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
             }
             (format!("SELECT entity FROM {table} WHERE {table} MATCH ?1"), patterns)
         }
-        // No term the trigram index can look up (all under three characters): scan.
+        // No term the trigram index can look up (all under three characters): scan, folding
+        // case as the filter does (SQLite's LIKE folds ASCII only: "é" would miss "Émile").
         (None, Stage::Substrings) => {
-            ("SELECT entity FROM search WHERE text LIKE ?1 ESCAPE '\\'".to_owned(), vec![like_pattern(terms[0])])
+            ("SELECT entity FROM search WHERE cairn_contains_folded(text, ?1)".to_owned(), vec![terms[0].to_lowercase()])
         }
         // The word index cannot look any term up; the trigram stage will.
         (None, _) => return Ok(Vec::new()),
@@ -224,16 +225,23 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
     Ok(keep)
 }
 
-fn like_pattern(term: &str) -> String {
-    let mut p = String::from("%");
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+/// Registers `cairn_contains_folded(text, term)`: whether `text`, lowercased as Rust (and
+/// JavaScript) lowercase it, contains `term`, given lowercased. What [`Stage::matches`] does for
+/// substrings, available to a scan inside SQLite.
+pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS;
+    conn.create_scalar_function("cairn_contains_folded", 2, flags, |ctx| {
+        let text = ctx.get_raw(0).as_str_or_null()?.unwrap_or_default();
+        let term = ctx.get_raw(1).as_str_or_null()?.unwrap_or_default();
+        Ok(Stage::Substrings.matches(&fold(text), term))
+    })
+}
+
+/// `text` lowercased, without allocating when it has no uppercase letter (most observations
+/// have a few; a scan calls this on every row).
+fn fold(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(|c| c.is_uppercase()) { text.to_lowercase().into() } else { text.into() }
 }
 
 /// Entities holding every one of the (rare) FTS5 patterns, best summed BM25 first.
@@ -335,16 +343,24 @@ mod tests {
     }
 
     #[test]
-    fn like_patterns_escape_wildcards() {
+    fn the_scan_folds_case_in_every_script() {
+        let conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
         #[rustfmt::skip]
         let cases = [
-            ("ab",   "%ab%"),
-            ("5%",   "%5\\%%"),
-            ("a_b",  "%a\\_b%"),
-            ("a\\b", "%a\\\\b%"),
+            ("Émile",  "é",  true),
+            ("émile",  "É",  false), // terms arrive lowercased
+            ("Москва", "мо", true),
+            ("Ω",      "ω",  true),
+            ("ΣΟΦΙΑ",  "σ",  true),
+            ("100%",   "%",  true),
+            ("a_b",    "_",  true),
+            ("Alice",  "bo", false),
         ];
-        for (term, pattern) in cases {
-            assert_eq!(like_pattern(term), pattern, "{term:?}");
+        for (text, term, found) in cases {
+            let got: bool =
+                conn.query_row("SELECT cairn_contains_folded(?1, ?2)", params![text, term], |r| r.get(0)).unwrap();
+            assert_eq!(got, found, "{text:?} {term:?}");
         }
     }
 }
