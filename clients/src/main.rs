@@ -126,6 +126,10 @@ enum Command {
         watch: bool,
     },
     /// Import a reference memory.jsonl (or a `cairn export`): resumable, with a progress bar
+    ///
+    /// Every line is checked before anything is written: a line that cannot be imported stops
+    /// the import whole, with its number and why. A relation whose endpoint no line defines gets
+    /// that entity created, untyped (the reference server keeps such relations).
     Import {
         #[command(flatten)]
         opts: ReplicaOpts,
@@ -134,6 +138,9 @@ enum Command {
         /// Lines per transaction
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// Import the other lines when some cannot be imported, and list those
+        #[arg(long)]
+        skip_bad_lines: bool,
     },
     /// Export the graph as memory.jsonl lines (the reference memory server's format)
     Export {

@@ -12,6 +12,15 @@ pub(crate) struct RefEntity {
     pub(crate) observations: Vec<String>,
 }
 
+impl RefEntity {
+    /// The entity as a replica stores it: an observation given twice is stored once.
+    pub(crate) fn stored(mut self) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        self.observations.retain(|o| seen.insert(o.clone()));
+        self
+    }
+}
+
 /// A relation as the reference server writes it: `{"from","to","relationType"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RefRelation {

@@ -132,7 +132,7 @@ fn errors_are_one_clear_line_and_a_nonzero_exit() {
         1,
         "entity \"Ghost\" not found; create it first",
     );
-    check(c.run("a.db", "alice", &["add", "entity", "", "--type", "t"]), 1, "entity name is empty");
+    check(c.run("a.db", "alice", &["add", "entity", "a\u{1f}b", "--type", "t"]), 1, "contains U+001F");
     check(c.run("a.db", "alice", &["graph", "--graph", "Bad Name"]), 1, "graph name \"Bad Name\" is invalid");
     check(c.run("a.db", "bad\u{7}agent", &["graph"]), 1, "control character");
     // Options given on the command line win over the environment, anywhere after the command.
@@ -174,8 +174,8 @@ fn control_characters_in_data_are_escaped_in_human_output() {
     // --json is left to serde, which escapes control characters: the text comes back exact.
     let g = c.json("a.db", "alice", &["show", "Tea"]);
     assert_eq!(g["entities"][0]["observations"][0], nasty);
-    // Errors that quote input are escaped too.
-    let out = c.run("a.db", "alice", &["add", "entity", "Bad\u{1b}]0;title\u{7}", "--type", "x"]);
+    // Errors that quote input are escaped too (an agent name is a printable label).
+    let out = c.run("a.db", "Bad\u{1b}]0;title\u{7}", &["graph"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert_eq!(raw(&err), 0, "{err:?}");
@@ -225,11 +225,17 @@ const REFERENCE: &str = concat!(
 );
 
 #[test]
-fn import_reports_the_bad_line_and_export_round_trips() {
+fn import_refuses_a_bad_line_whole_or_skips_it_and_export_round_trips() {
     let c = Cairn::new();
     let file = c.db("memory.jsonl");
     std::fs::write(&file, REFERENCE).unwrap();
-    let report = c.json("a.db", "importer", &["import", file.to_str().unwrap()]);
+    // A line that cannot be imported stops the import before anything is written.
+    let out = c.run("a.db", "importer", &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 4 cannot be imported: not valid JSON"), "{}", stderr(&out));
+    assert_eq!(c.json("a.db", "x", &["graph"])["entities"], serde_json::json!([]));
+    // Asked to skip such lines, it imports the rest and lists what it skipped.
+    let report = c.json("a.db", "importer", &["import", file.to_str().unwrap(), "--skip-bad-lines"]);
     assert_eq!(report["entities_created"], 2);
     assert_eq!(report["observations_added"], 2);
     assert_eq!(report["relations_created"], 1);

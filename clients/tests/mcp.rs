@@ -190,11 +190,11 @@ async fn errors_come_back_as_tool_errors_with_the_reference_wording() {
             json!({"entities": [{"name": "X"}]}),
             "Input validation error: Invalid arguments for tool create_entities",
         ),
-        ("search_nodes", json!({"query": 5}), "invalid type: integer `5`, expected a string"),
+        ("search_nodes", json!({"query": 5}), "Invalid input: expected string, received number at query"),
         (
             "create_entities",
-            json!({"entities": [{"name": "", "entityType": "t", "observations": []}]}),
-            "entity name is empty",
+            json!({"entities": [{"name": "a\u{1f}b", "entityType": "t", "observations": []}]}),
+            "entity name contains U+001F",
         ),
         ("memory_changes_since", json!({"since": "yesterday"}), "not a Cairn version"),
         ("no_such_tool", json!({}), "MCP error -32602: Tool no_such_tool not found"),
@@ -341,18 +341,19 @@ async fn memory_file_path_is_imported_once_beside_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("memory.jsonl");
     let content = concat!(
-        r#"{"type":"entity","name":"Alice","entityType":"person","observations":["likes tea"]}"#,
+        r#"{"type":"entity","name":"Alice","entityType":"person","observations":["likes tea",""]}"#,
         "\n",
-        r#"{"type":"entity","name":"ACME","entityType":"company","observations":[]}"#,
+        r#"{"type":"entity","name":"ACME\nInc","entityType":"","observations":[]}"#,
         "\n",
-        r#"{"type":"relation","from":"Alice","to":"ACME","relationType":"works_at"}"#,
+        r#"{"type":"relation","from":"Alice","to":"ACME\nInc","relationType":"works_at"}"#,
         "\n",
-        r#"{"type":"entity","name":"Bob","entityType":"pers"#
     );
     std::fs::write(&file, content).unwrap();
     let c = spawn(Path::new(""), "host", &[("MEMORY_FILE_PATH", file.to_str().unwrap())]).await;
     let g = body(&call(&c, "read_graph", json!({})).await);
-    assert_eq!(g["entities"].as_array().unwrap().len(), 2, "the truncated last line is skipped, the rest imported");
+    assert_eq!(g["entities"].as_array().unwrap().len(), 2, "{g}");
+    assert_eq!(g["entities"][0]["name"], "ACME\nInc");
+    assert_eq!(g["entities"][1]["observations"], json!(["likes tea", ""]));
     assert_eq!(g["relations"].as_array().unwrap().len(), 1);
     call(&c, "add_observations", json!({"observations": [{"entityName": "Alice", "contents": ["new"]}]})).await;
     c.cancel().await.unwrap();
@@ -361,6 +362,41 @@ async fn memory_file_path_is_imported_once_beside_the_original() {
     // A second session does not import again (nothing duplicated, the new observation kept).
     let c = spawn(Path::new(""), "host", &[("MEMORY_FILE_PATH", file.to_str().unwrap())]).await;
     let g = body(&call(&c, "open_nodes", json!({"names": ["Alice"]})).await);
-    assert_eq!(g["entities"][0]["observations"], json!(["likes tea", "new"]));
+    assert_eq!(g["entities"][0]["observations"], json!(["likes tea", "", "new"]));
     c.cancel().await.unwrap();
+}
+
+#[test]
+fn a_memory_file_that_cannot_be_imported_stops_the_server_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("memory.jsonl");
+    let content = concat!(
+        r#"{"type":"entity","name":"Alice","entityType":"person","observations":["likes tea"]}"#,
+        "\n",
+        r#"{"type":"entity","name":"Bob","entityType":"pers"#
+    );
+    std::fs::write(&file, content).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("mcp")
+        .env("MEMORY_FILE_PATH", &file)
+        .env_remove("CAIRN_DB")
+        .env_remove("CAIRN_RELAY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2 cannot be imported: not valid JSON"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert!(err.contains(file.to_str().unwrap()), "the error names the file: {err}");
+    // Nothing was written: the database holds no entity.
+    let db = dir.path().join("memory.cairn.db");
+    if db.exists() {
+        let g = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["graph", "--json", "--db", db.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let g: Value = serde_json::from_slice(&g.stdout).unwrap();
+        assert_eq!(g["entities"], json!([]));
+    }
 }

@@ -207,9 +207,10 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
         }
         // No term the trigram index can look up (all under three characters): scan, folding
         // case as the filter does (SQLite's LIKE folds ASCII only: "é" would miss "Émile").
-        (None, Stage::Substrings) => {
-            ("SELECT entity FROM search WHERE cairn_contains_folded(text, ?1)".to_owned(), vec![terms[0].to_lowercase()])
-        }
+        (None, Stage::Substrings) => (
+            "SELECT entity FROM search WHERE cairn_contains_folded(text, ?1)".to_owned(),
+            vec![terms[0].to_lowercase()],
+        ),
         // The word index cannot look any term up; the trigram stage will.
         (None, _) => return Ok(Vec::new()),
     };

@@ -403,14 +403,7 @@ async fn mallory_cannot_put_objects_or_non_strings_into_a_shard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mallory_cannot_write_keys_beyond_the_limits() {
     let _serial = one_at_a_time().await;
-    mallory_attacks(&[
-        ("empty-name", &["key"]),
-        ("nul-name", &["key"]),
-        ("esc-name", &["key"]),
-        ("huge-name", &["key"]),
-        ("huge-observation", &["key"]),
-    ])
-    .await;
+    mallory_attacks(&[("separator-name", &["key"]), ("huge-name", &["key"]), ("huge-observation", &["key"])]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

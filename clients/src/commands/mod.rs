@@ -30,7 +30,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status { opts } => status::status(&opts).await,
         Command::Check { opts } => status::check(&opts).await,
         Command::Sync { opts, watch } => status::sync(&opts, watch).await,
-        Command::Import { opts, file, batch } => transfer::import(&opts, &file, batch).await,
+        Command::Import { opts, file, batch, skip_bad_lines } => {
+            let options = transfer::ImportOptions { batch, skip_bad_lines, ..transfer::ImportOptions::default() };
+            transfer::import(&opts, &file, options).await
+        }
         Command::Export { opts, output } => transfer::export(&opts, output.as_deref()).await,
         Command::Mcp { opts } => crate::mcp::serve(opts).await,
         Command::Relay(args) => relay::run(args).await,

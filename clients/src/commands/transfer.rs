@@ -1,10 +1,16 @@
 //! `cairn import` and `cairn export`: the reference memory server's `memory.jsonl` format.
 //!
+//! Nothing the reference stored is lost on the way in: every line is parsed and checked before
+//! anything is written, and one that cannot be imported stops the import whole, with its line
+//! number and why (unless the user asks to skip such lines). A relation whose endpoint has no
+//! entity line (the reference accepts those) gets that entity created, untyped, and reported.
+//!
 //! Import is resumable: after each batch commits, the number of lines done is saved in the
 //! replica (keyed by the file's content hash), and a rerun starts after them. A batch that was
 //! committed but not yet recorded is simply applied again: every operation of an import is
 //! idempotent (existing entities, observations and relations are left as they are).
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,11 +18,28 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use cairn::{Error, Op, Outcome, Replica};
+use cairn::{Op, Outcome, Replica};
 
 use crate::options::{ReplicaOpts, Session};
 use crate::output;
-use crate::shape::{self, RefGraph};
+use crate::shape::{self, JsonlLine, RefGraph};
+
+/// How to import.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ImportOptions {
+    /// Lines per transaction.
+    pub(crate) batch: usize,
+    /// Ignore progress saved by an earlier run.
+    pub(crate) restart: bool,
+    /// Import the other lines when some cannot be (they are reported), instead of nothing.
+    pub(crate) skip_bad_lines: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions { batch: 500, restart: false, skip_bad_lines: false }
+    }
+}
 
 /// What an import did.
 #[derive(Debug, Default, Serialize)]
@@ -30,13 +53,28 @@ pub(crate) struct ImportReport {
     pub(crate) relations_created: usize,
     /// Entities, observations and relations that were already there.
     pub(crate) already_present: usize,
-    /// Lines not imported, with why.
+    /// Entities created, untyped, because a relation names them and no line defines them.
+    pub(crate) endpoints_created: Vec<String>,
+    /// Lines that repeat an entity with another type: Cairn keeps one entity per name, with the
+    /// first type, and merges the observations.
+    pub(crate) merged: Vec<Rejected>,
+    /// Lines not imported, with why (only with `skip_bad_lines`).
     pub(crate) rejected: Vec<Rejected>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Rejected {
     /// 1-based line number in the file.
+    pub(crate) line: usize,
+    pub(crate) reason: String,
+}
+
+/// A line that cannot be imported: the import stops before writing anything.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "line {line} cannot be imported: {reason}; nothing was imported (fix the line, or import the rest with `cairn import --skip-bad-lines`)"
+)]
+pub(crate) struct BadLine {
     pub(crate) line: usize,
     pub(crate) reason: String,
 }
@@ -78,20 +116,11 @@ impl Progress for Bar {
     }
 }
 
-fn references(op: &Op, name: &str) -> bool {
-    match op {
-        Op::AddObservation { entity, .. } => entity == name,
-        Op::CreateRelation { relation, .. } => relation.from == name || relation.to == name,
-        _ => false,
-    }
-}
-
-/// Imports `memory.jsonl` content into a replica (blocking). `restart` ignores saved progress.
+/// Imports `memory.jsonl` content into a replica (blocking).
 pub(crate) fn import_lines(
     replica: &Replica,
     content: &str,
-    batch: usize,
-    restart: bool,
+    options: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
     let digest = Sha256::digest(content.as_bytes());
@@ -103,73 +132,103 @@ pub(crate) fn import_lines(
     let lines: Vec<(usize, &str)> =
         content.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect();
     let mut report = ImportReport { lines: lines.len(), ..ImportReport::default() };
-    let done: usize = if restart { 0 } else { replica.checkpoint(&key)?.and_then(|v| v.parse().ok()).unwrap_or(0) };
-    report.resumed_after = done.min(lines.len());
-    progress.start(lines.len() as u64, report.resumed_after as u64);
-    for (chunk_start, chunk) in lines.chunks(batch.max(1)).enumerate().map(|(i, c)| (i * batch.max(1), c)) {
-        if chunk_start + chunk.len() <= done {
-            continue;
+    let saved = if options.restart { None } else { replica.checkpoint(&key)? };
+    let done: usize = saved.and_then(|v| v.parse().ok()).unwrap_or(0).min(lines.len());
+    report.resumed_after = done;
+
+    // Every line is parsed and checked before anything is written.
+    let mut parsed: Vec<(usize, usize, JsonlLine)> = Vec::new();
+    for (index, (n, line)) in lines.iter().enumerate().skip(done) {
+        let checked = shape::parse_line(line)
+            .and_then(|l| cairn::validate(&shape::line_ops(&l)).map(|()| l).map_err(|e| e.to_string()));
+        match checked {
+            Ok(l) => parsed.push((index, *n, l)),
+            Err(reason) if options.skip_bad_lines => report.rejected.push(Rejected { line: *n, reason }),
+            Err(reason) => return Err(BadLine { line: *n, reason }.into()),
         }
-        // Parse and check each line on its own, so one bad line is reported and skipped.
-        let mut items: Vec<(usize, Vec<Op>)> = Vec::new();
-        for (n, line) in chunk.iter().skip(done.saturating_sub(chunk_start)) {
-            match shape::parse_line(line) {
-                Ok(parsed) => {
-                    let ops = shape::line_ops(&parsed);
-                    match cairn::validate(&ops) {
-                        Ok(()) => items.push((*n, ops)),
-                        Err(e) => report.rejected.push(Rejected { line: *n, reason: e.to_string() }),
-                    }
+    }
+    // The type each name is first defined with, and where.
+    let mut defined: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (_, n, line) in &parsed {
+        if let JsonlLine::Entity(e) = line {
+            match defined.get(e.name.as_str()) {
+                None => {
+                    defined.insert(&e.name, (*n, &e.entity_type));
                 }
-                Err(reason) => report.rejected.push(Rejected { line: *n, reason }),
+                Some((_, first)) if *first != e.entity_type => report.merged.push(Rejected {
+                    line: *n,
+                    reason: format!(
+                        "entity {:?} again, with type {:?}: kept the first type {first:?}, merged the observations",
+                        e.name, e.entity_type
+                    ),
+                }),
+                Some(_) => {}
             }
         }
-        // Write the batch; a line naming an entity that does not exist is rejected and the rest
-        // of the batch written without it. Each retry drops at least one line, so this ends.
-        loop {
-            let ops: Vec<Op> = items.iter().flat_map(|(_, ops)| ops.clone()).collect();
-            match replica.write(&ops) {
-                Ok(receipt) => {
-                    for (op, outcome) in ops.iter().zip(&receipt.outcomes) {
-                        match (op, outcome) {
-                            (Op::CreateEntity { .. }, Outcome::Applied) => report.entities_created += 1,
-                            (Op::AddObservation { .. }, Outcome::Applied) => report.observations_added += 1,
-                            (Op::CreateRelation { .. }, Outcome::Applied) => report.relations_created += 1,
-                            _ => report.already_present += 1,
-                        }
-                    }
-                    break;
-                }
-                Err(Error::EntityNotFound(name)) => {
-                    let before = items.len();
-                    items.retain(|(n, ops)| {
-                        let bad = ops.iter().any(|op| references(op, &name));
-                        if bad {
-                            report.rejected.push(Rejected { line: *n, reason: format!("entity {name:?} not found") });
-                        }
-                        !bad
-                    });
-                    if items.len() == before {
-                        anyhow::bail!("import stopped: entity {name:?} not found");
+    }
+
+    progress.start(lines.len() as u64, done as u64);
+    let batch = options.batch.max(1);
+    let mut ensured: HashSet<String> = HashSet::new();
+    let mut at = 0;
+    while at < parsed.len() {
+        let chunk_end = ((parsed[at].0 / batch) + 1) * batch;
+        let mut ops = Vec::new();
+        let mut endpoints = Vec::new();
+        while at < parsed.len() && parsed[at].0 < chunk_end {
+            let (_, n, line) = &parsed[at];
+            if let JsonlLine::Relation(r) = line {
+                // An endpoint no earlier line defines: created here (with the type a later line
+                // gives it, if any), so the relation is kept as the reference kept it.
+                for name in [&r.from, &r.to] {
+                    let earlier = defined.get(name.as_str()).is_some_and(|(line, _)| line < n);
+                    if !earlier && ensured.insert(name.clone()) {
+                        let entity_type = defined.get(name.as_str()).map_or("", |(_, t)| t).to_owned();
+                        endpoints.push((ops.len(), !defined.contains_key(name.as_str())));
+                        ops.push(Op::CreateEntity { name: name.clone(), entity_type, observations: Vec::new() });
                     }
                 }
-                Err(e) => return Err(e).context("import stopped; what was imported so far is kept, rerun to resume"),
+            }
+            ops.extend(shape::line_ops(line));
+            at += 1;
+        }
+        let receipt =
+            replica.write(&ops).context("import stopped; what was imported so far is kept, rerun to resume")?;
+        let mut endpoint = endpoints.iter().peekable();
+        for (i, (op, outcome)) in ops.iter().zip(&receipt.outcomes).enumerate() {
+            if let Some((_, undefined)) = endpoint.next_if(|(at, _)| *at == i) {
+                if let (Op::CreateEntity { name, .. }, Outcome::Applied, true) = (op, outcome, undefined) {
+                    report.endpoints_created.push(name.clone());
+                }
+                if *outcome == Outcome::Applied && !undefined {
+                    report.entities_created += 1;
+                }
+                continue;
+            }
+            match (op, outcome) {
+                (Op::CreateEntity { .. }, Outcome::Applied) => report.entities_created += 1,
+                (Op::AddObservation { .. }, Outcome::Applied) => report.observations_added += 1,
+                (Op::CreateRelation { .. }, Outcome::Applied) => report.relations_created += 1,
+                _ => report.already_present += 1,
             }
         }
-        replica.set_checkpoint(&key, Some(&(chunk_start + chunk.len()).to_string()))?;
-        progress.advance((chunk_start + chunk.len()).saturating_sub(done.max(chunk_start)) as u64);
+        let lines_done = chunk_end.min(lines.len());
+        replica.set_checkpoint(&key, Some(&lines_done.to_string()))?;
+        progress.advance(lines_done.saturating_sub(done.max(chunk_end - batch)) as u64);
+    }
+    // Skipped lines after the last imported one are done too.
+    if done < lines.len() {
+        replica.set_checkpoint(&key, Some(&lines.len().to_string()))?;
     }
     progress.finish();
-    report.rejected.sort_by_key(|r| r.line);
     Ok(report)
 }
 
-pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, batch: usize) -> Result<()> {
+pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, options: ImportOptions) -> Result<()> {
     let content = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let session = Session::open(opts).await?;
     let replica: Arc<Replica> = session.replica.clone();
-    let report =
-        tokio::task::spawn_blocking(move || import_lines(&replica, &content, batch, false, &Bar::new())).await??;
+    let report = tokio::task::spawn_blocking(move || import_lines(&replica, &content, options, &Bar::new())).await??;
     session.close().await;
     if opts.json {
         output::json(&report);
@@ -188,8 +247,19 @@ pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, batch: usize) -> Res
             report.already_present,
             report.lines
         ));
+        if !report.endpoints_created.is_empty() {
+            let names: Vec<String> = report.endpoints_created.iter().map(|n| format!("{n:?}")).collect();
+            output::text(&format!(
+                "created {} untyped entities that relations name and no line defines: {}",
+                names.len(),
+                output::safe(&names.join(", "))
+            ));
+        }
+        for r in &report.merged {
+            output::text(&format!("line {}: {}", r.line, output::safe(&r.reason)));
+        }
         for r in &report.rejected {
-            output::text(&format!("rejected line {}: {}", r.line, output::safe(&r.reason)));
+            output::text(&format!("skipped line {}: {}", r.line, output::safe(&r.reason)));
         }
     }
     Ok(())
@@ -229,30 +299,84 @@ mod tests {
         fn finish(&self) {}
     }
 
+    fn import(replica: &Replica, content: &str, batch: usize, skip_bad_lines: bool) -> Result<ImportReport> {
+        import_lines(replica, content, ImportOptions { batch, restart: false, skip_bad_lines }, &Quiet)
+    }
+
+    fn lines(lines: &[serde_json::Value]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
     #[test]
-    fn a_truncated_last_line_is_reported_and_nothing_else_is_lost() {
+    fn a_line_that_cannot_be_imported_stops_the_import_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let replica = Replica::open(dir.path().join("m.db"), "importer").unwrap();
         let content = concat!(
             r#"{"type":"entity","name":"Alice","entityType":"person","observations":["likes tea"]}"#,
             "\n",
-            r#"{"type":"entity","name":"ACME","entityType":"company","observations":[]}"#,
+            r#"{"type":"entity","name":"Bob\u001f","entityType":"person","observations":[]}"#,
             "\n",
-            r#"{"type":"relation","from":"Alice","to":"ACME","relationType":"works_at"}"#,
-            "\n",
-            r#"{"type":"relation","from":"Alice","to":"Nobody","relationType":"knows"}"#,
-            "\n",
-            r#"{"type":"entity","name":"Bob","entityType":"per"#,
+            r#"{"type":"entity","name":"Carol","entityType":"per"#,
         );
-        let report = import_lines(&replica, content, 2, false, &Quiet).unwrap();
-        assert_eq!((report.entities_created, report.observations_added, report.relations_created), (2, 1, 1));
-        let rejected: Vec<usize> = report.rejected.iter().map(|r| r.line).collect();
-        assert_eq!(rejected, [4, 5]);
-        assert!(report.rejected[0].reason.contains("Nobody"));
+        let err = import(&replica, content, 1, false).unwrap_err();
+        let bad = err.downcast_ref::<BadLine>().expect("a BadLine");
+        assert_eq!(bad.line, 2);
+        assert!(bad.reason.contains("U+001F"), "{}", bad.reason);
+        assert!(err.to_string().contains("nothing was imported"), "{err}");
+        assert!(replica.read_graph().unwrap().data.entities.is_empty(), "nothing was written");
+        // Asked to, it imports the rest and says what it skipped; a rerun then has nothing to do.
+        let report = import(&replica, content, 1, true).unwrap();
+        assert_eq!((report.entities_created, report.observations_added), (1, 1));
+        let skipped: Vec<usize> = report.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(skipped, [2, 3]);
         assert!(report.rejected[1].reason.contains("not valid JSON"));
-        // Importing the same file again does nothing: it resumes after its last line.
-        let again = import_lines(&replica, content, 2, false, &Quiet).unwrap();
-        assert_eq!(again.resumed_after, 5);
-        assert_eq!(again.entities_created + again.observations_added + again.relations_created, 0);
+        let again = import(&replica, content, 1, false).unwrap();
+        assert_eq!(again.resumed_after, 3);
+    }
+
+    #[test]
+    fn everything_the_reference_writes_is_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path().join("m.db"), "importer").unwrap();
+        let long = "x".repeat(70 * 1024);
+        let content = lines(&[
+            serde_json::json!({"type":"entity","name":"","entityType":"","observations":["", "line\nbreak"]}),
+            serde_json::json!({"type":"entity","name":"tab\tand\nnewline","entityType":"t","observations":[long]}),
+            serde_json::json!({"type":"entity","name":"名".repeat(100),"entityType":"person","observations":[]}),
+            serde_json::json!({"type":"entity","name":"Dup","entityType":"a","observations":["one", "one"]}),
+            serde_json::json!({"type":"entity","name":"Dup","entityType":"b","observations":["two"]}),
+            serde_json::json!({"type":"relation","from":"","to":"Ghost","relationType":""}),
+            serde_json::json!({"type":"relation","from":"Dup","to":"Late","relationType":"knows"}),
+            serde_json::json!({"type":"entity","name":"Late","entityType":"person","observations":["here"]}),
+        ]);
+        let report = import(&replica, &content, 2, false).unwrap();
+        assert!(report.rejected.is_empty());
+        assert_eq!(report.endpoints_created, ["Ghost"]);
+        assert_eq!(report.merged.len(), 1);
+        assert_eq!(report.merged[0].line, 5);
+        let g = RefGraph::from(&replica.read_graph().unwrap().data);
+        let names: Vec<&str> = g.entities.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["", "Dup", "Ghost", "Late", "tab\tand\nnewline", "名".repeat(100).as_str()]);
+        assert_eq!(g.entities[0].observations, ["", "line\nbreak"]);
+        assert_eq!((g.entities[1].entity_type.as_str(), g.entities[1].observations.len()), ("a", 2));
+        assert_eq!(g.entities[2].entity_type, "", "created untyped");
+        assert_eq!(
+            (g.entities[3].entity_type.as_str(), &g.entities[3].observations[..]),
+            ("person", &["here".to_owned()][..])
+        );
+        assert_eq!(g.entities[4].observations[0].len(), 70 * 1024);
+        assert_eq!(g.relations.len(), 2);
+    }
+
+    #[test]
+    fn a_relation_to_an_entity_the_graph_already_holds_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path().join("m.db"), "importer").unwrap();
+        replica.write(&[Op::create_entity("Known", "person", &[])]).unwrap();
+        let content = lines(&[serde_json::json!({"type":"relation","from":"Known","to":"Known","relationType":"is"})]);
+        let report = import(&replica, &content, 500, false).unwrap();
+        assert!(report.endpoints_created.is_empty());
+        assert_eq!(report.relations_created, 1);
+        assert_eq!(replica.read_graph().unwrap().data.entities[0].entity_type, "person");
     }
 }

@@ -1,28 +1,121 @@
-//! The arguments of each tool, as the reference server's schemas name them, plus Cairn's `expect`.
+//! The arguments of each tool, as the reference server's schemas name them, plus Cairn's `expect`,
+//! checked against the tool's input schema and refused in the reference server's words.
 
 use rmcp::model::JsonObject;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::reply::ToolError;
+use super::tools;
 use crate::shape::{RefEntity, RefRelation};
 
+/// The arguments of `tool`, or the reference server's refusal: its SDK validates them with zod 4
+/// and lists every problem with its path, `Invalid input: expected array, received object at
+/// entities`, one per line.
 pub(super) fn arguments<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, ToolError> {
-    serde_json::from_value(Value::Object(args)).map_err(|e| {
-        ToolError(format!("MCP error -32602: Input validation error: Invalid arguments for tool {tool}: {e}"))
-    })
+    let args = Value::Object(args);
+    let refuse = |detail: String| {
+        ToolError(format!("MCP error -32602: Input validation error: Invalid arguments for tool {tool}: {detail}"))
+    };
+    if let Some(schema) = tools::input_schema(tool) {
+        let mut problems = Vec::new();
+        check(&schema, Some(&args), &mut String::new(), &mut problems);
+        if !problems.is_empty() {
+            return Err(refuse(problems.join("\n")));
+        }
+    }
+    serde_json::from_value(args).map_err(|e| refuse(e.to_string()))
+}
+
+/// Checks `value` against the part of JSON Schema the tools use (`type`, `properties`,
+/// `required`, `items`), as zod checks the schema it was made from: required properties in the
+/// schema's order, then array items in order. A property not in `required` may be absent or null.
+fn check(schema: &Value, value: Option<&Value>, path: &mut String, problems: &mut Vec<String>) {
+    let expected = schema.get("type").and_then(Value::as_str).unwrap_or_default();
+    let fits = match (expected, value) {
+        ("object", Some(Value::Object(_))) | ("array", Some(Value::Array(_))) | ("string", Some(Value::String(_))) => {
+            true
+        }
+        ("integer", Some(Value::Number(n))) => n.is_i64() || n.is_u64(),
+        ("number", Some(Value::Number(_))) => true,
+        ("", _) => true,
+        _ => false,
+    };
+    if !fits {
+        let at = if path.is_empty() { String::new() } else { format!(" at {path}") };
+        problems.push(format!("Invalid input: expected {expected}, received {}{at}", received(value)));
+        return;
+    }
+    match value {
+        Some(Value::Object(fields)) => {
+            let Some(properties) = schema.get("properties").and_then(Value::as_object) else { return };
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let optional = properties.keys().map(String::as_str).filter(|k| !required.contains(k));
+            for key in required.iter().copied().chain(optional) {
+                let Some(property) = properties.get(key) else { continue };
+                let field = fields.get(key);
+                if !required.contains(&key) && field.is_none_or(Value::is_null) {
+                    continue;
+                }
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                check(property, field, path, problems);
+                path.truncate(len);
+            }
+        }
+        Some(Value::Array(items)) => {
+            let Some(item_schema) = schema.get("items") else { return };
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check(item_schema, Some(item), path, problems);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A JSON value's type as zod names what it received.
+fn received(value: Option<&Value>) -> &'static str {
+    match value {
+        None => "undefined",
+        Some(Value::Null) => "null",
+        Some(Value::Bool(_)) => "boolean",
+        Some(Value::Number(_)) => "number",
+        Some(Value::String(_)) => "string",
+        Some(Value::Array(_)) => "array",
+        Some(Value::Object(_)) => "object",
+    }
+}
+
+/// `expect`: absent, null and the empty string all mean no condition (models fill every
+/// optional field, often with "").
+fn optional_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.trim().is_empty()))
 }
 
 #[derive(Deserialize)]
 pub(super) struct CreateEntities {
     pub(super) entities: Vec<RefEntity>,
+    #[serde(default, deserialize_with = "optional_version")]
     pub(super) expect: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Relations {
     pub(super) relations: Vec<RefRelation>,
+    #[serde(default, deserialize_with = "optional_version")]
     pub(super) expect: Option<String>,
 }
 
@@ -36,6 +129,7 @@ pub(super) struct AddItem {
 #[derive(Deserialize)]
 pub(super) struct AddObservations {
     pub(super) observations: Vec<AddItem>,
+    #[serde(default, deserialize_with = "optional_version")]
     pub(super) expect: Option<String>,
 }
 
@@ -43,6 +137,7 @@ pub(super) struct AddObservations {
 #[serde(rename_all = "camelCase")]
 pub(super) struct DeleteEntities {
     pub(super) entity_names: Vec<String>,
+    #[serde(default, deserialize_with = "optional_version")]
     pub(super) expect: Option<String>,
 }
 
@@ -56,6 +151,7 @@ pub(super) struct DeleteItem {
 #[derive(Deserialize)]
 pub(super) struct DeleteObservations {
     pub(super) deletions: Vec<DeleteItem>,
+    #[serde(default, deserialize_with = "optional_version")]
     pub(super) expect: Option<String>,
 }
 
@@ -85,4 +181,58 @@ pub(super) struct Name {
 pub(super) struct Added {
     pub(super) entity_name: String,
     pub(super) added_observations: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal(tool: &str, args: Value) -> String {
+        let Value::Object(args) = args else { unreachable!("test arguments are objects") };
+        match arguments::<Value>(tool, args) {
+            Err(ToolError(text)) => text,
+            Ok(_) => panic!("{tool} accepted its arguments"),
+        }
+    }
+
+    #[test]
+    fn problems_are_worded_and_placed_as_the_reference_words_them() {
+        // Texts from @modelcontextprotocol/server-memory 2026.8.31 (MCP SDK 1.32.2, zod 4.6.7).
+        let prefix = "MCP error -32602: Input validation error: Invalid arguments for tool";
+        #[rustfmt::skip]
+        let cases = [
+            ("create_entities", json!({"entities": {}}),
+             "create_entities: Invalid input: expected array, received object at entities"),
+            ("create_entities", json!({}),
+             "create_entities: Invalid input: expected array, received undefined at entities"),
+            ("create_entities", json!({"entities": [{"name": "X"}]}),
+             "create_entities: Invalid input: expected string, received undefined at entities[0].entityType\n\
+              Invalid input: expected array, received undefined at entities[0].observations"),
+            ("create_entities", json!({"entities": [{"name": 5, "entityType": "t", "observations": []}]}),
+             "create_entities: Invalid input: expected string, received number at entities[0].name"),
+            ("search_nodes", json!({"query": 5}),
+             "search_nodes: Invalid input: expected string, received number at query"),
+            ("open_nodes", json!({"names": "A"}),
+             "open_nodes: Invalid input: expected array, received string at names"),
+            ("delete_observations", json!({"deletions": [{"entityName": "A", "observations": [1]}]}),
+             "delete_observations: Invalid input: expected string, received number at deletions[0].observations[0]"),
+            ("create_entities", json!({"entities": [], "expect": 7}),
+             "create_entities: Invalid input: expected string, received number at expect"),
+        ];
+        for (tool, args, detail) in cases {
+            assert_eq!(refusal(tool, args), format!("{prefix} {detail}"));
+        }
+    }
+
+    #[test]
+    fn an_empty_or_null_expect_is_no_condition() {
+        for expect in [json!(""), json!(null), json!("  ")] {
+            let Value::Object(args) = json!({"entities": [], "expect": expect}) else { unreachable!() };
+            let a: CreateEntities = arguments("create_entities", args).unwrap_or_else(|e| panic!("{}", e.0));
+            assert_eq!(a.expect, None);
+        }
+        let Value::Object(args) = json!({"entities": []}) else { unreachable!() };
+        assert_eq!(arguments::<CreateEntities>("create_entities", args).ok().and_then(|a| a.expect), None);
+    }
 }

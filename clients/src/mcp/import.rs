@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use cairn::{OpenOptions, Replica};
 
+use crate::commands::transfer::{Bar, ImportOptions, import_lines};
 use crate::options::{ReplicaOpts, default_agent};
 
 /// `memory.jsonl` -> `memory.cairn.db` in the same directory.
@@ -27,23 +28,31 @@ pub(super) async fn import_reference_file(opts: &ReplicaOpts, db: &Path, file: &
     let db_path = db.to_owned();
     let report = tokio::task::spawn_blocking(move || {
         let replica = Replica::open_with(db_path, options)?;
-        crate::commands::transfer::import_lines(&replica, &content, 500, false, &crate::commands::transfer::Bar::new())
+        import_lines(&replica, &content, ImportOptions::default(), &Bar::new())
     })
-    .await??;
+    .await?
+    // A line that cannot be imported stops the server before it serves anything: a host shows
+    // a server that failed to start, where a warning on stderr is never seen.
+    .with_context(|| format!("cannot import MEMORY_FILE_PATH {name} into {}", db.display()))?;
     let imported = report.entities_created + report.observations_added + report.relations_created;
-    if imported > 0 || !report.rejected.is_empty() {
-        tracing::warn!(
+    if imported > 0 {
+        tracing::info!(
             file = %name,
             entities = report.entities_created,
             observations = report.observations_added,
             relations = report.relations_created,
-            rejected = report.rejected.len(),
             "imported the reference memory file into {}",
             db.display()
         );
-        for r in &report.rejected {
-            tracing::warn!(line = r.line, reason = %r.reason, "skipped a line of {name}");
-        }
+    }
+    if !report.endpoints_created.is_empty() {
+        tracing::info!(
+            entities = ?report.endpoints_created,
+            "created untyped entities that relations of {name} name and no line defines"
+        );
+    }
+    for r in &report.merged {
+        tracing::info!(line = r.line, "{name}: {}", r.reason);
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use cairn_sync::SyncClient;
 
 use crate::options::{ReplicaOpts, default_agent};
 use crate::output;
-use crate::shape::{RefEntity, RefGraph, RefRelation};
+use crate::shape::{RefGraph, RefRelation};
 
 use args::*;
 use import::{beside, import_reference_file};
@@ -153,14 +153,14 @@ impl MemoryServer {
                     })
                     .collect();
                 let receipt = Self::write(replica, ops, a.expect).await?;
-                let created: Vec<&RefEntity> = a
-                    .entities
-                    .iter()
-                    .zip(&receipt.outcomes)
-                    .filter(|(_, o)| **o == Outcome::Applied)
-                    .map(|(e, _)| e)
-                    .collect();
-                Ok(success(&created, Some("entities"), None))
+                let (mut created, mut skipped) = (Vec::new(), Vec::new());
+                for (entity, outcome) in a.entities.into_iter().zip(&receipt.outcomes) {
+                    match outcome {
+                        Outcome::Applied => created.push(entity.stored()),
+                        _ => skipped.push(entity.name),
+                    }
+                }
+                Ok(reply::created_entities(&created, skipped))
             }
             "create_relations" => {
                 let a: Relations = arguments(tool, args)?;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use cairn::{Error, Freshness};
 
 use crate::output;
+use crate::shape::RefEntity;
 
 /// A tool's failure, shown to the model as an `isError` result (never a protocol error).
 pub(super) struct ToolError(pub(super) String);
@@ -44,6 +45,29 @@ pub(super) fn success<T: Serialize>(value: &T, key: Option<&str>, notice: Option
     r.is_error = None;
     if let Some(n) = notice {
         r.content.push(ContentBlock::text(n));
+    }
+    r
+}
+
+/// `create_entities`' answer: the entities created as the reference lists them, then, as the
+/// reference's next release does (a compatible extension, adopted now), the names it skipped
+/// because they already existed (or repeated within the call): `skipped` in the structured
+/// content, and a second text block saying so, since an agent would otherwise take their
+/// observations for stored.
+pub(super) fn created_entities(created: &[RefEntity], skipped: Vec<String>) -> CallToolResult {
+    let mut r = success(&created, Some("entities"), None);
+    if !skipped.is_empty() {
+        let one = skipped.len() == 1;
+        r.content.push(ContentBlock::text(format!(
+            "Skipped {} {}: {}. {} observations were not added; use add_observations for existing entities.",
+            skipped.len(),
+            if one { "entity that already exists" } else { "entities that already exist" },
+            skipped.join(", "),
+            if one { "Its" } else { "Their" },
+        )));
+    }
+    if let Some(Value::Object(structured)) = r.structured_content.as_mut() {
+        structured.insert("skipped".into(), json!(skipped));
     }
     r
 }

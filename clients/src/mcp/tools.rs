@@ -41,6 +41,12 @@ fn annotations(v: &Value) -> ToolAnnotations {
 const EXPECT_DESCRIPTION: &str = "Optional (Cairn): a version from an earlier read. The write is applied only if no change \
 after that version touched the entities it names; otherwise it fails with the list of those changes and writes nothing.";
 
+/// The input schema of a tool, if there is such a tool.
+pub(crate) fn input_schema(tool: &str) -> Option<Value> {
+    static ALL: std::sync::LazyLock<Vec<Tool>> = std::sync::LazyLock::new(all);
+    ALL.iter().find(|t| t.name == tool).map(|t| Value::Object((*t.input_schema).clone()))
+}
+
 /// Every tool, reference tools first in the reference's order.
 pub(crate) fn all() -> Vec<Tool> {
     let reference: Vec<Value> = serde_json::from_str(REFERENCE).unwrap_or_default();
@@ -51,11 +57,16 @@ pub(crate) fn all() -> Vec<Tool> {
         if WRITE_TOOLS.contains(&name.as_str()) {
             input["properties"]["expect"] = json!({ "type": "string", "description": EXPECT_DESCRIPTION });
         }
-        let mut tool = Tool::new(name, t["description"].as_str().unwrap_or_default().to_owned(), object(input))
+        let mut tool = Tool::new(name.clone(), t["description"].as_str().unwrap_or_default().to_owned(), object(input))
             .with_title(t["title"].as_str().unwrap_or_default())
             .annotate(annotations(&t["annotations"]));
         if let Some(out) = t.get("outputSchema") {
-            tool = tool.with_raw_output_schema(object(out.clone()));
+            let mut out = out.clone();
+            if name == "create_entities" {
+                // The reference's next release adds it; Cairn fills it now (reply::created_entities).
+                out["properties"]["skipped"] = json!({ "type": "array", "items": { "type": "string" } });
+            }
+            tool = tool.with_raw_output_schema(object(out));
         }
         tools.push(tool);
     }
