@@ -81,8 +81,11 @@ pub use model::{
     Entity, EntityChange, Graph, Millis, Observation, Op, Outcome, Read, Receipt, Relation, RelationFact, TypeConflict,
     Validity, What,
 };
-pub use names::{AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES};
-pub use plan::validate;
+pub use names::{
+    AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES,
+    MAX_WRITE_BYTES,
+};
+pub use plan::{validate, write_bytes};
 pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, Subscription, now_millis};
 pub use schema::{DocKind, GraphDocs};
 pub use store::{Durability, QuarantinedChange};

@@ -19,6 +19,10 @@ pub const MAX_NAME_BYTES: usize = 64 * 1024;
 pub const MAX_GRAPH_NAME: usize = 64;
 /// Longest agent name, in bytes.
 pub const MAX_AGENT_BYTES: usize = 128;
+/// Most bytes one write may store (12 MiB): its names and texts, counting an entity's name once
+/// per key it appears in, plus 128 bytes per operation for the record. One write is one change
+/// per shard, and a change must fit one sync message: a relay takes messages of up to 16 MiB.
+pub const MAX_WRITE_BYTES: usize = 12 * 1024 * 1024;
 /// Longest observation text, in bytes (10 MiB): the reference memory server's next release caps
 /// a whole message at 10 MiB, and one such observation still fits the relay's 16 MiB message.
 pub const MAX_TEXT_BYTES: usize = 10 * 1024 * 1024;
@@ -66,6 +70,14 @@ pub enum InvalidInput {
     GraphName {
         /// The offending input.
         value: String,
+    },
+    /// A write would store more than [`MAX_WRITE_BYTES`].
+    #[error("the write is about {bytes} bytes; one write stores at most {max} bytes (split it into several)")]
+    WriteTooLarge {
+        /// Its estimated size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
     },
     /// A validity interval ended before it began.
     #[error("validity interval is empty: valid_to ({to}) is not after valid_from ({from})")]

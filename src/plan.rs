@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::error::{Error, Result};
 use crate::ids::DocId;
 use crate::model::{Millis, Op, Outcome, Relation, Validity};
-use crate::names::{InvalidInput, check_name, check_text};
+use crate::names::{InvalidInput, MAX_WRITE_BYTES, check_name, check_text};
 use automerge::transaction::Transactable;
 
 use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, MapKind, observation_key, relation_key};
@@ -48,8 +48,25 @@ pub(crate) struct Plan {
     pub(crate) edits: BTreeMap<DocId, Vec<Edit>>,
 }
 
-/// Checks the syntax of every name and text in a batch (what `Replica::write` refuses with
-/// [`crate::Error::Invalid`] before touching anything).
+/// About how many bytes an operation stores: its names and texts (an entity's name once per key
+/// it is part of) and 128 for the record. What [`MAX_WRITE_BYTES`] bounds.
+pub fn write_bytes(op: &Op) -> usize {
+    let parts = |r: &Relation| r.from.len() + r.relation_type.len() + r.to.len();
+    128 + match op {
+        Op::CreateEntity { name, entity_type, observations } => {
+            name.len() + entity_type.len() + observations.iter().map(|t| name.len() + t.len() + 128).sum::<usize>()
+        }
+        Op::SetEntityType { name, entity_type } => name.len() + entity_type.len(),
+        Op::AddObservation { entity, text, .. } | Op::DeleteObservation { entity, text } => entity.len() + text.len(),
+        Op::CreateRelation { relation, .. } | Op::DeleteRelation { relation } => parts(relation),
+        Op::DeleteEntity { name } => name.len(),
+        Op::SupersedeObservation { entity, old, new, .. } => 2 * entity.len() + old.len() + new.len(),
+        Op::SupersedeRelation { relation, new_to, .. } => 2 * parts(relation) + new_to.len(),
+    }
+}
+
+/// Checks the syntax of every name and text in a batch, and its size (what `Replica::write`
+/// refuses with [`crate::Error::Invalid`] before touching anything).
 pub fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
     let name = |s: &str| check_name("entity name", s);
     let etype = |s: &str| check_name("entity type", s);
@@ -98,6 +115,10 @@ pub fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
                 name(new_to)?;
             }
         }
+    }
+    let bytes: usize = ops.iter().map(write_bytes).sum();
+    if bytes > MAX_WRITE_BYTES {
+        return Err(InvalidInput::WriteTooLarge { bytes, max: MAX_WRITE_BYTES });
     }
     Ok(())
 }

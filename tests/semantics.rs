@@ -283,6 +283,10 @@ fn bad_names_are_refused_and_nothing_is_written() {
         (entity("ok", "t", &[&"x".repeat(cairn::MAX_TEXT_BYTES + 1)]), "limit is 10485760".into()),
         (relate("ok", "bad\u{1f}type", "ok"), "relation type".into()),
         (
+            entity("ok", "t", &[&"a".repeat(7 << 20), &"b".repeat(7 << 20)]),
+            "one write stores at most 12582912 bytes".into(),
+        ),
+        (
             Op::AddObservation {
                 entity: "ok".into(),
                 text: "t".into(),

@@ -15,8 +15,23 @@ use cairn::{EntityChange, Freshness, Graph, Millis, Unseen, Version, What};
 /// Prints a value as pretty JSON.
 pub(crate) fn json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => out(&s),
         Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+/// Writes a line to stdout. A reader that went away (`cairn graph | head`) ends the program
+/// quietly, as it does for other Unix tools, instead of a panic from `println!`; everything was
+/// written to the replica before anything is printed.
+fn out(s: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{s}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -47,7 +62,7 @@ pub(crate) fn safe(s: &str) -> Cow<'_, str> {
 /// newlines included; this is the backstop).
 pub(crate) fn text(s: &str) {
     let lines: Vec<Cow<'_, str>> = s.split('\n').map(safe).collect();
-    println!("{}", lines.join("\n"));
+    out(&lines.join("\n"));
 }
 
 /// A warning on stderr, as one line.

@@ -402,3 +402,23 @@ fn the_demo_runs_and_converges() {
     assert_eq!(launch["observations"].as_array().unwrap().len(), 4, "{launch}");
     assert_eq!(launch["conflicts"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::Read;
+    let c = Cairn::new();
+    let file = c.db("big.jsonl");
+    let line =
+        serde_json::json!({"type": "entity", "name": "Big", "entityType": "t", "observations": ["x".repeat(1 << 20)]});
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    c.ok("a.db", "alice", &["import", file.to_str().unwrap()]);
+    // `cairn graph | head -c 10`: the reader takes a few bytes of a megabyte and closes the pipe.
+    let mut child =
+        c.cmd("a.db", "alice").args(["graph", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

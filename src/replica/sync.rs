@@ -17,7 +17,11 @@ impl Replica {
 
     /// Builds the next sync message for `doc` to a peer, or `None` if there is nothing to say.
     pub(crate) fn generate_sync_message(&self, doc: DocId, state: &mut sync::State) -> Result<Option<sync::Message>> {
-        self.log.read(|tx| Ok(tx.doc(doc)?.and_then(|d| d.doc.generate_sync_message(state))))
+        self.log.read(|tx| {
+            let Some(d) = tx.doc(doc)? else { return Ok(None) };
+            let message = d.doc.generate_sync_message(state);
+            Ok(message.map(|m| crate::sync::bound(&d.doc, state, m, crate::sync::MAX_MESSAGE_CHANGE_BYTES)))
+        })
     }
 
     /// Applies a peer's sync message to `doc`, logging and indexing whatever it brought in one

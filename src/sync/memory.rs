@@ -56,7 +56,9 @@ impl SyncDocs for MemoryDocs {
 
     fn generate(&mut self, doc: &DocId, state: &mut sync::State) -> Result<Option<sync::Message>> {
         Ok(match self.docs.get(doc) {
-            Some(d) => d.generate_sync_message(state),
+            Some(d) => {
+                d.generate_sync_message(state).map(|m| super::bound(d, state, m, super::MAX_MESSAGE_CHANGE_BYTES))
+            }
             // A document this side has never seen: say so with an empty document's message.
             None => Automerge::new().generate_sync_message(state),
         })

@@ -4,6 +4,7 @@
 //! runs on a replica, which alone sets the replica's freshness. The relay's side is in the
 //! `cairn-sync` crate (`sync-server/`), and so are the sockets, timers and tasks.
 
+mod bounded;
 mod chunks;
 mod driver;
 mod memory;
@@ -16,6 +17,8 @@ use automerge::sync;
 use crate::error::Result;
 use crate::ids::DocId;
 
+pub use bounded::MAX_MESSAGE_CHANGE_BYTES;
+pub(crate) use bounded::bound;
 pub use chunks::{Carried, CarriedChange, ChunkError, Decoded};
 pub use driver::{Driver, ReplicaDocs};
 pub use memory::MemoryDocs;
@@ -29,7 +32,8 @@ pub use session::{ClientSession, Effect, Input, SessionConfig};
 pub trait SyncDocs {
     /// Whether the document exists here.
     fn exists(&mut self, doc: &DocId) -> Result<bool>;
-    /// The next sync message for a peer, or `None` if there is nothing to say.
+    /// The next sync message for a peer, or `None` if there is nothing to say; its changes take
+    /// at most [`MAX_MESSAGE_CHANGE_BYTES`] (unless one change alone is larger).
     fn generate(&mut self, doc: &DocId, state: &mut sync::State) -> Result<Option<sync::Message>>;
     /// Applies a peer's sync message (creating the document if needed), persisting what it
     /// brought before returning; returns how many changes became applied. A replica checks the

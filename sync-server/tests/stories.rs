@@ -171,3 +171,43 @@ async fn fifty_replicas_times_a_hundred_writes_converge() {
         c.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_the_relays_message_limit_syncs_over_several_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _relay) = relay(&dir.path().join("relay")).await;
+    let writer = replica(dir.path(), "writer");
+    let reader = replica(dir.path(), "reader");
+    // Step 1: offline, the writer records three 6 MiB observations on one entity: 18 MiB of
+    // incompressible text in one shard, more than the relay's 16 MiB message limit. (Before
+    // sync messages were bounded, Automerge put all of it in one message, which the relay
+    // refused, on every reconnection.)
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut text = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect()
+    };
+    write(&writer, vec![entity("Archive", "document", &[])]).await;
+    let pages: Vec<String> = (0..3).map(|_| text(6 << 20)).collect();
+    for page in &pages {
+        write(&writer, vec![observe("Archive", page)]).await;
+    }
+    // Step 2: both connect; the reader ends up with every page.
+    let clients = [connect(&writer, addr), connect(&reader, addr)];
+    converge(&[writer.clone(), reader.clone()], Duration::from_secs(120)).await;
+    let archive = &reader.read_graph().unwrap().data.entities[0];
+    let got: Vec<&str> = archive.observations.iter().map(|o| o.text.as_str()).collect();
+    assert_eq!(got.len(), 3);
+    for page in &pages {
+        assert!(got.contains(&page.as_str()), "a page is missing");
+    }
+    for c in clients {
+        c.stop().await;
+    }
+}

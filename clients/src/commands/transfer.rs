@@ -116,6 +116,53 @@ impl Progress for Bar {
     }
 }
 
+/// Most bytes of operations one import write holds (see `cairn::MAX_WRITE_BYTES`).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Operations waiting to be written together.
+#[derive(Default)]
+struct Batch {
+    ops: Vec<Op>,
+    /// For each operation, whether it creates a relation's endpoint (and whether no line defines it).
+    endpoints: Vec<Option<bool>>,
+    bytes: usize,
+    /// Lines with operations in the batch.
+    lines: usize,
+}
+
+impl Batch {
+    fn push(&mut self, op: Op, endpoint: Option<bool>) {
+        self.bytes += cairn::write_bytes(&op);
+        self.ops.push(op);
+        self.endpoints.push(endpoint);
+    }
+
+    /// Writes the batch and records that the first `lines_done` lines are imported.
+    fn write(&mut self, replica: &Replica, key: &str, lines_done: usize, report: &mut ImportReport) -> Result<()> {
+        let batch = std::mem::take(self);
+        if !batch.ops.is_empty() {
+            let receipt = replica
+                .write(&batch.ops)
+                .context("import stopped; what was imported so far is kept, rerun to resume")?;
+            for ((op, outcome), endpoint) in batch.ops.iter().zip(&receipt.outcomes).zip(&batch.endpoints) {
+                let applied = *outcome == Outcome::Applied;
+                match (op, endpoint) {
+                    (Op::CreateEntity { name, .. }, Some(true)) if applied => {
+                        report.endpoints_created.push(name.clone())
+                    }
+                    (_, Some(_)) => {}
+                    (Op::CreateEntity { .. }, None) if applied => report.entities_created += 1,
+                    (Op::AddObservation { .. }, None) if applied => report.observations_added += 1,
+                    (Op::CreateRelation { .. }, None) if applied => report.relations_created += 1,
+                    _ => report.already_present += 1,
+                }
+            }
+        }
+        replica.set_checkpoint(key, Some(&lines_done.to_string()))?;
+        Ok(())
+    }
+}
+
 /// Imports `memory.jsonl` content into a replica (blocking).
 pub(crate) fn import_lines(
     replica: &Replica,
@@ -139,8 +186,14 @@ pub(crate) fn import_lines(
     // Every line is parsed and checked before anything is written.
     let mut parsed: Vec<(usize, usize, JsonlLine)> = Vec::new();
     for (index, (n, line)) in lines.iter().enumerate().skip(done) {
-        let checked = shape::parse_line(line)
-            .and_then(|l| cairn::validate(&shape::line_ops(&l)).map(|()| l).map_err(|e| e.to_string()));
+        // Each operation on its own: a line too large for one write is split over several.
+        let checked = shape::parse_line(line).and_then(|l| {
+            shape::line_ops(&l)
+                .iter()
+                .try_for_each(|op| cairn::validate(std::slice::from_ref(op)))
+                .map_err(|e| e.to_string())?;
+            Ok(l)
+        });
         match checked {
             Ok(l) => parsed.push((index, *n, l)),
             Err(reason) if options.skip_bad_lines => report.rejected.push(Rejected { line: *n, reason }),
@@ -168,57 +221,47 @@ pub(crate) fn import_lines(
     }
 
     progress.start(lines.len() as u64, done as u64);
+    // Operations in batches of `batch` lines, and of at most BATCH_BYTES: a batch is one change per
+    // shard, and a change must fit one sync message (a relay takes up to 16 MiB).
     let batch = options.batch.max(1);
     let mut ensured: HashSet<String> = HashSet::new();
-    let mut at = 0;
-    while at < parsed.len() {
-        let chunk_end = ((parsed[at].0 / batch) + 1) * batch;
+    let mut pending = Batch::default();
+    let mut reported = done;
+    for (index, n, line) in &parsed {
         let mut ops = Vec::new();
         let mut endpoints = Vec::new();
-        while at < parsed.len() && parsed[at].0 < chunk_end {
-            let (_, n, line) = &parsed[at];
-            if let JsonlLine::Relation(r) = line {
-                // An endpoint no earlier line defines: created here (with the type a later line
-                // gives it, if any), so the relation is kept as the reference kept it.
-                for name in [&r.from, &r.to] {
-                    let earlier = defined.get(name.as_str()).is_some_and(|(line, _)| line < n);
-                    if !earlier && ensured.insert(name.clone()) {
-                        let entity_type = defined.get(name.as_str()).map_or("", |(_, t)| t).to_owned();
-                        endpoints.push((ops.len(), !defined.contains_key(name.as_str())));
-                        ops.push(Op::CreateEntity { name: name.clone(), entity_type, observations: Vec::new() });
-                    }
+        if let JsonlLine::Relation(r) = line {
+            // An endpoint no earlier line defines: created here (with the type a later line
+            // gives it, if any), so the relation is kept as the reference kept it.
+            for name in [&r.from, &r.to] {
+                let earlier = defined.get(name.as_str()).is_some_and(|(line, _)| line < n);
+                if !earlier && ensured.insert(name.clone()) {
+                    let entity_type = defined.get(name.as_str()).map_or("", |(_, t)| t).to_owned();
+                    endpoints.push(!defined.contains_key(name.as_str()));
+                    ops.push(Op::CreateEntity { name: name.clone(), entity_type, observations: Vec::new() });
                 }
-            }
-            ops.extend(shape::line_ops(line));
-            at += 1;
-        }
-        let receipt =
-            replica.write(&ops).context("import stopped; what was imported so far is kept, rerun to resume")?;
-        let mut endpoint = endpoints.iter().peekable();
-        for (i, (op, outcome)) in ops.iter().zip(&receipt.outcomes).enumerate() {
-            if let Some((_, undefined)) = endpoint.next_if(|(at, _)| *at == i) {
-                if let (Op::CreateEntity { name, .. }, Outcome::Applied, true) = (op, outcome, undefined) {
-                    report.endpoints_created.push(name.clone());
-                }
-                if *outcome == Outcome::Applied && !undefined {
-                    report.entities_created += 1;
-                }
-                continue;
-            }
-            match (op, outcome) {
-                (Op::CreateEntity { .. }, Outcome::Applied) => report.entities_created += 1,
-                (Op::AddObservation { .. }, Outcome::Applied) => report.observations_added += 1,
-                (Op::CreateRelation { .. }, Outcome::Applied) => report.relations_created += 1,
-                _ => report.already_present += 1,
             }
         }
-        let lines_done = chunk_end.min(lines.len());
-        replica.set_checkpoint(&key, Some(&lines_done.to_string()))?;
-        progress.advance(lines_done.saturating_sub(done.max(chunk_end - batch)) as u64);
+        let ensured_ops = ops.len();
+        ops.extend(shape::line_ops(line));
+        for (i, op) in ops.into_iter().enumerate() {
+            let endpoint = endpoints.get(i).copied().filter(|_| i < ensured_ops);
+            if pending.bytes + cairn::write_bytes(&op) > BATCH_BYTES && !pending.ops.is_empty() {
+                // The line may be cut here: a resumed run starts again at this line (idempotent).
+                pending.write(replica, &key, *index, &mut report)?;
+            }
+            pending.push(op, endpoint);
+        }
+        pending.lines += 1;
+        if pending.lines >= batch {
+            pending.write(replica, &key, index + 1, &mut report)?;
+        }
+        progress.advance((index + 1).saturating_sub(reported) as u64);
+        reported = index + 1;
     }
-    // Skipped lines after the last imported one are done too.
-    if done < lines.len() {
-        replica.set_checkpoint(&key, Some(&lines.len().to_string()))?;
+    // The last batch; skipped lines after it are done too.
+    if !pending.ops.is_empty() || done < lines.len() {
+        pending.write(replica, &key, lines.len(), &mut report)?;
     }
     progress.finish();
     Ok(report)
@@ -366,6 +409,19 @@ mod tests {
         );
         assert_eq!(g.entities[4].observations[0].len(), 70 * 1024);
         assert_eq!(g.relations.len(), 2);
+    }
+
+    #[test]
+    fn a_line_larger_than_one_write_is_split_over_several() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::open(dir.path().join("m.db"), "importer").unwrap();
+        let pages: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(5 << 20)).collect();
+        let content = lines(&[serde_json::json!({"type":"entity","name":"Big","entityType":"t","observations":pages})]);
+        let report = import(&replica, &content, 500, false).unwrap();
+        assert_eq!((report.entities_created, report.observations_added), (1, 3));
+        let g = replica.read_graph().unwrap().data;
+        assert_eq!(g.entities[0].observations.len(), 3);
+        // (One write of 15 MiB would have been refused by cairn::MAX_WRITE_BYTES, failing the import.)
     }
 
     #[test]
