@@ -30,9 +30,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status { opts } => status::status(&opts).await,
         Command::Check { opts } => status::check(&opts).await,
         Command::Sync { opts, watch } => status::sync(&opts, watch).await,
-        Command::Import { opts, file, batch } => transfer::import(&opts, &file, batch).await,
+        Command::Import { opts, file: Some(file), batch, .. } => transfer::import(&opts, &file, batch).await,
+        Command::Import { opts, file: None, batch, pick, dry_run, .. } => {
+            crate::locate::import_from_reference(&opts, pick.as_deref(), dry_run, batch).await
+        }
         Command::Export { opts, output } => transfer::export(&opts, output.as_deref()).await,
-        Command::Mcp { opts } => crate::mcp::serve(opts).await,
+        Command::Mcp { opts, import_reference } => crate::mcp::serve(opts, import_reference).await,
         Command::Relay(args) => relay::run(args).await,
         Command::Demo { json } => demo::run(json).await,
     }
