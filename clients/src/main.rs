@@ -4,6 +4,7 @@
 //! (or `CAIRN_DB`, `CAIRN_AGENT`, `CAIRN_GRAPH`, `CAIRN_RELAY`, `CAIRN_TOKEN`) and `--json`.
 
 mod commands;
+mod locate;
 mod mcp;
 mod options;
 mod output;
@@ -130,17 +131,33 @@ enum Command {
     /// Every line is checked before anything is written: a line that cannot be imported stops
     /// the import whole, with its number and why. A relation whose endpoint no line defines gets
     /// that entity created, untyped (the reference server keeps such relations).
+    ///
+    /// With --from-reference, finds the reference server's own memory instead: MEMORY_FILE_PATH
+    /// if set (relative to the reference's dist directory, as it resolves it), else memory.jsonl
+    /// (or a legacy memory.json) beside the dist/index.js of every npx cache, pnpm dlx cache and
+    /// global install of @modelcontextprotocol/server-memory. It lists them and imports the
+    /// newest, or the one given by --pick.
     Import {
         #[command(flatten)]
         opts: ReplicaOpts,
         /// The file
-        file: PathBuf,
+        #[arg(required_unless_present = "from_reference", conflicts_with = "from_reference")]
+        file: Option<PathBuf>,
         /// Lines per transaction
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Import the other lines when some cannot be imported, and list those
         #[arg(long)]
         skip_bad_lines: bool,
+        /// Find the reference server's memory file (see above) and import it
+        #[arg(long)]
+        from_reference: bool,
+        /// With --from-reference: import this one (its number in the list, or a path)
+        #[arg(long, value_name = "N|PATH", requires = "from_reference")]
+        pick: Option<String>,
+        /// With --from-reference: list what was found and what would be imported; write nothing
+        #[arg(long, requires = "from_reference")]
+        dry_run: bool,
     },
     /// Export the graph as memory.jsonl lines (the reference memory server's format)
     Export {
@@ -153,10 +170,18 @@ enum Command {
     /// Run the MCP server on stdio: a drop-in replacement for @modelcontextprotocol/server-memory
     ///
     /// Configure it in an MCP host in place of the reference server. It honours MEMORY_FILE_PATH: a
-    /// reference memory.jsonl there is imported once (never modified) into a database beside it.
+    /// reference memory.jsonl there is imported once (never modified) into a database beside it
+    /// (a relative one is resolved as the reference does, and imported into the usual database).
+    /// Without MEMORY_FILE_PATH, see --import-reference.
     Mcp {
         #[command(flatten)]
         opts: ReplicaOpts,
+        /// Without MEMORY_FILE_PATH: import the reference server's default memory (the newest
+        /// memory.jsonl of its npx caches and global installs, as `cairn import --from-reference`)
+        /// into the database on start. The bare flag means "on"
+        #[arg(long, env = "CAIRN_IMPORT_REFERENCE", value_enum, value_name = "WHEN",
+              default_value_t = locate::ImportReference::Auto, num_args = 0..=1, default_missing_value = "on")]
+        import_reference: locate::ImportReference,
     },
     /// Run a relay (clients need a token: see `cairn relay token create --help`)
     Relay(commands::relay::RelayArgs),

@@ -30,12 +30,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Status { opts } => status::status(&opts).await,
         Command::Check { opts } => status::check(&opts).await,
         Command::Sync { opts, watch } => status::sync(&opts, watch).await,
-        Command::Import { opts, file, batch, skip_bad_lines } => {
+        Command::Import { opts, file, batch, skip_bad_lines, pick, dry_run, .. } => {
             let options = transfer::ImportOptions { batch, skip_bad_lines, ..transfer::ImportOptions::default() };
-            transfer::import(&opts, &file, options).await
+            match file {
+                Some(file) => transfer::import(&opts, &file, options).await,
+                None => crate::locate::import_from_reference(&opts, pick.as_deref(), dry_run, options).await,
+            }
         }
         Command::Export { opts, output } => transfer::export(&opts, output.as_deref()).await,
-        Command::Mcp { opts } => crate::mcp::serve(opts).await,
+        Command::Mcp { opts, import_reference } => crate::mcp::serve(opts, import_reference).await,
         Command::Relay(args) => relay::run(args).await,
         Command::Demo { json } => demo::run(json).await,
     }

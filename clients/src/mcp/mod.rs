@@ -25,6 +25,7 @@ use tokio::sync::OnceCell;
 use cairn::{Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Validity, Version};
 use cairn_sync::SyncClient;
 
+use crate::locate::{self, ImportReference};
 use crate::options::{ReplicaOpts, default_agent};
 use crate::output;
 use crate::shape::{RefGraph, RefRelation};
@@ -54,15 +55,12 @@ pub(crate) struct MemoryServer {
 }
 
 /// Runs `cairn mcp` until the client closes stdin.
-pub(crate) async fn serve(opts: ReplicaOpts) -> Result<()> {
-    let memory_file = std::env::var_os("MEMORY_FILE_PATH").filter(|p| !p.is_empty()).map(PathBuf::from);
-    let db = match (&opts.db, &memory_file) {
-        (Some(db), _) => db.clone(),
-        // Compatibility: a database beside the reference server's file.
-        (None, Some(file)) => beside(file),
-        (None, None) => opts.db_path(),
-    };
-    if let Some(file) = memory_file.filter(|f| f.is_file()) {
+pub(crate) async fn serve(opts: ReplicaOpts, import_reference: ImportReference) -> Result<()> {
+    // Compatibility: MEMORY_FILE_PATH (a database beside it), or the reference's default file.
+    let env = locate::Env::from_process(false);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let locate::Start { db, import } = locate::on_start(&opts, import_reference, &env, &cwd, beside);
+    if let Some(file) = import {
         import_reference_file(&opts, &db, &file).await?;
     }
     let server = MemoryServer { opts, db, live: OnceCell::new() };
