@@ -120,7 +120,10 @@ pub(crate) fn search(tx: &super::Txn<'_>, graph: &str, query: &str, limit: usize
     let db = tx.db();
     let terms: Vec<&str> = query.split_whitespace().collect();
     let mut names: Vec<String> = Vec::new();
-    if terms.is_empty() {
+    if terms.is_empty() && !query.is_empty() {
+        // Whitespace only: the text itself, anywhere, as the reference server matches it.
+        names = search_stage(db, graph, Stage::Substrings, &[query], limit)?;
+    } else if terms.is_empty() {
         // An empty query matches everything, as the reference server's does.
         let mut stmt = db.prepare_cached("SELECT name FROM entities WHERE graph = ?1 ORDER BY name LIMIT ?2")?;
         let rows = stmt.query_map(params![graph, limit as i64], |r| r.get(0))?;

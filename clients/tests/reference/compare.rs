@@ -184,7 +184,7 @@ pub(crate) fn expect(
             }
             let (found, mode) = model::search(graph, query);
             let note = match mode {
-                SearchMode::NoWords => "no words in the query: the reference's substring match",
+                SearchMode::NoTerms => "a query of whitespace only: the reference's substring match",
                 SearchMode::WordStarts => "documented word-start match over the reference's graph",
                 SearchMode::Fallback => "no word-start match: documented substring fallback",
             };
@@ -193,6 +193,37 @@ pub(crate) fn expect(
         _ => unreachable!(),
     };
     Ok((Expect::Json(expected, ""), vec![]))
+}
+
+/// The names `create_entities` skipped: those asked for but not among the entities created, or
+/// asked for again in the same call.
+fn skipped_names(call: &Call, created: &Value) -> Vec<String> {
+    let mut left: Vec<&str> = created.as_array().into_iter().flatten().filter_map(|e| e["name"].as_str()).collect();
+    let mut skipped = Vec::new();
+    for e in call.args["entities"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default();
+        match left.iter().position(|n| *n == name) {
+            Some(i) => {
+                left.remove(i);
+            }
+            None => skipped.push(name.to_owned()),
+        }
+    }
+    skipped
+}
+
+/// The reference's next release's words for skipped entities (`skippedEntitiesNotice`).
+fn skipped_notice(skipped: &[String]) -> Option<String> {
+    let one = skipped.len() == 1;
+    (!skipped.is_empty()).then(|| {
+        format!(
+            "Skipped {} {}: {}. {} observations were not added; use add_observations for existing entities.",
+            skipped.len(),
+            if one { "entity that already exists" } else { "entities that already exist" },
+            skipped.join(", "),
+            if one { "Its" } else { "Their" }
+        )
+    })
 }
 
 /// Every way Cairn's answer differs from `expect`.
@@ -212,6 +243,24 @@ pub(crate) fn check(call: &Call, expect: &Expect, cairn: &Reply) -> Vec<Finding>
         }
         (_, Reply::Tool { is_error, blocks, structured }) => (*is_error, blocks.clone(), structured.clone()),
     };
+    let mut structured = structured;
+    // Documented: create_entities says what it skipped (the reference's next release does), in
+    // `skipped` and, when there is any, a second text block.
+    if let (Expect::Json(want, _), "create_entities", Some(Value::Object(fields))) = (expect, tool, structured.as_mut())
+    {
+        let skipped = skipped_names(call, want);
+        let notice = skipped_notice(&skipped);
+        if fields.remove("skipped") != Some(json!(skipped)) {
+            out.push(finding("skipped", short(&json!(skipped), 200), "another list, or none".into()));
+        }
+        if let Some(notice) = notice {
+            if blocks.get(1) == Some(&notice) {
+                blocks.remove(1);
+            } else {
+                out.push(finding("the skipped notice", notice, short(&json!(blocks), 300)));
+            }
+        }
+    }
     // Documented: a read may add a second block, starting `[cairn]`.
     if is_read(tool) && blocks.len() > 1 {
         let first = blocks.remove(0);

@@ -105,52 +105,69 @@ pub(crate) fn missing_endpoint<'a>(g: &Graph, relations: &'a [Relation]) -> Opti
 /// How [`search`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SearchMode {
-    /// The query has no letter or digit, so the documented rule (about its words) does not
-    /// apply: the reference's substring match of the whole query.
-    NoWords,
-    /// Every query word starts a word of the entity.
+    /// The query is only whitespace (or empty): the reference's substring match of the whole
+    /// query.
+    NoTerms,
+    /// Every term starts a word of the entity.
     WordStarts,
-    /// No entity matched by word starts: substring match (the whole query when it is one word,
-    /// else every word anywhere).
+    /// No entity matched by word starts, or no term could: every term anywhere.
     Fallback,
 }
 
 /// At most this many entities come back from a search (docs/mcp.md).
 pub(crate) const SEARCH_CAP: usize = 200;
 
-fn words(s: &str) -> Vec<String> {
-    s.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_owned).collect()
-}
-
 fn fields(e: &Entity) -> impl Iterator<Item = &str> {
     [e.name.as_str(), e.entity_type.as_str()].into_iter().chain(e.observations.iter().map(String::as_str))
 }
 
-/// The documented search over a canonical graph: "entities where every word of the query starts
-/// a word (a word is a run of letters and digits) come first, and only when there are none does
-/// it fall back to the reference's substring match anywhere. A query of several words matches
-/// entities containing every word, in any place, rather than the exact phrase." Case-insensitive
-/// like the reference (`toLowerCase`, which Rust's `to_lowercase` matches for the texts used
-/// here). Relations are the reference's: those touching a found entity. Entities come back
-/// sorted by name (Cairn's order, best match first, is not specified precisely enough to check).
+/// Whether a term can take part in the word-start stage (docs/mcp.md): it holds two ASCII letters
+/// or digits in a row and no other letter or digit.
+fn word_stage_term(term: &str) -> bool {
+    let other = term.chars().any(|c| c.is_alphanumeric() && !c.is_ascii());
+    let mut run = 0;
+    let two = term.chars().any(|c| {
+        run = if c.is_ascii_alphanumeric() { run + 1 } else { 0 };
+        run >= 2
+    });
+    two && !other
+}
+
+/// Whether `term` starts a word of `text` (both lowercased): it is found at the start of the
+/// text or right after a character that is not a letter or digit.
+fn starts_a_word(text: &str, term: &str) -> bool {
+    text.match_indices(term).any(|(i, _)| text[..i].chars().next_back().is_none_or(|c| !c.is_alphanumeric()))
+}
+
+/// The documented search over a canonical graph (docs/mcp.md, "Search"): the query's terms are
+/// its whitespace-separated parts; entities where every term starts a word of the name, type or
+/// an observation come first (a word starts at the text's start or after a character that is not
+/// a letter or digit), and only when there are none, or no term holds two ASCII letters or digits
+/// in a row and no other letter, entities holding every term anywhere. A query of whitespace
+/// only is the reference's substring match; the empty query matches everything.
+/// Case-insensitive like the reference (`toLowerCase`, which Rust's `to_lowercase` matches for
+/// the texts used here). Relations are the reference's: those touching a found entity. Entities
+/// come back sorted by name (Cairn's order, best match first, is not specified precisely enough
+/// to check).
 pub(crate) fn search(g: &Graph, query: &str) -> (Graph, SearchMode) {
     let q = query.to_lowercase();
-    let qwords = words(query);
-    let substring = |e: &Entity, needle: &str| fields(e).any(|f| f.to_lowercase().contains(needle));
-    let (found, mode): (Vec<&Entity>, SearchMode) = if qwords.is_empty() {
-        (g.entities.iter().filter(|e| substring(e, &q)).collect(), SearchMode::NoWords)
+    let terms: Vec<&str> = q.split_whitespace().collect();
+    let holds = |e: &Entity, m: &dyn Fn(&str) -> bool| fields(e).any(|f| m(&f.to_lowercase()));
+    let (found, mode): (Vec<&Entity>, SearchMode) = if terms.is_empty() {
+        (g.entities.iter().filter(|e| holds(e, &|f| f.contains(&q))).collect(), SearchMode::NoTerms)
     } else {
-        let word_starts = |e: &Entity| {
-            let ew: Vec<String> = fields(e).flat_map(words).collect();
-            qwords.iter().all(|qw| ew.iter().any(|w| w.starts_with(qw.as_str())))
-        };
-        let found: Vec<&Entity> = g.entities.iter().filter(|e| word_starts(e)).collect();
-        if !found.is_empty() {
-            (found, SearchMode::WordStarts)
-        } else if qwords.len() == 1 && qwords[0] == q {
-            (g.entities.iter().filter(|e| substring(e, &q)).collect(), SearchMode::Fallback)
+        let word_starts: Vec<&Entity> = if terms.iter().any(|t| word_stage_term(t)) {
+            g.entities.iter().filter(|e| terms.iter().all(|t| holds(e, &|f| starts_a_word(f, t)))).collect()
         } else {
-            (g.entities.iter().filter(|e| qwords.iter().all(|w| substring(e, w))).collect(), SearchMode::Fallback)
+            Vec::new()
+        };
+        if !word_starts.is_empty() {
+            (word_starts, SearchMode::WordStarts)
+        } else {
+            (
+                g.entities.iter().filter(|e| terms.iter().all(|t| holds(e, &|f| f.contains(t)))).collect(),
+                SearchMode::Fallback,
+            )
         }
     };
     assert!(found.len() <= SEARCH_CAP, "the test's universe is meant to stay under the search cap");
