@@ -57,13 +57,13 @@ pub(crate) struct ImportReport {
     pub(crate) endpoints_created: Vec<String>,
     /// Lines that repeat an entity with another type: Cairn keeps one entity per name, with the
     /// first type, and merges the observations.
-    pub(crate) merged: Vec<Rejected>,
+    pub(crate) merged: Vec<LineNote>,
     /// Lines not imported, with why (only with `skip_bad_lines`).
-    pub(crate) rejected: Vec<Rejected>,
+    pub(crate) rejected: Vec<LineNote>,
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct Rejected {
+pub(crate) struct LineNote {
     /// 1-based line number in the file.
     pub(crate) line: usize,
     pub(crate) reason: String,
@@ -150,6 +150,7 @@ impl Batch {
                     (Op::CreateEntity { name, .. }, Some(true)) if applied => {
                         report.endpoints_created.push(name.clone())
                     }
+                    (Op::CreateEntity { .. }, Some(false)) if applied => report.entities_created += 1,
                     (_, Some(_)) => {}
                     (Op::CreateEntity { .. }, None) if applied => report.entities_created += 1,
                     (Op::AddObservation { .. }, None) if applied => report.observations_added += 1,
@@ -196,7 +197,7 @@ pub(crate) fn import_lines(
         });
         match checked {
             Ok(l) => parsed.push((index, *n, l)),
-            Err(reason) if options.skip_bad_lines => report.rejected.push(Rejected { line: *n, reason }),
+            Err(reason) if options.skip_bad_lines => report.rejected.push(LineNote { line: *n, reason }),
             Err(reason) => return Err(BadLine { line: *n, reason }.into()),
         }
     }
@@ -208,7 +209,7 @@ pub(crate) fn import_lines(
                 None => {
                     defined.insert(&e.name, (*n, &e.entity_type));
                 }
-                Some((_, first)) if *first != e.entity_type => report.merged.push(Rejected {
+                Some((_, first)) if *first != e.entity_type => report.merged.push(LineNote {
                     line: *n,
                     reason: format!(
                         "entity {:?} again, with type {:?}: kept the first type {first:?}, merged the observations",
@@ -395,6 +396,7 @@ mod tests {
         let report = import(&replica, &content, 2, false).unwrap();
         assert!(report.rejected.is_empty());
         assert_eq!(report.endpoints_created, ["Ghost"]);
+        assert_eq!(report.entities_created, 5, "Late counts once, created where a relation first names it");
         assert_eq!(report.merged.len(), 1);
         assert_eq!(report.merged[0].line, 5);
         let g = RefGraph::from(&replica.read_graph().unwrap().data);
