@@ -7,6 +7,7 @@
 mod args;
 mod import;
 mod reply;
+mod resources;
 mod tools;
 
 use std::path::PathBuf;
@@ -14,8 +15,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
@@ -52,6 +54,7 @@ pub(crate) struct MemoryServer {
     opts: ReplicaOpts,
     db: PathBuf,
     live: OnceCell<Live>,
+    resources: resources::Resources,
 }
 
 /// Runs `cairn mcp` until the client closes stdin.
@@ -63,7 +66,7 @@ pub(crate) async fn serve(opts: ReplicaOpts, import_reference: ImportReference) 
     if let Some(file) = import {
         import_reference_file(&opts, &db, &file).await?;
     }
-    let server = MemoryServer { opts, db, live: OnceCell::new() };
+    let server = MemoryServer { opts, db, live: OnceCell::new(), resources: Default::default() };
     // Non-blocking pipes when the host launched us with pipes (the usual case): no hand-off to a
     // blocking thread per message.
     let running = server.serve(rmcp::transport::stdio_pipes()).await.context("the MCP client did not initialise")?;
@@ -304,7 +307,15 @@ fn touched_entities(ops: &[Op]) -> Vec<String> {
 
 impl ServerHandler for MemoryServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        // Resources as the reference SDK declares them (`listChanged` included, though the one
+        // resource never comes or goes).
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("cairn", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
@@ -329,5 +340,40 @@ impl ServerHandler for MemoryServer {
             Err(ToolError(message)) => CallToolResult::error(vec![ContentBlock::text(message)]),
         };
         Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(resources::list())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        Ok(self.read_resource_at(&request.uri, &context).await?.into())
+    }
+
+    /// Legacy in rmcp (2026-07-28 has `subscriptions/listen`), but what hosts up to protocol
+    /// 2025-11-25, and the reference, use.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.subscribe_to(request.uri, &context).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.unsubscribe_from(&request.uri);
+        Ok(())
     }
 }
