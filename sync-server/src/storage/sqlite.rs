@@ -502,7 +502,7 @@ mod tests {
         };
         commit(&mut doc, "Alice");
         let honest = doc.get_heads();
-        commit(&mut doc, ""); // an empty name, which an older relay stored
+        commit(&mut doc, "Al\u{1f}ice"); // a name holding the key separator, which an older relay stored
         commit(&mut doc, "Alicia"); // and a write on top of it (a valid name, wrong shard: no matter)
         let message = everything(&doc);
         let mut store = RelayStore::open(dir.path(), Durability::Normal).unwrap();
