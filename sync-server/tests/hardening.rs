@@ -637,8 +637,11 @@ async fn a_client_refused_right_after_each_handshake_backs_off() {
     let connects = client.traffic().connects.load(std::sync::atomic::Ordering::Relaxed);
     let why = client.last_error();
     client.stop().await;
+    // The relay's reason, or a reset: the relay closes with the client's other sync messages
+    // still unread, and the kernel then answers with a TCP reset, which can reach the client
+    // before the close frame does (seen on a loaded machine).
     assert!(
-        matches!(&why, Some(cairn_sync::ConnectError::Failed(r)) if r.contains("too many documents")),
+        matches!(&why, Some(cairn_sync::ConnectError::Failed(r)) if r.contains("too many documents") || r.contains("reset")),
         "refused after the handshake: {why:?}"
     );
     // However fast the machine, delays of at least 25, 50, 100, 200, 400, 500, 500... ms (jitter
