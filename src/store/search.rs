@@ -238,8 +238,21 @@ pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("cairn_contains_folded", 2, flags, |ctx| {
         let text = ctx.get_raw(0).as_str_or_null()?.unwrap_or_default();
         let term = ctx.get_raw(1).as_str_or_null()?.unwrap_or_default();
-        Ok(Stage::Substrings.matches(&fold(text), term))
+        Ok(contains_folded(text, term))
     })
+}
+
+/// Whether `text`, lowercased, contains `term` (lowercased already). ASCII text, most of it,
+/// is compared in place: lowercasing it cannot produce a character outside ASCII, so a term
+/// holding one is not in it.
+fn contains_folded(text: &str, term: &str) -> bool {
+    if !text.is_ascii() {
+        return Stage::Substrings.matches(&fold(text), term);
+    }
+    if !term.is_ascii() {
+        return false;
+    }
+    term.is_empty() || text.as_bytes().windows(term.len()).any(|w| w.eq_ignore_ascii_case(term.as_bytes()))
 }
 
 /// `text` lowercased, without allocating when it has no uppercase letter (most observations
@@ -360,6 +373,10 @@ mod tests {
             ("100%",   "%",  true),
             ("a_b",    "_",  true),
             ("Alice",  "bo", false),
+            ("ALICE",  "li", true),
+            ("ALICE",  "lî", false),
+            ("\u{212a}elvin", "k", true), // the Kelvin sign lowercases to an ASCII k
+            ("",       "",   true),
         ];
         for (text, term, found) in cases {
             let got: bool =
