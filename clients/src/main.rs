@@ -1,7 +1,8 @@
 //! `cairn`: shared memory for AI agents, from the command line.
 //!
 //! Every command that opens a replica takes `--db`, `--agent`, `--graph`, `--relay`, `--token`
-//! (or `CAIRN_DB`, `CAIRN_AGENT`, `CAIRN_GRAPH`, `CAIRN_RELAY`, `CAIRN_TOKEN`) and `--json`.
+//! (or `CAIRN_DB`, `CAIRN_AGENT`, `CAIRN_GRAPH`, `CAIRN_RELAY`, `CAIRN_TOKEN`) and `--json`,
+//! before or after the command's name.
 
 mod commands;
 mod locate;
@@ -24,8 +25,15 @@ use options::ReplicaOpts;
     about = "Shared memory for AI agents: a knowledge graph every agent holds locally and syncs through a relay",
     long_about = "Shared memory for AI agents: a knowledge graph (entities, observations, relations) that every agent \
 holds as a local replica in SQLite, merges without conflict, and syncs through a relay. Every read says how fresh it is.\n\n\
-Every command that opens a replica takes --db, --agent, --graph, --relay, --token, --durability and --json (or \
-CAIRN_DB, CAIRN_AGENT, CAIRN_GRAPH, CAIRN_RELAY, CAIRN_TOKEN, CAIRN_DURABILITY).\n\n\
+Every command that opens a replica takes --db, --agent, --graph, --relay, --token, --ca-file, --durability, \
+--sync-timeout and --json (or CAIRN_DB, CAIRN_AGENT, CAIRN_GRAPH, CAIRN_RELAY, CAIRN_TOKEN, CAIRN_CA_FILE, \
+CAIRN_DURABILITY, CAIRN_SYNC_TIMEOUT), before or after the command: `cairn --db F graph` is `cairn graph --db F`.\n\n\
+With a relay, a command pulls before it reads and pushes after it writes, but never waits for a relay it cannot \
+reach: refused or unresolvable, it says `offline` and works locally at once; slow, it waits --sync-timeout \
+(1 s; `cairn sync`: 30 s). `cairn sync`, `cairn sync --watch` or `cairn mcp` push what is left.\n\n\
+Logs go to stderr, filtered by CAIRN_LOG, else RUST_LOG (tracing's EnvFilter syntax, e.g. `info`, \
+`cairn_sync=debug`); by default `cairn relay` logs at info (refused handshakes, closed connections, \
+revocations), other commands warnings only.\n\n\
 Start with `cairn demo` to see three agents write concurrently, offline and online, and converge."
 )]
 struct Cli {
@@ -262,14 +270,74 @@ enum GraphFormat {
     Dot,
 }
 
+/// The command line: the derived tree, plus the replica options at the top level (before the
+/// command's name). They are plain top-level options, not `global`: a global would reach
+/// `cairn relay` and `cairn demo` too, whose own `--graph`, `--agent` and `--json` mean other
+/// things. A value given before the command reaches the command's own options because those are
+/// global within their command, and clap hands a global's value given at a higher level down to
+/// it (a value given after the command's name wins over one given before).
+fn command() -> clap::Command {
+    use clap::{Args, CommandFactory};
+    let leading = ReplicaOpts::augment_args(clap::Command::new("leading"));
+    let mut cmd = Cli::command().next_help_heading("Replica options (before or after the command)");
+    for arg in leading.get_arguments() {
+        cmd = cmd.arg(arg.clone().global(false));
+    }
+    cmd
+}
+
+/// A replica option given before a command that opens no replica (`cairn --db F relay`): an
+/// error, rather than an option silently ignored. `cairn --json demo` is `cairn demo --json`.
+fn misplaced(matches: &clap::ArgMatches, command: &Command) -> Option<String> {
+    use clap::Args;
+    let name = match command {
+        Command::Relay(_) => "relay",
+        Command::Demo { .. } => "demo",
+        _ => return None,
+    };
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let leading = ReplicaOpts::augment_args(clap::Command::new("leading"));
+    let wrong =
+        leading.get_arguments().find(|a| given(a.get_id().as_str()) && !(name == "demo" && a.get_id() == "json"))?;
+    let long = wrong.get_long().unwrap_or(wrong.get_id().as_str());
+    Some(format!(
+        "`cairn {name}` opens no replica: --{long} does not apply to it (options of `cairn {name}` go after its name)"
+    ))
+}
+
+/// The log filter: CAIRN_LOG, else RUST_LOG, else `default`. A variable that is not a valid
+/// filter is reported, not silently dropped.
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    for var in ["CAIRN_LOG", "RUST_LOG"] {
+        let Some(value) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) else { continue };
+        match tracing_subscriber::EnvFilter::try_new(&value) {
+            Ok(filter) => return filter,
+            Err(e) => output::warn(&format!("{var}={value:?} is not a log filter ({e}); logging at {default:?}")),
+        }
+    }
+    default.into()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // One-shot commands explain sync trouble in their own one-line warning; long-running ones
-    // (a host's log, a terminal watching) want the client's log of each refusal too.
-    let long_running = matches!(cli.command, Command::Mcp { .. } | Command::Sync { .. } | Command::Relay(_));
-    let default = if long_running { "warn" } else { "warn,cairn_sync::client=error" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(why) = misplaced(&matches, &cli.command) {
+        output::error(&why);
+        return ExitCode::from(2);
+    }
+    if let Command::Demo { json } = &mut cli.command {
+        *json |= matches.get_flag("json");
+    }
+    // The relay logs what docs/security.md says it logs (refused handshakes, closed connections,
+    // revocations: `info`). One-shot commands explain sync trouble in their own one-line warning;
+    // long-running ones (a host's log, a terminal watching) want the client's log of each refusal too.
+    let default = match &cli.command {
+        Command::Relay(_) => "info",
+        Command::Mcp { .. } | Command::Sync { .. } => "warn",
+        _ => "warn,cairn_sync::client=error",
+    };
+    tracing_subscriber::fmt().with_env_filter(log_filter(default)).with_writer(std::io::stderr).init();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

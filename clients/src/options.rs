@@ -38,6 +38,11 @@ pub(crate) struct ReplicaOpts {
     /// crash of the process, not of the machine (synchronous=NORMAL), about twice as fast
     #[arg(long, env = "CAIRN_DURABILITY", global = true, value_enum, default_value_t = DurabilityArg::Full)]
     pub(crate) durability: DurabilityArg,
+    /// How long to wait for a relay that answers slowly before carrying on locally (0: do not
+    /// wait). A relay that refuses the connection or whose name does not resolve is not waited
+    /// for at all [default: 1, for `cairn sync` 30]
+    #[arg(long, env = "CAIRN_SYNC_TIMEOUT", global = true, value_name = "SECS", value_parser = parse_secs)]
+    pub(crate) sync_timeout: Option<Duration>,
 }
 
 /// `--durability`.
@@ -106,56 +111,122 @@ impl ReplicaOpts {
     }
 }
 
-/// How long a one-shot command waits for a relay before carrying on locally.
-pub(crate) const SYNC_WAIT: Duration = Duration::from_secs(10);
+/// How long a one-shot command waits for a reachable relay before carrying on locally.
+pub(crate) const ONE_SHOT_WAIT: Duration = Duration::from_secs(1);
+
+/// How long `cairn sync` waits, its job being to sync.
+pub(crate) const SYNC_COMMAND_WAIT: Duration = Duration::from_secs(30);
+
+/// `--sync-timeout SECS`: a non-negative number of seconds (fractions allowed).
+fn parse_secs(s: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: give 0 or more seconds (0: do not wait)"))
+}
+
+/// How a session's link with its relay stands after its first wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No relay configured, or not waited on yet.
+    Unknown,
+    /// In step with the relay.
+    Settled,
+    /// Connected (or connecting) but not in step within the wait: worth waiting for again.
+    Slow,
+    /// Unreachable, refused the token, or silent through the whole wait: the session does not
+    /// wait again, and says so once.
+    Offline,
+}
 
 /// A replica, synced with the relay (if one is configured) for the length of a command: it pulls
-/// before the command reads, and pushes after it writes.
+/// before the command reads, and pushes after it writes. It never waits for a relay that cannot
+/// be reached (a refused connection, a name that does not resolve) and waits at most the sync
+/// timeout for one that is slow; then the command carries on locally and says so on stderr.
 pub(crate) struct Session {
     pub(crate) replica: Arc<Replica>,
     client: Option<SyncClient>,
     relay: Option<String>,
-    /// Whether the user was already told why syncing fails (say it once per command).
-    warned: std::sync::atomic::AtomicBool,
+    wait: Duration,
+    link: std::sync::Mutex<Link>,
+    /// The command reports sync trouble itself (`cairn sync`): no warning from here.
+    quiet: bool,
 }
 
 impl Session {
-    /// Opens the replica and, with a relay, syncs until both sides agree (or the wait ends).
+    /// Opens the replica and, with a relay, syncs until both sides agree or the one-shot wait
+    /// ([`ONE_SHOT_WAIT`], or `--sync-timeout`) ends.
     pub(crate) async fn open(opts: &ReplicaOpts) -> Result<Session> {
+        Self::open_waiting(opts, ONE_SHOT_WAIT, false).await
+    }
+
+    /// [`Session::open`] with another default wait (`--sync-timeout` still wins); `quiet` when
+    /// the command reports sync trouble itself.
+    pub(crate) async fn open_waiting(opts: &ReplicaOpts, default_wait: Duration, quiet: bool) -> Result<Session> {
         // Opening may wait for another process's write lock (a first open, a migration).
         let o = opts.clone();
         let replica = tokio::task::spawn_blocking(move || o.open()).await??;
         let client = opts.relay.as_deref().map(|url| SyncClient::spawn(replica.clone(), opts.client_options(url)));
-        let session = Session { replica, client, relay: opts.relay.clone(), warned: Default::default() };
+        let wait = opts.sync_timeout.unwrap_or(default_wait);
+        let session = Session { replica, client, relay: opts.relay.clone(), wait, link: Link::Unknown.into(), quiet };
         session.settle().await;
         Ok(session)
     }
 
-    /// Waits until everything is pushed and pulled; warns on stderr if the relay cannot be reached
-    /// or refuses the token (then it does not wait the full time: retrying will not help).
-    pub(crate) async fn settle(&self) -> bool {
+    /// Waits until everything is pushed and pulled, unless the session already found the relay
+    /// out of reach; warns once on stderr when it is not in step. Returns whether it is.
+    async fn settle(&self) -> bool {
         let Some(client) = &self.client else { return true };
-        let settled = client.wait_settled(SYNC_WAIT).await;
-        if !settled && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            crate::output::warn(&self.trouble(client));
+        if self.link() == Link::Offline {
+            return false;
+        }
+        let settled = client.wait_settled(self.wait).await;
+        let link = match settled {
+            true => Link::Settled,
+            false if client.is_connected() => Link::Slow,
+            false => Link::Offline,
+        };
+        let before = std::mem::replace(&mut *self.link.lock().unwrap_or_else(|p| p.into_inner()), link);
+        if !settled && !self.quiet && !matches!(before, Link::Slow | Link::Offline) {
+            crate::output::warn(&self.trouble(client, link));
         }
         settled
     }
 
+    fn link(&self) -> Link {
+        *self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How the link with the relay stands, for `--json` (`None` without a relay): `in_step`,
+    /// `offline` (unreachable, token refused, or silent through the wait) or `not_in_step`
+    /// (connected, still exchanging).
+    pub(crate) fn relay_state(&self) -> Option<&'static str> {
+        self.client.as_ref()?;
+        Some(match self.link() {
+            Link::Settled => "in_step",
+            Link::Offline => "offline",
+            Link::Slow | Link::Unknown => "not_in_step",
+        })
+    }
+
     /// Why the session is not in step with the relay, in one line.
-    fn trouble(&self, client: &SyncClient) -> String {
+    fn trouble(&self, client: &SyncClient, link: Link) -> String {
         let relay = cairn_sync::redacted_url(self.relay.as_deref().unwrap_or("the relay"));
-        match client.last_error() {
-            Some(e @ ConnectError::Unauthorized { .. }) => {
-                format!("{relay}: {e}; check --token / CAIRN_TOKEN. Working locally, changes will sync later")
+        let wait = humantime(self.wait);
+        match (client.last_error(), link) {
+            (Some(e @ ConnectError::Unauthorized { .. }), _) => {
+                format!("offline: {relay}: {e}; check --token / CAIRN_TOKEN. Working locally")
             }
-            Some(e) => format!(
-                "could not sync with {relay} within {}s ({e}); working locally, changes will sync later",
-                SYNC_WAIT.as_secs()
-            ),
-            None => format!(
-                "could not sync with {relay} within {}s; working locally, changes will sync later",
-                SYNC_WAIT.as_secs()
+            (Some(e @ ConnectError::Unreachable(_)), _) => {
+                format!("offline: could not sync with {relay}: unreachable ({e}); working locally")
+            }
+            (Some(e), Link::Offline) => {
+                format!("offline: could not sync with {relay} within {wait} ({e}); working locally")
+            }
+            (None, Link::Offline) => {
+                format!("offline: could not sync with {relay}: no answer within {wait}; working locally")
+            }
+            (_, _) => format!(
+                "could not sync with {relay} within {wait}: connected, not yet in step; working locally \
+                 (--sync-timeout waits longer)"
             ),
         }
     }
@@ -173,11 +244,32 @@ impl Session {
         }
     }
 
-    /// Pushes what was written and detaches.
-    pub(crate) async fn close(self) {
-        self.settle().await;
+    /// Pushes what was written (unless the relay was found out of reach) and detaches. Returns
+    /// whether the replica ended in step with the relay (true without a relay).
+    pub(crate) async fn close(self) -> bool {
+        let settled = self.settle().await;
         if let Some(c) = self.client {
             c.stop().await;
         }
+        settled
     }
+
+    /// [`Session::close`] after a write that logged `changes` changes: if they could not be
+    /// pushed, says how many wait and what will push them.
+    pub(crate) async fn close_after_write(self, db: &std::path::Path, changes: i64) {
+        let has_relay = self.client.is_some();
+        if self.close().await || !has_relay || changes <= 0 {
+            return;
+        }
+        crate::output::warn(&format!(
+            "{changes} change(s) from this command are saved in {} and not on the relay yet; `cairn sync`, \
+             a running `cairn sync --watch` or `cairn mcp` (same --db and --relay) will push them",
+            db.display()
+        ));
+    }
+}
+
+/// "1s", "0.5s", "30s".
+fn humantime(d: Duration) -> String {
+    format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }

@@ -101,9 +101,23 @@ pub enum ConnectError {
     /// The relay is at its limit of connections for this token (HTTP 429).
     #[error("the relay has too many connections with this token (HTTP 429)")]
     TooManyConnections,
-    /// Anything else: unreachable, TLS failure, bad URL, connection lost.
+    /// Nothing can be reached at the relay's address right now: its host name does not resolve,
+    /// or the connection was refused or has no route. No answer is on its way, so a caller that
+    /// cannot wait long should not wait at all (unlike a relay that accepts the connection and is
+    /// slow to answer, which is [`ConnectError::Failed`] once it times out).
+    #[error("{0}")]
+    Unreachable(String),
+    /// Anything else: TLS failure, bad URL, a handshake that timed out, connection lost.
     #[error("{0}")]
     Failed(String),
+}
+
+impl ConnectError {
+    /// Whether another attempt in a moment may succeed: false when the relay refused the token
+    /// (until the token changes) or could not be reached at all (until the relay is back).
+    pub fn retrying_soon_helps(&self) -> bool {
+        !matches!(self, ConnectError::Unauthorized { .. } | ConnectError::Unreachable(_))
+    }
 }
 
 /// A running sync client. Dropping it stops the task too, but [`SyncClient::stop`] waits for a
@@ -118,6 +132,8 @@ pub struct SyncClient {
     replica: Arc<Replica>,
     read_only: Arc<std::sync::atomic::AtomicBool>,
     last_error: Arc<std::sync::Mutex<Option<ConnectError>>>,
+    /// Notified each time a connection attempt fails or a connection ends.
+    attempt_ended: Arc<Notify>,
 }
 
 /// What the other side last announced it holds, per document.
@@ -132,14 +148,16 @@ impl SyncClient {
         let remote = RemoteHeadsMap::default();
         let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let last_error = Arc::new(std::sync::Mutex::new(None));
+        let attempt_ended = Arc::new(Notify::new());
         let shared = Shared {
             traffic: traffic.clone(),
             remote: remote.clone(),
             read_only: read_only.clone(),
             last_error: last_error.clone(),
+            attempt_ended: attempt_ended.clone(),
         };
         let task = tokio::spawn(run(replica.clone(), options, stop_rx, connected_tx, shared));
-        SyncClient { stop, task: Some(task), connected, traffic, remote, replica, read_only, last_error }
+        SyncClient { stop, task: Some(task), connected, traffic, remote, replica, read_only, last_error, attempt_ended }
     }
 
     /// Why the last connection attempt failed or the last connection ended; `None` while
@@ -168,19 +186,21 @@ impl SyncClient {
 
     /// Waits (up to `timeout`) until this replica and the other side hold the same heads for
     /// every document: everything pushed and pulled. Returns whether that happened; gives up
-    /// early when the relay refuses the token ([`SyncClient::last_error`] says so).
+    /// as soon as an attempt fails in a way retrying soon will not fix (the token refused, the
+    /// relay unreachable: [`ConnectError::retrying_soon_helps`]; [`SyncClient::last_error`]
+    /// says which).
     pub async fn wait_settled(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.pending().await.is_ok_and(|p| p.settled) {
                 return true;
             }
-            if tokio::time::Instant::now() >= deadline
-                || matches!(self.last_error(), Some(ConnectError::Unauthorized { .. }))
-            {
+            if tokio::time::Instant::now() >= deadline || self.last_error().is_some_and(|e| !e.retrying_soon_helps()) {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Woken early when an attempt ends, so a refused connection is known at once.
+            let ended = self.attempt_ended.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(20), ended).await;
         }
     }
 
@@ -263,6 +283,7 @@ struct Shared {
     remote: RemoteHeadsMap,
     read_only: Arc<std::sync::atomic::AtomicBool>,
     last_error: Arc<std::sync::Mutex<Option<ConnectError>>>,
+    attempt_ended: Arc<Notify>,
 }
 
 /// Why a connection ended.
@@ -294,7 +315,7 @@ async fn run(
     connected: watch::Sender<bool>,
     shared: Shared,
 ) {
-    let Shared { traffic, remote, read_only, last_error } = shared;
+    let Shared { traffic, remote, read_only, last_error, attempt_ended } = shared;
     // Attached from here until this task ends, however it ends: the driver detaches on drop.
     let mut driver = Some(attach(&replica));
     let notify = Arc::new(Notify::new());
@@ -311,7 +332,13 @@ async fn run(
         }
         // How long the connection was up, if it came up.
         let mut up = None;
-        let end = match connect(&options).await {
+        // A stop ends an attempt too: a relay that accepts TCP and never answers must not hold
+        // `stop` for the whole connect timeout.
+        let attempt = tokio::select! {
+            attempt = connect(&options) => attempt,
+            _ = stop.changed() => break,
+        };
+        let end = match attempt {
             Ok(ws) => {
                 let since = tokio::time::Instant::now();
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -341,7 +368,7 @@ async fn run(
             End::Stopped => break,
             End::Lost(why) => {
                 match &why {
-                    ConnectError::Failed(_) => {
+                    ConnectError::Failed(_) | ConnectError::Unreachable(_) => {
                         tracing::info!(url = %redacted_url(&options.url), %why, retry_in = ?delay, "sync connection lost")
                     }
                     refused => {
@@ -349,6 +376,7 @@ async fn run(
                     }
                 }
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                attempt_ended.notify_waiters();
             }
         }
         tokio::select! {
@@ -388,10 +416,66 @@ async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
     } else {
         None
     };
-    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    let attempt = async {
+        let tcp = reach(request.uri()).await?;
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(config), connector)
+            .await
+            .map_err(Attempt::Ws)
+    };
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(Err(Attempt::Unreachable(why))) => Err(ConnectError::Unreachable(why)),
+        Ok(Err(Attempt::Failed(why))) => Err(failed(why)),
+        Ok(Err(Attempt::Ws(e))) => Err(handshake_error(e, failed)),
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(match response.status().as_u16() {
+        Err(_) => Err(failed("connecting timed out".into())),
+    }
+}
+
+/// How a connection attempt failed: before anything answered, or in the websocket handshake.
+enum Attempt {
+    Unreachable(String),
+    Failed(String),
+    Ws(tokio_tungstenite::tungstenite::Error),
+}
+
+/// Resolves the relay's host and opens a TCP connection to it. Done here rather than inside
+/// tokio-tungstenite so that "nothing is there" (no such name, refused, no route) is told apart
+/// from a relay that is there and slow.
+async fn reach(uri: &tokio_tungstenite::tungstenite::http::Uri) -> Result<tokio::net::TcpStream, Attempt> {
+    let bad = |why: &str| Attempt::Failed(why.to_owned());
+    let host = uri.host().ok_or_else(|| bad("the relay URL has no host"))?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let port = match (uri.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some(s)) if s.eq_ignore_ascii_case("wss") => 443,
+        (None, Some(s)) if s.eq_ignore_ascii_case("ws") => 80,
+        _ => return Err(bad("the relay URL is not ws:// or wss://")),
+    };
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Attempt::Unreachable(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Attempt::Unreachable(format!("{host} resolves to no address")));
+    }
+    let tcp = tokio::net::TcpStream::connect(&addrs[..]).await.map_err(|e| {
+        use std::io::ErrorKind::{AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable};
+        match e.kind() {
+            ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable => {
+                Attempt::Unreachable(format!("{host}:{port}: {e}"))
+            }
+            _ => Attempt::Failed(format!("{host}:{port}: {e}")),
+        }
+    })?;
+    // Sync messages are small and latency-bound.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// What a failed websocket handshake means for the client.
+fn handshake_error(e: tokio_tungstenite::tungstenite::Error, failed: fn(String) -> ConnectError) -> ConnectError {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(response) => match response.status().as_u16() {
             status @ (401 | 403) => {
                 let said = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 let said: String = said.trim().chars().filter(|c| !c.is_control()).take(200).collect();
@@ -401,9 +485,8 @@ async fn connect(options: &ClientOptions) -> Result<Ws, ConnectError> {
             }
             429 => ConnectError::TooManyConnections,
             code => failed(format!("the relay answered HTTP {code} to the websocket upgrade")),
-        }),
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(_) => Err(failed("connecting timed out".into())),
+        },
+        e => failed(e.to_string()),
     }
 }
 

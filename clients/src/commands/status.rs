@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::options::{ReplicaOpts, Session};
+use crate::options::{ReplicaOpts, SYNC_COMMAND_WAIT, Session};
 use crate::output;
 
 pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
@@ -12,6 +12,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
     let status = tokio::task::spawn_blocking(move || replica.status()).await??;
     let pending = session.pending().await;
     let relay_error = session.last_error().map(|e| e.to_string());
+    let relay_state = session.relay_state();
     let path = opts.db_path();
     if opts.json {
         output::json(&json!({
@@ -19,6 +20,7 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
             "graph": opts.graph,
             "agent": opts.agent_name(),
             "relay": opts.relay.as_deref().map(cairn_sync::redacted_url),
+            "relay_state": relay_state,
             "status": status,
             "pending": pending,
             "relay_error": relay_error,
@@ -38,14 +40,18 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
         match (&opts.relay, pending) {
             (None, _) => output::text("relay      none (local only; set --relay or CAIRN_RELAY to sync)"),
             (Some(url), Some(p)) => output::text(&format!(
-                "relay      {}: {}; {} change(s) not yet on the relay",
+                "relay      {}: {}; {} change(s) {}",
                 cairn_sync::redacted_url(url),
-                match (&relay_error, p.settled) {
-                    (_, true) => "in step".to_owned(),
-                    (Some(why), false) => format!("not in step ({})", output::safe(why)),
-                    (None, false) => "not in step".to_owned(),
+                match (&relay_error, p.settled, relay_state) {
+                    (_, true, _) => "in step".to_owned(),
+                    (Some(why), false, Some("offline")) => format!("offline ({})", output::safe(why)),
+                    (None, false, Some("offline")) => "offline (no answer)".to_owned(),
+                    (Some(why), false, _) => format!("not in step ({})", output::safe(why)),
+                    (None, false, _) => "not in step".to_owned(),
                 },
-                p.changes
+                p.changes,
+                // Offline, the relay's copy is unknown: every change counts as not confirmed.
+                if relay_state == Some("offline") { "not confirmed on the relay" } else { "not yet on the relay" }
             )),
             (Some(url), None) => output::text(&format!("relay      {}", cairn_sync::redacted_url(url))),
         }
@@ -98,11 +104,16 @@ pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
     let Some(url) = opts.relay.as_deref().map(|u| cairn_sync::redacted_url(u).to_owned()) else {
         bail!("no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY");
     };
-    let session = Session::open(opts).await?;
+    // Syncing is this command's job: once, it waits longer than other commands for a relay that
+    // answers slowly and fails when it cannot sync; watching, it only waits to say how it stands
+    // and then keeps syncing (and reconnecting) until interrupted.
+    let session =
+        if watch { Session::open(opts).await? } else { Session::open_waiting(opts, SYNC_COMMAND_WAIT, true).await? };
     let pending = session.pending().await;
     let settled = pending.is_some_and(|p| p.settled);
+    let relay_state = session.relay_state();
     if opts.json {
-        output::json(&json!({ "relay": url, "settled": settled, "pending": pending }));
+        output::json(&json!({ "relay": url, "relay_state": relay_state, "settled": settled, "pending": pending }));
     } else if settled {
         output::text(&format!("in step with {url}"));
     }
@@ -113,11 +124,19 @@ pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
         cairn_sync::shutdown_signal().await;
     }
     let why = session.last_error();
+    let offline = relay_state == Some("offline");
     session.close().await;
     if !settled && !watch {
+        let changes = pending.map(|p| p.changes).unwrap_or(0);
+        let state = if offline { "offline: " } else { "" };
         match why {
-            Some(e) => bail!("could not sync with {url}: {e}"),
-            None => bail!("could not sync with {url}; is the relay running and the token right?"),
+            Some(e) => {
+                bail!("{state}could not sync with {url}: {e} ({changes} change(s) here not confirmed on the relay)")
+            }
+            None => bail!(
+                "{state}could not sync with {url} within the sync timeout ({changes} change(s) here not confirmed on \
+                 the relay); is the relay running and the token right? --sync-timeout waits longer"
+            ),
         }
     }
     Ok(())

@@ -272,8 +272,14 @@ pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, options: ImportOptio
     let content = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let session = Session::open(opts).await?;
     let replica: Arc<Replica> = session.replica.clone();
-    let report = tokio::task::spawn_blocking(move || import_lines(&replica, &content, options, &Bar::new())).await??;
-    session.close().await;
+    let (before, after, report) = tokio::task::spawn_blocking(move || {
+        let docs = cairn::sync::ReplicaDocs::new(replica.clone());
+        let before = docs.log_position()?;
+        let report = import_lines(&replica, &content, options, &Bar::new())?;
+        anyhow::Ok((before, docs.log_position()?, report))
+    })
+    .await??;
+    session.close_after_write(&opts.db_path(), after.get() - before.get()).await;
     if opts.json {
         output::json(&report);
     } else {

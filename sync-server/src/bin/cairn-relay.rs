@@ -19,11 +19,21 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// Logs at `info` (refused handshakes, closed connections, revocations: docs/security.md), or as
+/// CAIRN_LOG says, else RUST_LOG, like `cairn relay`.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    for var in ["CAIRN_LOG", "RUST_LOG"] {
+        let Some(value) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) else { continue };
+        match tracing_subscriber::EnvFilter::try_new(&value) {
+            Ok(filter) => return filter,
+            Err(e) => eprintln!("warning: {var}={value:?} is not a log filter ({e}); logging at \"info\""),
+        }
+    }
+    "info".into()
+}
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).init();
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7878));
     let mut data = PathBuf::from("relay-data");
     let mut insecure = false;
