@@ -127,6 +127,11 @@ enum Command {
         opts: ReplicaOpts,
     },
     /// Sync with the relay once and exit, or keep syncing with --watch
+    ///
+    /// Once: waits up to --sync-timeout (default 30 s) to be in step with the relay, and exits 1
+    /// when it is not, saying `offline` at once if the relay is unreachable or refuses the token,
+    /// and how many changes are not confirmed on the relay. With --watch: keeps syncing and
+    /// reconnecting until interrupted.
     Sync {
         #[command(flatten)]
         opts: ReplicaOpts,
@@ -192,6 +197,9 @@ enum Command {
         import_reference: locate::ImportReference,
     },
     /// Run a relay (clients need a token: see `cairn relay token create --help`)
+    ///
+    /// Logs to stderr at info: refused handshakes, closed connections and revocations, each with
+    /// why. CAIRN_LOG, else RUST_LOG, sets another filter (`warn`, `cairn_sync=debug`).
     Relay(commands::relay::RelayArgs),
     /// Run three agents and a relay on loopback and show them converge
     Demo {

@@ -273,3 +273,20 @@ impl Session {
 fn humantime(d: Duration) -> String {
     format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_timeout_is_a_number_of_seconds() {
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_secs(" 30 "), Ok(Duration::from_secs(30)));
+        for bad in ["-1", "abc", "", "NaN", "inf", "1e300"] {
+            assert!(parse_secs(bad).is_err(), "{bad:?} is refused");
+        }
+        assert_eq!(humantime(Duration::from_millis(500)), "0.5s");
+        assert_eq!(humantime(ONE_SHOT_WAIT), "1s");
+    }
+}
