@@ -287,9 +287,9 @@ enum GraphFormat {
 fn command() -> clap::Command {
     use clap::{Args, CommandFactory};
     let leading = ReplicaOpts::augment_args(clap::Command::new("leading"));
-    let mut cmd = Cli::command().next_help_heading("Replica options (before or after the command)");
+    let mut cmd = Cli::command();
     for arg in leading.get_arguments() {
-        cmd = cmd.arg(arg.clone().global(false));
+        cmd = cmd.arg(arg.clone().global(false).help_heading("Replica options (before or after the command)"));
     }
     cmd
 }

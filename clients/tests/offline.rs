@@ -358,7 +358,12 @@ fn replica_options_go_before_or_after_the_command() {
     assert_eq!(g["entities"][0]["name"], "Other");
     // The top-level help lists them.
     let help = run(&["--help"]);
-    assert!(help.contains("--db") && help.contains("--sync-timeout") && help.contains("before or after"), "{help}");
+    assert!(
+        help.contains("--db")
+            && help.contains("--sync-timeout")
+            && help.contains("Replica options (before or after the command)"),
+        "{help}"
+    );
     // A replica option before a command that opens none is an error, not silently ignored.
     let out = c.cmd().args(["--db", db, "relay", "token", "list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
