@@ -129,13 +129,17 @@ pub enum FileFault {
     #[error("the disk holding it is full, nothing was written; free some space and try again")]
     Full,
     /// Another process held the file's lock longer than the wait allows.
-    #[error("another process kept it locked too long (a long import, or a `cairn repair` under way); try again when it is done")]
+    #[error(
+        "another process kept it locked too long (a long import, or a `cairn repair` under way); try again when it is done"
+    )]
     Busy,
     /// The file, its directory or its mount is read-only.
     #[error("it cannot be written (a read-only file, directory or mount); check its permissions")]
     ReadOnly,
     /// The file or its directory cannot be opened.
-    #[error("it cannot be opened (permission denied, or its directory is missing); check the file's and its directory's permissions")]
+    #[error(
+        "it cannot be opened (permission denied, or its directory is missing); check the file's and its directory's permissions"
+    )]
     Denied,
     /// `repair` needs the file to itself.
     #[error(

@@ -68,6 +68,9 @@ fn garbage_on_page(path: &Path, n: i64) {
     f.sync_all().unwrap();
 }
 
+/// Plants one kind of damage in a file.
+type Plant = Box<dyn Fn(&Path)>;
+
 fn areas(report: &CheckReport) -> Vec<Area> {
     report.findings.iter().map(|f| f.area).collect()
 }
@@ -97,10 +100,18 @@ fn check_finds_each_kind_of_damage_and_repair_restores_the_graph() {
     let original = bytes(&good);
     let expected = graph_of(&good);
     let entity_page = pages(&good, "entities", "leaf")[0];
-    let cases: [(&str, Area, Box<dyn Fn(&Path)>); 5] = [
+    let cases: [(&str, Area, Plant); 5] = [
         ("derived-row-deleted", Area::Derived, Box::new(|p| sql(p, "DELETE FROM observations WHERE text = 'note 3'"))),
-        ("derived-row-altered", Area::Derived, Box::new(|p| sql(p, "UPDATE entities SET type = 'forged' WHERE name = 'e4'"))),
-        ("history-row-deleted", Area::Derived, Box::new(|p| sql(p, "DELETE FROM events WHERE id = (SELECT max(id) FROM events)"))),
+        (
+            "derived-row-altered",
+            Area::Derived,
+            Box::new(|p| sql(p, "UPDATE entities SET type = 'forged' WHERE name = 'e4'")),
+        ),
+        (
+            "history-row-deleted",
+            Area::Derived,
+            Box::new(|p| sql(p, "DELETE FROM events WHERE id = (SELECT max(id) FROM events)")),
+        ),
         (
             "fts-index-damaged",
             Area::Search,

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::Replica;
 use crate::error::Result;
-use crate::store::{BackupReport, CheckReport, RepairReport};
 use crate::schema::DocKind;
+use crate::store::{BackupReport, CheckReport, RepairReport};
 
 impl Replica {
     /// Folds every document's loose changes into a snapshot. History stays readable: snapshots

@@ -336,7 +336,9 @@ fn fts_integrity(db: &Connection, report: &mut CheckReport) {
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => report.skipped.push(format!(
                 "FTS5 integrity-check of {table}: the file is read-only (PRAGMA integrity_check covered it)"
             )),
-            Err(e) => report.findings.push(Finding { area: Area::Search, detail: format!("{table}: FTS5 integrity-check: {e}") }),
+            Err(e) => report
+                .findings
+                .push(Finding { area: Area::Search, detail: format!("{table}: FTS5 integrity-check: {e}") }),
         }
     }
 }

@@ -13,7 +13,9 @@ use crate::error::{Error, FileFault};
 /// can act on; anything else unchanged.
 pub(crate) fn in_file(e: Error, path: &Path) -> Error {
     let fault = match &e {
-        Error::CorruptStore { doc, reason } => FileFault::Damaged { detail: format!("stored document {doc}: {reason}") },
+        Error::CorruptStore { doc, reason } => {
+            FileFault::Damaged { detail: format!("stored document {doc}: {reason}") }
+        }
         Error::Storage(inner) => match inner.downcast_ref::<rusqlite::Error>().and_then(sqlite_fault) {
             Some(fault) => fault,
             None => return e,

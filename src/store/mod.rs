@@ -38,13 +38,13 @@ use crate::error::{Error, Result};
 use crate::ids::{DocId, LogPosition, ReplicaId};
 use crate::names::GraphName;
 
+pub(crate) use audit::check;
+pub use audit::{Area, CheckReport, Finding};
+pub use backup::BackupReport;
+pub(crate) use backup::backup;
 pub(crate) use docs::Cached;
 use docs::DocCache;
 pub(crate) use index::Filter;
-pub use audit::{Area, CheckReport, Finding};
-pub(crate) use audit::check;
-pub use backup::BackupReport;
-pub(crate) use backup::backup;
 pub use quarantine::QuarantinedChange;
 pub(crate) use repair::repair;
 pub use repair::{RepairReport, SetAside};

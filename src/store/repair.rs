@@ -77,7 +77,12 @@ fn take_exclusive(conn: &Connection, path: &Path) -> Result<()> {
     conn.query_row("PRAGMA locking_mode=EXCLUSIVE", [], |_| Ok(()))?;
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)) => {
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
             Err(Error::File { path: path.to_owned(), fault: FileFault::InUse })
         }
         Err(e) => Err(super::fault::in_file(e.into(), path)),
@@ -165,9 +170,8 @@ fn rebuild_file(path: &Path, damaged: Connection) -> Result<(PathBuf, Vec<String
         copy_table(&damaged, &tx, table, columns, rowids, &mut unreadable);
     }
     // New writes must not reuse a log position the damaged file gave out.
-    let issued: i64 = damaged
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'changes'", [], |r| r.get(0))
-        .unwrap_or(0);
+    let issued: i64 =
+        damaged.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'changes'", [], |r| r.get(0)).unwrap_or(0);
     tx.execute("UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'changes'", [issued])?;
     tx.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'changes', ?1 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'changes')", [issued])?;
     super::meta::init_replica_id(&tx)?;
@@ -204,9 +208,9 @@ fn sibling(path: &Path, what: &str) -> PathBuf {
     PathBuf::from(format!("{}.{what}", path.display()))
 }
 
-/// How many missing row ids past a read failure are probed one by one before giving up on
-/// the rest of a table, when its largest row id cannot be read either.
-const PROBE_WITHOUT_BOUND: i64 = 100_000;
+/// How many row ids past a read failure are probed one by one, at most (a table's largest row
+/// id, read from a damaged b-tree, may be anything).
+const PROBE_LIMIT: i64 = 200_000;
 
 /// Copies every readable row of `table`. A scan stops at a damaged page; the rest is read row
 /// id by row id, so one bad page loses only its own rows. Every failure is noted.
@@ -247,7 +251,11 @@ fn copy_table(from: &Connection, to: &Connection, table: &str, columns: &str, ro
         }
         return;
     }
-    let upper: Option<i64> = from.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0)).ok().flatten();
+    // The log's own counter is the better bound: it lives on a page of its own.
+    let counter: Option<i64> =
+        from.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0)).ok();
+    let upper: Option<i64> =
+        counter.or_else(|| from.query_row(&format!("SELECT max(rowid) FROM {table}"), [], |r| r.get(0)).ok().flatten());
     let mut after = i64::MIN;
     let scan = (|| -> rusqlite::Result<()> {
         let mut stmt = from.prepare(&format!("SELECT rowid, {columns} FROM {table} ORDER BY rowid"))?;
@@ -262,7 +270,8 @@ fn copy_table(from: &Connection, to: &Connection, table: &str, columns: &str, ro
     // A range scan that met a damaged page fails there every time; a lookup by row id reaches
     // the rows past it through the table's interior pages. Bounded by the largest row id.
     let start = after.saturating_add(1).max(1);
-    let end = upper.unwrap_or(start.saturating_add(PROBE_WITHOUT_BOUND));
+    // The largest row id as read may itself be garbage; never probe more than the bound.
+    let end = upper.unwrap_or(i64::MAX).min(start.saturating_add(PROBE_LIMIT));
     let point = format!("SELECT rowid, {columns} FROM {table} WHERE rowid = ?1");
     let (mut failed, mut first, mut last, mut absent) = (0u64, None, 0, 0u64);
     for id in start..=end {

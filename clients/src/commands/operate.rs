@@ -22,8 +22,8 @@ pub(crate) async fn backup(opts: &ReplicaOpts, dest: &Path, force: bool) -> Resu
         bail!("{}: no replica file here; point --db at the replica to back up", path.display());
     }
     let (o, dest) = (opts.clone(), dest.to_owned());
-    let report = tokio::task::spawn_blocking(move || o.open()?.backup(&dest, force).map_err(anyhow::Error::from))
-        .await??;
+    let report =
+        tokio::task::spawn_blocking(move || o.open()?.backup(&dest, force).map_err(anyhow::Error::from)).await??;
     if opts.json {
         output::json(&report);
     } else {
@@ -53,7 +53,9 @@ pub(crate) async fn check(opts: &ReplicaOpts) -> Result<()> {
         Vec::new()
     };
     if opts.json {
-        output::json(&json!({ "graph": opts.graph, "clean": report.is_clean(), "report": report, "quarantined": quarantined }));
+        output::json(
+            &json!({ "graph": opts.graph, "clean": report.is_clean(), "report": report, "quarantined": quarantined }),
+        );
     } else {
         print_check(&report);
         if quarantined.is_empty() {
@@ -65,8 +67,7 @@ pub(crate) async fn check(opts: &ReplicaOpts) -> Result<()> {
                 quarantined.len()
             ));
             for q in &quarantined {
-                let rule =
-                    q.rule.as_deref().map(|r| format!("rule \"{r}\"")).unwrap_or_else(|| "builds on one".into());
+                let rule = q.rule.as_deref().map(|r| format!("rule \"{r}\"")).unwrap_or_else(|| "builds on one".into());
                 output::text(&format!(
                     "  {} by {} at {}: {rule}: {}",
                     &q.hash[..q.hash.len().min(12)],
@@ -104,7 +105,8 @@ fn print_check(report: &CheckReport) {
     } else {
         output::text(&format!("DAMAGED: {} problem(s)", report.findings.len()));
         for f in &report.findings {
-            let area = serde_json::to_value(f.area).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let area =
+                serde_json::to_value(f.area).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             output::text(&format!("  [{area}] {}", output::safe(&f.detail)));
         }
     }
