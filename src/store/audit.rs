@@ -87,6 +87,9 @@ pub(super) fn open_existing(path: &Path) -> Result<Connection> {
 /// could not run (no file, not a Cairn file, no permission).
 pub(crate) fn check(path: &Path) -> Result<CheckReport> {
     let conn = open_existing(path)?;
+    // The last connection to close a WAL file checkpoints into it; a check writes nothing, to a
+    // damaged file least of all.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     let mut report = CheckReport {
         path: path.to_owned(),
         changes: 0,
