@@ -78,6 +78,15 @@ pub enum Error {
     /// whatever engine a relay stores in. Opaque, so that no engine's types are part of this API.
     #[error("storage error: {0}")]
     Storage(Box<dyn std::error::Error + Send + Sync>),
+    /// The replica file cannot be used as it is (damaged, full, locked, read-only, not
+    /// permitted): which file, what happened and what to do, in one line.
+    #[error("{}: {fault}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        fault: FileFault,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -96,6 +105,47 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Storage(Box::new(e))
     }
+}
+
+/// What went wrong with a replica file, each with the next step (`docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileFault {
+    /// SQLite or the change log found damage.
+    #[error(
+        "the file is damaged ({detail}); see what with `cairn check`, then run `cairn repair` or restore a copy made by `cairn backup`"
+    )]
+    Damaged {
+        /// What SQLite or the log said.
+        detail: String,
+    },
+    /// The disk reported an I/O failure.
+    #[error("the disk failed to read or write it ({detail}); check the disk, then run `cairn check`")]
+    Disk {
+        /// What SQLite said.
+        detail: String,
+    },
+    /// No space left.
+    #[error("the disk holding it is full, nothing was written; free some space and try again")]
+    Full,
+    /// Another process held the file's lock longer than the wait allows.
+    #[error(
+        "another process kept it locked too long (a long import, or a `cairn repair` under way); try again when it is done"
+    )]
+    Busy,
+    /// The file, its directory or its mount is read-only.
+    #[error("it cannot be written (a read-only file, directory or mount); check its permissions")]
+    ReadOnly,
+    /// The file or its directory cannot be opened.
+    #[error(
+        "it cannot be opened (permission denied, or its directory is missing); check the file's and its directory's permissions"
+    )]
+    Denied,
+    /// `repair` needs the file to itself.
+    #[error(
+        "another process has it open (`cairn mcp`, `cairn sync --watch`, an agent); stop every process using it, then run `cairn repair` again"
+    )]
+    InUse,
 }
 
 /// Shorthand for results of this crate.

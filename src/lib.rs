@@ -73,7 +73,7 @@ pub mod schema;
 mod store;
 pub mod sync;
 
-pub use error::{Error, Result};
+pub use error::{Error, FileFault, Result};
 pub use exchange::Heads;
 pub use freshness::{Freshness, Unseen};
 pub use ids::{DocId, LogPosition, ParseIdError, PeerId, ReplicaId, StorageId, Version};
@@ -88,7 +88,7 @@ pub use names::{
 pub use plan::{validate, write_bytes};
 pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, Subscription, now_millis};
 pub use schema::{DocKind, GraphDocs};
-pub use store::{Durability, QuarantinedChange};
+pub use store::{Area, BackupReport, CheckReport, Durability, Finding, QuarantinedChange, RepairReport, SetAside};
 
 /// Re-exported so sync drivers and tests use the same Automerge as the core.
 pub use automerge;

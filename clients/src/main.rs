@@ -121,10 +121,37 @@ enum Command {
         #[command(flatten)]
         opts: ReplicaOpts,
     },
-    /// List the changes kept out of the graph: what an older version stored that breaks the schema
+    /// Check the replica file: SQLite and search integrity, every logged change, derived tables
+    ///
+    /// Runs while writers carry on. Also lists the changes kept out of the graph (what an older
+    /// version stored that breaks the schema). Exit code: 0 sound, 2 damage found (run
+    /// `cairn repair`), 1 the check could not run. See docs/operations.md.
     Check {
         #[command(flatten)]
         opts: ReplicaOpts,
+    },
+    /// Repair the replica file: rebuild what is derived from the change log, set aside what cannot be read
+    ///
+    /// Stop every process using the file first. Nothing is dropped: unreadable log rows go to a
+    /// set_aside table, and a file SQLite finds damaged is kept beside the new one
+    /// (<file>.damaged-<unix time>). Exit code: 0 sound after, 2 still damaged, 1 could not run.
+    Repair {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+    },
+    /// Copy the replica file consistently while writers run: the way to back up a replica
+    ///
+    /// A copy of the .db file alone misses what is still in its -wal. The copy is one
+    /// self-contained file; restore it by putting it in place of the replica's file while no
+    /// process uses it. See docs/operations.md.
+    Backup {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+        /// Where to write the copy
+        dest: PathBuf,
+        /// Replace DEST if it exists
+        #[arg(long)]
+        force: bool,
     },
     /// Sync with the relay once and exit, or keep syncing with --watch
     ///
@@ -349,9 +376,22 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: what went wrong, and (in the error's own words) what to do.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            output::error(&chain.join(": "));
+            if let Some(exit) = e.downcast_ref::<commands::Exit>() {
+                output::error(&exit.message);
+                return ExitCode::from(exit.code);
+            }
+            // One line: what went wrong, and (in the error's own words) what to do. A cause
+            // whose words the line already holds is not said again.
+            let mut line = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !line.contains(&cause) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&cause);
+                }
+            }
+            output::error(&line);
             ExitCode::FAILURE
         }
     }

@@ -58,7 +58,7 @@ struct PendingRow {
 }
 
 /// The two full-text indexes over the same rows (same rowids): substrings and words.
-const SEARCH_TABLES: [&str; 2] = ["search", "words"];
+pub(super) const SEARCH_TABLES: [&str; 2] = ["search", "words"];
 
 impl SearchUpdates {
     /// Writes the pending search rows. Call last in the transaction.

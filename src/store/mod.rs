@@ -11,14 +11,20 @@
 //! processes logged, and whose failure (an `Err` or a panic) drops every cached document before
 //! anyone else can use the file again.
 
+mod audit;
+mod backup;
 mod docs;
 pub(crate) mod events;
+pub(crate) mod fault;
 pub(crate) mod index;
+mod ledger;
 mod log;
 mod meta;
 mod migrate;
 mod quarantine;
+mod repair;
 pub(crate) mod search;
+mod set_aside;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -32,10 +38,16 @@ use crate::error::{Error, Result};
 use crate::ids::{DocId, LogPosition, ReplicaId};
 use crate::names::GraphName;
 
+pub(crate) use audit::check;
+pub use audit::{Area, CheckReport, Finding};
+pub use backup::BackupReport;
+pub(crate) use backup::backup;
 pub(crate) use docs::Cached;
 use docs::DocCache;
 pub(crate) use index::Filter;
 pub use quarantine::QuarantinedChange;
+pub(crate) use repair::repair;
+pub use repair::{RepairReport, SetAside};
 
 /// How hard a commit works to survive power loss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +89,10 @@ impl DocLog {
     /// Opens (creating if needed) a replica file, runs pending migrations, and refuses files that
     /// are not Cairn's. Documents loaded through it write under `actor`.
     pub(crate) fn open(path: &Path, durability: Durability, actor: ActorId) -> Result<DocLog> {
+        DocLog::open_inner(path, durability, actor).map_err(|e| fault::in_file(e, path))
+    }
+
+    fn open_inner(path: &Path, durability: Durability, actor: ActorId) -> Result<DocLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         }
@@ -130,6 +146,10 @@ impl DocLog {
 
     /// Runs `f` in a read transaction: one consistent snapshot of the file.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        self.read_inner(f).map_err(|e| fault::in_file(e, &self.path))
+    }
+
+    fn read_inner<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
         let mut guard = self.lock();
         let Inner { conn, cache } = &mut *guard;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
@@ -162,7 +182,7 @@ impl DocLog {
         if result.is_err() {
             cache.clear();
         }
-        result
+        result.map_err(|e| fault::in_file(e, &self.path))
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub(crate) mod demo;
 mod edit;
+mod operate;
 mod read;
 pub(crate) mod relay;
 mod status;
@@ -10,6 +11,14 @@ pub(crate) mod transfer;
 use anyhow::Result;
 
 use crate::{Cli, Command};
+
+/// A command that printed its report and ends with this exit code and one line on stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct Exit {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
 
 /// Runs the command line's command on a runtime of its own.
 pub(crate) fn run(cli: Cli) -> Result<()> {
@@ -28,7 +37,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Changes { opts, since, limit } => read::changes(&opts, &since, limit).await,
         Command::Graph { opts, format, all } => read::graph(&opts, format, all).await,
         Command::Status { opts } => status::status(&opts).await,
-        Command::Check { opts } => status::check(&opts).await,
+        Command::Check { opts } => operate::check(&opts).await,
+        Command::Repair { opts } => operate::repair(&opts).await,
+        Command::Backup { opts, dest, force } => operate::backup(&opts, &dest, force).await,
         Command::Sync { opts, watch } => status::sync(&opts, watch).await,
         Command::Import { opts, file, batch, skip_bad_lines, pick, dry_run, .. } => {
             let options = transfer::ImportOptions { batch, skip_bad_lines, ..transfer::ImportOptions::default() };

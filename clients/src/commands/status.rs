@@ -70,36 +70,6 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
     Ok(())
 }
 
-/// `cairn check`: the quarantine, with who sent each change and the rule it broke.
-pub(crate) async fn check(opts: &ReplicaOpts) -> Result<()> {
-    let session = Session::open(opts).await?;
-    let replica = session.replica.clone();
-    let quarantined = tokio::task::spawn_blocking(move || replica.quarantined()).await??;
-    if opts.json {
-        output::json(&json!({ "graph": opts.graph, "quarantined": quarantined }));
-    } else if quarantined.is_empty() {
-        output::text(&format!("graph {}: nothing quarantined", opts.graph));
-    } else {
-        output::text(&format!(
-            "graph {}: {} change(s) kept out of every read (docs/schema.md, \"What a change may do\"):",
-            opts.graph,
-            quarantined.len()
-        ));
-        for q in &quarantined {
-            let rule = q.rule.as_deref().map(|r| format!("rule \"{r}\"")).unwrap_or_else(|| "builds on one".into());
-            output::text(&format!(
-                "  {} by {} at {}: {rule}: {}",
-                &q.hash[..q.hash.len().min(12)],
-                q.agent.escape_debug(),
-                q.at,
-                q.detail.escape_debug()
-            ));
-        }
-    }
-    session.close().await;
-    Ok(())
-}
-
 pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
     let Some(url) = opts.relay.as_deref().map(|u| cairn_sync::redacted_url(u).to_owned()) else {
         bail!("no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY");
