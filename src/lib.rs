@@ -88,7 +88,7 @@ pub use names::{
 pub use plan::{validate, write_bytes};
 pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, Subscription, now_millis};
 pub use schema::{DocKind, GraphDocs};
-pub use store::{Durability, QuarantinedChange};
+pub use store::{Access, Durability, QuarantinedChange, ReadOnlyCause};
 
 /// Re-exported so sync drivers and tests use the same Automerge as the core.
 pub use automerge;
