@@ -776,6 +776,7 @@ mod tests {
             ca_file: None,
             json: false,
             durability: crate::options::DurabilityArg::Full,
+            read_only: false,
         }
     }
 
