@@ -143,7 +143,8 @@ impl Replica {
         })
     }
 
-    /// Why a read-only open cannot get `graph` ready: `exists`, it needs the one-time sift.
+    /// Why a read-only open cannot get `graph` ready: with `exists`, its documents are in the
+    /// file and only the one-time sift (a write) is missing; otherwise the graph is not there.
     fn cannot_set_up(log: &DocLog, cause: ReadOnlyCause, graph: &GraphName, exists: bool) -> Error {
         if exists {
             log.refused(
