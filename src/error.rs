@@ -41,6 +41,20 @@ pub enum Error {
         /// The newest this build reads.
         supported: i64,
     },
+    /// The replica is read-only (asked for, or the file cannot be written), so `action` was
+    /// refused; nothing was written.
+    #[error(
+        "{}: cannot {action}: read-only because {cause}; nothing was written. To write, open it without --read-only as a user who may write the file and its directory, or work on a copy in a writable place",
+        path.display()
+    )]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// Why it is read-only.
+        cause: crate::store::ReadOnlyCause,
+        /// What was refused ("write to it", "migrate its schema ...").
+        action: String,
+    },
     /// Bytes offered as Automerge changes (an import, a sync message) do not decode.
     #[error("corrupt change data: {0}; nothing was imported")]
     CorruptChange(String),

@@ -88,7 +88,10 @@ pub use names::{
 pub use plan::{validate, write_bytes};
 pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Status, Subscription, now_millis};
 pub use schema::{DocKind, GraphDocs};
-pub use store::{Area, BackupReport, CheckReport, Durability, Finding, QuarantinedChange, RepairReport, SetAside};
+pub use store::{
+    Access, Area, BackupReport, CheckReport, Durability, Finding, QuarantinedChange, ReadOnlyCause, RepairReport,
+    SetAside,
+};
 
 /// Re-exported so sync drivers and tests use the same Automerge as the core.
 pub use automerge;

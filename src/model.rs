@@ -292,6 +292,10 @@ pub struct Read<T> {
     pub freshness: Freshness,
     /// Changes by other agents this agent had not seen before this read.
     pub unseen: Unseen,
+    /// Why the replica is read-only, if it is. Then this read did not move the agent's read
+    /// cursor: the changes `unseen` lists stay unseen, and the next read lists them again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<crate::store::ReadOnlyCause>,
 }
 
 /// An entity-level change, as recorded in history.

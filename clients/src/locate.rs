@@ -325,10 +325,10 @@ fn npm_answers<const N: usize>(commands: [&[&str]; N]) -> [Option<String>; N] {
             match c.try_wait() {
                 Ok(Some(status)) => {
                     let mut out = String::new();
-                    if status.success() {
-                        if let Some(mut stdout) = c.stdout.take() {
-                            let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
-                        }
+                    if status.success()
+                        && let Some(mut stdout) = c.stdout.take()
+                    {
+                        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
                     }
                     *answer = out.lines().next().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned);
                     *child = None;
@@ -777,6 +777,7 @@ mod tests {
             json: false,
             durability: crate::options::DurabilityArg::Full,
             sync_timeout: None,
+            read_only: false,
         }
     }
 

@@ -177,6 +177,10 @@ enum Command {
     /// (or a legacy memory.json) beside the dist/index.js of every npx cache, pnpm dlx cache and
     /// global install of @modelcontextprotocol/server-memory. It lists them and imports the
     /// newest, or the one given by --pick.
+    ///
+    /// With --json, every committed batch is also reported on stderr, one JSON line each:
+    /// {"committed":{"lines":N,"of":M}} says the first N of M lines are in the replica (a rerun
+    /// resumes after them); stdout holds the final report.
     Import {
         #[command(flatten)]
         opts: ReplicaOpts,

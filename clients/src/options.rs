@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use cairn::{GraphName, OpenOptions, Replica};
+use cairn::{Access, GraphName, OpenOptions, Replica};
 use cairn_sync::{ClientOptions, ConnectError, SyncClient};
 
 /// Where the replica lives, who writes, which graph, and where to sync.
@@ -43,6 +43,11 @@ pub(crate) struct ReplicaOpts {
     /// for at all [default: 1, for `cairn sync` 30]
     #[arg(long, env = "CAIRN_SYNC_TIMEOUT", global = true, value_name = "SECS", value_parser = parse_secs)]
     pub(crate) sync_timeout: Option<Duration>,
+    /// Open the replica read-only: write nothing, not even what reads mark as seen, and refuse
+    /// writes. Without it, a file this user may not write (or on a read-only mount) is opened
+    /// read-only anyway, and every read says so
+    #[arg(long, env = "CAIRN_READ_ONLY", global = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) read_only: bool,
 }
 
 /// `--durability`.
@@ -99,9 +104,9 @@ impl ReplicaOpts {
         let graph: GraphName = self.graph.parse()?;
         let agent = self.agent_name().parse().with_context(|| "invalid --agent".to_string())?;
         let path = self.db_path();
-        let replica =
-            Replica::open_with(&path, OpenOptions::new(agent).graph(graph).durability(self.durability.into()))?;
-        Ok(Arc::new(replica))
+        let access = if self.read_only { Access::ReadOnly } else { Access::Auto };
+        let options = OpenOptions::new(agent).graph(graph).durability(self.durability.into()).access(access);
+        Ok(Arc::new(Replica::open_with(&path, options)?))
     }
 
     pub(crate) fn client_options(&self, url: &str) -> ClientOptions {
@@ -164,7 +169,16 @@ impl Session {
         // Opening may wait for another process's write lock (a first open, a migration).
         let o = opts.clone();
         let replica = tokio::task::spawn_blocking(move || o.open()).await??;
-        let client = opts.relay.as_deref().map(|url| SyncClient::spawn(replica.clone(), opts.client_options(url)));
+        // A read-only replica cannot take in what a relay would send: it reads the file as it is.
+        let relay = opts.relay.as_deref().filter(|_| replica.read_only().is_none());
+        if let (Some(url), Some(cause)) = (opts.relay.as_deref(), replica.read_only()) {
+            crate::output::warn(&format!(
+                "not syncing with {}: {} is read-only ({cause}); reading what the file holds",
+                cairn_sync::redacted_url(url),
+                replica.path().display()
+            ));
+        }
+        let client = relay.map(|url| SyncClient::spawn(replica.clone(), opts.client_options(url)));
         let wait = opts.sync_timeout.unwrap_or(default_wait);
         let session = Session { replica, client, relay: opts.relay.clone(), wait, link: Link::Unknown.into(), quiet };
         session.settle().await;

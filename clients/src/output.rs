@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use cairn::{EntityChange, Freshness, Graph, Millis, Unseen, Version, What};
+use cairn::{EntityChange, Freshness, Graph, Millis, ReadOnlyCause, Unseen, Version, What};
 
 /// Prints a value as pretty JSON.
 pub(crate) fn json<T: serde::Serialize>(value: &T) {
@@ -117,13 +117,21 @@ pub(crate) fn unseen(u: &Unseen) -> Option<String> {
     Some(format!("{} change(s) by {} since your last read, on: {}{more}", u.count, list(&u.agents), list(&u.entities)))
 }
 
-/// The footer every read prints: version, freshness, unseen.
-pub(crate) fn footer(version: &Version, f: &Freshness, u: &Unseen) -> String {
+/// The footer every read prints: version, freshness, unseen, and whether the replica is read-only.
+pub(crate) fn footer(version: &Version, f: &Freshness, u: &Unseen, ro: Option<ReadOnlyCause>) -> String {
     let mut s = format!("-- version {version}, {}", freshness(f));
     if let Some(line) = unseen(u) {
         let _ = write!(s, "\n-- NEW: {line}");
     }
+    if let Some(cause) = ro {
+        let _ = write!(s, "\n-- {}", read_only(cause));
+    }
     s
+}
+
+/// One line saying a replica is read-only, why, and what that means for "unseen".
+pub(crate) fn read_only(cause: ReadOnlyCause) -> String {
+    format!("READ-ONLY: {cause}; this read did not mark anything as seen")
 }
 
 /// A graph as indented text.

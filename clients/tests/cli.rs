@@ -272,33 +272,44 @@ fn an_interrupted_import_resumes_to_exactly_the_right_graph() {
         content.push('\n');
     }
     std::fs::write(&file, &content).unwrap();
-    // Step 1: start importing in tiny batches (6,000 transactions, seconds of work even on a fast
-    // machine) and kill the process once the first hundred entities are in.
+    // Step 1: start importing in tiny batches (6,000 transactions) and SIGKILL the importer right
+    // after it reports (on stderr, under --json) that batch 100 committed: a point the import
+    // reached, not a time. It cannot have finished by then, however slow this machine is: once
+    // we stop reading, it can write at most a pipe's worth (64 KiB, about 1,600 report lines)
+    // before blocking, far fewer than the 5,900 batches left.
+    const KILL_AFTER_LINES: u64 = 200;
     let mut child = c
         .cmd("big.db", "importer")
-        .args(["import", file.to_str().unwrap(), "--batch", "2"])
+        .args(["import", file.to_str().unwrap(), "--batch", "2", "--json"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let progress = c.json("big.db", "watcher", &["status"])["status"]["entities"].as_u64().unwrap_or(0);
-        if progress >= 100 || Instant::now() > deadline {
-            break;
+    let mut reports = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut committed = 0;
+    let mut seen = Vec::new();
+    // Bounded by the pipe: the importer reports at most 6,000 batches, then closes stderr.
+    while committed < KILL_AFTER_LINES {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reports, &mut line).unwrap() == 0 {
+            panic!("the importer stopped reporting after {committed} lines; it said: {seen:#?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if let Ok(report) = serde_json::from_str::<Value>(&line) {
+            committed = report["committed"]["lines"].as_u64().unwrap_or(committed);
+        }
+        seen.push(line);
     }
     child.kill().unwrap();
     let status = child.wait().unwrap();
+    drop(reports);
     let partial = c.json("big.db", "watcher", &["status"])["status"]["entities"].as_u64().unwrap();
     assert!(
-        !status.success() && (partial as usize) < ENTITIES,
-        "the import was interrupted partway ({partial} entities, {status})"
+        !status.success() && partial >= KILL_AFTER_LINES && (partial as usize) < ENTITIES,
+        "the import was interrupted partway, after what it reported ({partial} entities, {status})"
     );
     // Step 2: run it again: it resumes and ends with exactly the right graph.
     let report = c.json("big.db", "importer", &["import", file.to_str().unwrap(), "--batch", "20"]);
-    assert!(report["resumed_after"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["resumed_after"].as_u64().unwrap() >= committed, "what was reported is kept: {report}");
     assert!(report["rejected"].as_array().unwrap().is_empty());
     let g = c.json("big.db", "x", &["graph"]);
     assert_eq!(g["entities"].as_array().unwrap().len(), ENTITIES);

@@ -149,10 +149,10 @@ fn check_record(kind: MapKind, record: &str) -> Result<(), String> {
             _ => return Err("an entity record needs \"type\", a string".into()),
         },
         MapKind::Observations | MapKind::Relations => {
-            if let (Some(from), Some(to)) = (int("valid_from")?, int("valid_to")?) {
-                if to <= from {
-                    return Err(format!("valid_to ({to}) is not after valid_from ({from})"));
-                }
+            if let (Some(from), Some(to)) = (int("valid_from")?, int("valid_to")?)
+                && to <= from
+            {
+                return Err(format!("valid_to ({to}) is not after valid_from ({from})"));
             }
             if let Some(n) = fields.get("n") {
                 n.as_u64().filter(|n| u32::try_from(*n).is_ok()).ok_or("\"n\" is not a small unsigned integer")?;

@@ -24,7 +24,7 @@ use crate::link::Link;
 use crate::model::Millis;
 use crate::names::{AgentName, GraphName};
 use crate::schema::{self, GraphDocs};
-use crate::store::{DocLog, Durability, Txn};
+use crate::store::{Access, DocLog, Durability, ReadOnlyCause, Txn};
 
 pub use bundle::ImportReport;
 pub use read::{DEFAULT_SEARCH_LIMIT, Status};
@@ -38,12 +38,14 @@ pub struct OpenOptions {
     pub agent: AgentName,
     /// Commit durability.
     pub durability: Durability,
+    /// Read-write, read-only, or read-only only where the file cannot be written (the default).
+    pub access: Access,
 }
 
 impl OpenOptions {
     /// Options for `agent` on the `default` graph with full durability.
     pub fn new(agent: AgentName) -> Self {
-        OpenOptions { graph: GraphName::default_graph(), agent, durability: Durability::Full }
+        OpenOptions { graph: GraphName::default_graph(), agent, durability: Durability::Full, access: Access::Auto }
     }
 
     /// Chooses the graph.
@@ -55,6 +57,12 @@ impl OpenOptions {
     /// Chooses the durability.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Chooses the access (see [`Access`]; read-only reads do not move the agent's read cursor).
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
         self
     }
 }
@@ -79,7 +87,8 @@ pub fn now_millis() -> Millis {
 }
 
 impl Replica {
-    /// Opens the `default` graph in the file at `path` (created if missing) for `agent`.
+    /// Opens the `default` graph in the file at `path` (created if missing) for `agent`; read-only
+    /// if this process may not write the file (see [`Access::Auto`]).
     pub fn open(path: impl AsRef<Path>, agent: &str) -> Result<Replica> {
         Replica::open_with(path, OpenOptions::new(agent.parse()?))
     }
@@ -87,7 +96,7 @@ impl Replica {
     /// Opens a replica with explicit options. Every open writes under a fresh Automerge actor id,
     /// so two handles (or processes) never share one; the agent name goes into change metadata.
     pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Replica> {
-        let log = DocLog::open(path.as_ref(), options.durability, ActorId::random())?;
+        let log = DocLog::open(path.as_ref(), options.durability, ActorId::random(), options.access)?;
         let docs = GraphDocs::of(&options.graph);
         let graph = options.graph.clone();
         // Make sure every document of the graph exists, starting from its shared genesis. Looked
@@ -106,6 +115,9 @@ impl Replica {
         let sifted_key = format!("integrity/v1/{graph}");
         let ready = |tx: &mut Txn<'_>| Ok(missing(tx)?.is_empty() && tx.checkpoint(&sifted_key)?.is_some());
         if !log.read(ready)? {
+            if let Some(cause) = log.read_only() {
+                return Err(Self::cannot_set_up(&log, cause, &graph, log.read(missing)?.is_empty()));
+            }
             log.write(|tx| {
                 let created = missing(tx)?;
                 for (id, kind) in &created {
@@ -129,6 +141,29 @@ impl Replica {
             link: Arc::default(),
             rules: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Why a read-only open cannot get `graph` ready: with `exists`, its documents are in the
+    /// file and only the one-time sift (a write) is missing; otherwise the graph is not there.
+    fn cannot_set_up(log: &DocLog, cause: ReadOnlyCause, graph: &GraphName, exists: bool) -> Error {
+        if exists {
+            log.refused(
+                cause,
+                format!(
+                    "open graph {:?}: an older version wrote it, and its stored changes must be checked against \
+                     the schema once, which writes (open it once writable with this build)",
+                    graph.as_str()
+                ),
+            )
+        } else {
+            log.refused(cause, format!("create graph {:?}, which the file does not hold", graph.as_str()))
+        }
+    }
+
+    /// Why this replica is read-only, if it is: then reads do not move the agent's read cursor
+    /// and every write is refused with [`Error::ReadOnly`].
+    pub fn read_only(&self) -> Option<ReadOnlyCause> {
+        self.log.read_only()
     }
 
     /// The graph this replica holds.

@@ -32,10 +32,15 @@ pub struct Status {
     /// Changes an older version stored that the schema check refuses, kept out of every read
     /// ([`Replica::quarantined`] lists them).
     pub quarantined: usize,
+    /// Why the replica is read-only, if it is (its reads do not move the read cursor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<crate::store::ReadOnlyCause>,
 }
 
 impl Replica {
-    /// Runs a read and moves this agent's cursor past everything it saw.
+    /// Runs a read and moves this agent's cursor past everything it saw (not on a read-only
+    /// replica, which writes nothing: there, what the read reports as unseen stays unseen, and
+    /// the read says so).
     fn read<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<Read<T>> {
         let (graph, agent) = (self.graph.as_str(), self.agent.as_str());
         let (data, seq, cursor, unseen) = self.log.read(|tx| {
@@ -44,10 +49,11 @@ impl Replica {
             let (cursor, unseen) = self.unseen(tx, seq)?;
             Ok((data, seq, cursor, unseen))
         })?;
-        if cursor.is_none_or(|c| c < seq) {
+        let read_only = self.log.read_only();
+        if read_only.is_none() && cursor.is_none_or(|c| c < seq) {
             self.log.write(|tx| events::advance_cursor(tx, graph, agent, seq))?;
         }
-        Ok(Read { data, version: self.version(seq), freshness: self.freshness(), unseen })
+        Ok(Read { data, version: self.version(seq), freshness: self.freshness(), unseen, read_only })
     }
 
     /// This agent's cursor and what other agents logged after it, up to `seq`. An agent's first
@@ -147,6 +153,7 @@ impl Replica {
             relations: counts.2,
             database_bytes: self.log.size_bytes(),
             quarantined,
+            read_only: self.log.read_only(),
         })
     }
 

@@ -48,14 +48,14 @@ pub(crate) fn backup(src: &Path, dest: &Path, overwrite: bool) -> Result<BackupR
             source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, why),
         });
     }
-    if let (Ok(a), Ok(b)) = (src.canonicalize(), dest.canonicalize()) {
-        if a == b {
-            let why = "is the replica file itself; back up to another path";
-            return Err(Error::Io {
-                path: dest.to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
-            });
-        }
+    if let (Ok(a), Ok(b)) = (src.canonicalize(), dest.canonicalize())
+        && a == b
+    {
+        let why = "is the replica file itself; back up to another path";
+        return Err(Error::Io {
+            path: dest.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+        });
     }
     let source = super::audit::open_existing(src)?;
     super::migrate::check_owner(&source, src)?;

@@ -121,12 +121,11 @@ pub(super) fn read_all(db: &Connection, graphs: &BTreeSet<String>) -> Result<Vec
             continue;
         };
         let ledger = read_doc(id, places.get(&id).cloned(), doc_rows, snapshots.remove(&raw));
-        if ledger.place.is_none() {
-            if let Ok(Some((automerge::Value::Scalar(v), _))) = ledger.automerge.get(ROOT, "graph") {
-                if let Some(name) = v.as_str() {
-                    learn(&mut places, name);
-                }
-            }
+        if ledger.place.is_none()
+            && let Ok(Some((automerge::Value::Scalar(v), _))) = ledger.automerge.get(ROOT, "graph")
+            && let Some(name) = v.as_str()
+        {
+            learn(&mut places, name);
         }
         out.push(ledger);
     }

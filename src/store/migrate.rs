@@ -65,6 +65,33 @@ pub(super) fn run(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a file opened read-only that would need a migration (or first-time setup) to be read:
+/// both write, and a read-only open writes nothing.
+pub(super) fn require_current(conn: &Connection, path: &Path, cause: super::ReadOnlyCause) -> Result<()> {
+    if is_current(conn)? {
+        return Ok(());
+    }
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(Error::SchemaTooNew { path: path.to_owned(), found: version, supported });
+    }
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app_id == 0 && tables != 0 {
+        return Err(Error::NotCairn { path: path.to_owned() });
+    }
+    let action = if tables == 0 {
+        "set it up as a replica (it is an empty file)".to_owned()
+    } else {
+        format!(
+            "migrate its schema from version {version} to {supported}, which this build needs to read it \
+             (open it once writable with this build, or read it with the build that wrote it)"
+        )
+    };
+    Err(super::access::refused(path, cause, action))
+}
+
 /// Whether the file is Cairn's, at the current schema version, and initialised.
 fn is_current(conn: &Connection) -> Result<bool> {
     let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;

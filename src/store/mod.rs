@@ -11,6 +11,7 @@
 //! processes logged, and whose failure (an `Err` or a panic) drops every cached document before
 //! anyone else can use the file again.
 
+mod access;
 mod audit;
 mod backup;
 mod docs;
@@ -38,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::ids::{DocId, LogPosition, ReplicaId};
 use crate::names::GraphName;
 
+pub use access::{Access, ReadOnlyCause};
 pub(crate) use audit::check;
 pub use audit::{Area, CheckReport, Finding};
 pub use backup::BackupReport;
@@ -76,6 +78,8 @@ impl Durability {
 pub(crate) struct DocLog {
     path: PathBuf,
     replica: ReplicaId,
+    /// Why the file is open read-only, if it is: then every write is refused before SQL.
+    read_only: Option<ReadOnlyCause>,
     inner: Mutex<Inner>,
 }
 
@@ -87,12 +91,36 @@ struct Inner {
 
 impl DocLog {
     /// Opens (creating if needed) a replica file, runs pending migrations, and refuses files that
-    /// are not Cairn's. Documents loaded through it write under `actor`.
-    pub(crate) fn open(path: &Path, durability: Durability, actor: ActorId) -> Result<DocLog> {
-        DocLog::open_inner(path, durability, actor).map_err(|e| fault::in_file(e, path))
+    /// are not Cairn's. Documents loaded through it write under `actor`. Opened read-only (asked
+    /// for, or because `access` is `Auto` and this process may not write the file), it creates
+    /// and migrates nothing, and every write is refused with [`Error::ReadOnly`].
+    pub(crate) fn open(path: &Path, durability: Durability, actor: ActorId, access: Access) -> Result<DocLog> {
+        DocLog::open_inner(path, durability, actor, access).map_err(|e| fault::in_file(e, path))
     }
 
-    fn open_inner(path: &Path, durability: Durability, actor: ActorId) -> Result<DocLog> {
+    fn open_inner(path: &Path, durability: Durability, actor: ActorId, access: Access) -> Result<DocLog> {
+        let read_only = access::resolve(path, access)?;
+        let conn = match read_only {
+            None => Self::open_writable(path, durability)?,
+            Some(cause) => {
+                let conn = access::open_read_only(path, cause)?;
+                conn.busy_timeout(Duration::from_secs(30))?;
+                migrate::check_owner(&conn, path)?;
+                migrate::require_current(&conn, path, cause)?;
+                conn
+            }
+        };
+        search::register_functions(&conn)?;
+        let replica = meta::replica_id(&conn)?;
+        Ok(DocLog {
+            path: path.to_owned(),
+            replica,
+            read_only,
+            inner: Mutex::new(Inner { conn, cache: DocCache::new(actor) }),
+        })
+    }
+
+    fn open_writable(path: &Path, durability: Durability) -> Result<Connection> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
         }
@@ -109,9 +137,17 @@ impl DocLog {
         // latency at 10k entities from ~3.9 ms to ~1.2 ms (BENCHMARKS.md).
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         migrate::run(&mut conn, path)?;
-        search::register_functions(&conn)?;
-        let replica = meta::replica_id(&conn)?;
-        Ok(DocLog { path: path.to_owned(), replica, inner: Mutex::new(Inner { conn, cache: DocCache::new(actor) }) })
+        Ok(conn)
+    }
+
+    /// Why the file is open read-only, if it is.
+    pub(crate) fn read_only(&self) -> Option<ReadOnlyCause> {
+        self.read_only
+    }
+
+    /// The error for `action`, refused because the file is open read-only for `cause`.
+    pub(crate) fn refused(&self, cause: ReadOnlyCause, action: impl Into<String>) -> Error {
+        access::refused(&self.path, cause, action)
     }
 
     /// The file.
@@ -166,6 +202,9 @@ impl DocLog {
     /// rolled back and every cached document dropped before the lock is released, so no other
     /// thread can build on changes the file does not hold.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        if let Some(cause) = self.read_only {
+            return Err(self.refused(cause, "write to it"));
+        }
         let mut guard = self.lock();
         let Inner { conn, cache } = &mut *guard;
         let result = (|| {
@@ -384,7 +423,7 @@ mod tests {
     use super::*;
 
     fn open(path: &Path) -> Result<DocLog> {
-        DocLog::open(path, Durability::Normal, ActorId::random())
+        DocLog::open(path, Durability::Normal, ActorId::random(), Access::Auto)
     }
 
     #[test]

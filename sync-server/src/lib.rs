@@ -51,7 +51,7 @@ pub use client::{ClientOptions, ConnectError, Pending, SyncClient, Traffic, reda
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
 pub use server::{Auth, Relay, RelayConfig, StartError};
-pub use storage::{RelayStore, SqliteTokens, StorageError, TokenRecord, TokenStore};
+pub use storage::{DataDirInUse, RelayStore, SqliteTokens, StorageError, TokenRecord, TokenStore};
 pub use tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// The relay's identity for a data directory: its storage id is kept in the directory, so that
@@ -90,6 +90,9 @@ pub enum RelayError {
     /// Its storage would not open.
     #[error("cannot open the relay's storage: {0}")]
     Storage(#[from] cairn::Error),
+    /// Another relay holds its data directory.
+    #[error(transparent)]
+    InUse(#[from] DataDirInUse),
     /// Its tokens would not open.
     #[error("cannot open the relay's tokens: {0}")]
     Tokens(#[from] TokenError),

@@ -68,7 +68,17 @@ async fn offline_with_the_right_times_then_synced_again() {
     write(&b, vec![entity("Offline note", "thing", &[])]).await;
     assert!(matches!(b.read_graph().unwrap().freshness, Freshness::Offline { .. }));
     // Step 2: the relay comes back on the same address; B reconnects and is synced again.
-    let store = cairn_sync::RelayStore::open(&data, cairn::Durability::Normal).unwrap();
+    // The stopped relay releases its data directory once its hub has closed storage.
+    let deadline = std::time::Instant::now() + WAIT;
+    let store = loop {
+        match cairn_sync::RelayStore::open(&data, cairn::Durability::Normal) {
+            Ok(store) => break store,
+            Err(cairn_sync::RelayError::InUse(_)) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the relay's storage did not reopen: {e}"),
+        }
+    };
     let config = cairn_sync::RelayConfig::new(cairn_sync::hub_config_for(&data), cairn_sync::Auth::InsecureNoAuth);
     let relay = cairn_sync::Relay::start(store, config).unwrap();
     let listener = loop {

@@ -12,10 +12,10 @@ pub(crate) fn wire(data: &[u8]) -> bool {
     let encoded = message.encode();
     let again = Message::decode(&encoded).expect("a message the relay encodes decodes again");
     assert_eq!(again.encode(), encoded, "re-encoding is stable");
-    if let Message::Sync { data, .. } | Message::Request { data, .. } = &message {
-        if let Ok(sync) = cairn::automerge::sync::Message::decode(data) {
-            let _ = cairn::sync::decode_changes(&sync, 1 << 20);
-        }
+    if let Message::Sync { data, .. } | Message::Request { data, .. } = &message
+        && let Ok(sync) = cairn::automerge::sync::Message::decode(data)
+    {
+        let _ = cairn::sync::decode_changes(&sync, 1 << 20);
     }
     true
 }

@@ -195,15 +195,15 @@ fn still_valid(rules: &DocRules, doc: &Automerge) -> Result<(), String> {
                         return Err(format!("entity record {s:?} has no valid type"));
                     }
                 }
-                if let Some(by) = fields.get("by") {
-                    if by.as_str().is_none_or(|b| b.is_empty() || b.chars().any(char::is_control)) {
-                        return Err(format!("record {s:?} has a bad `by`"));
-                    }
+                if let Some(by) = fields.get("by")
+                    && by.as_str().is_none_or(|b| b.is_empty() || b.chars().any(char::is_control))
+                {
+                    return Err(format!("record {s:?} has a bad `by`"));
                 }
-                if let (Some(f), Some(t)) = (fields.get("valid_from"), fields.get("valid_to")) {
-                    if f.as_i64() >= t.as_i64() {
-                        return Err(format!("record {s:?} has an empty validity"));
-                    }
+                if let (Some(f), Some(t)) = (fields.get("valid_from"), fields.get("valid_to"))
+                    && f.as_i64() >= t.as_i64()
+                {
+                    return Err(format!("record {s:?} has an empty validity"));
                 }
             }
         }

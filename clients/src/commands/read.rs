@@ -33,10 +33,11 @@ fn print_graph(opts: &ReplicaOpts, read: &Read<Graph>) {
             "version": read.version,
             "freshness": read.freshness,
             "unseen": read.unseen,
+            "read_only": read.read_only,
         }));
     } else {
         output::text(&output::graph(&read.data));
-        output::text(&output::footer(&read.version, &read.freshness, &read.unseen));
+        output::text(&output::footer(&read.version, &read.freshness, &read.unseen, read.read_only));
     }
 }
 
@@ -66,6 +67,7 @@ pub(crate) async fn graph(opts: &ReplicaOpts, format: GraphFormat, all: bool) ->
                 "version": r.version,
                 "freshness": r.freshness,
                 "unseen": r.unseen,
+                "read_only": r.read_only,
             }));
         }
         (GraphFormat::Text, false) => print_graph(opts, &r),
@@ -89,7 +91,13 @@ pub(crate) async fn changes(opts: &ReplicaOpts, since: &str, limit: usize) -> Re
 
 fn print_changes(opts: &ReplicaOpts, r: &Read<Vec<cairn::EntityChange>>) {
     if opts.json {
-        output::json(&json!({ "changes": r.data, "version": r.version, "freshness": r.freshness, "unseen": r.unseen }));
+        output::json(&json!({
+            "changes": r.data,
+            "version": r.version,
+            "freshness": r.freshness,
+            "unseen": r.unseen,
+            "read_only": r.read_only,
+        }));
     } else {
         if r.data.is_empty() {
             output::text("(no changes)");
@@ -97,6 +105,6 @@ fn print_changes(opts: &ReplicaOpts, r: &Read<Vec<cairn::EntityChange>>) {
         for c in &r.data {
             output::text(&output::change(c));
         }
-        output::text(&output::footer(&r.version, &r.freshness, &r.unseen));
+        output::text(&output::footer(&r.version, &r.freshness, &r.unseen, r.read_only));
     }
 }

@@ -59,6 +59,9 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
         if let Some(line) = output::unseen(&status.unseen) {
             output::text(&format!("unseen     {line}"));
         }
+        if let Some(cause) = status.read_only {
+            output::text(&format!("access     read-only: {cause}"));
+        }
         if status.quarantined > 0 {
             output::text(&format!(
                 "quarantine {} change(s) an older version stored break the schema and are kept out of reads; `cairn check` lists them",

@@ -83,7 +83,24 @@ pub(crate) struct BadLine {
 pub(crate) trait Progress {
     fn start(&self, total: u64, done: u64);
     fn advance(&self, lines: u64);
+    /// A batch committed: the first `done` of `total` lines are in the replica, and a rerun
+    /// resumes after them.
+    fn committed(&self, _done: u64, _total: u64) {}
     fn finish(&self);
+}
+
+/// `--json`: every committed batch as one line of JSON on stderr, `{"committed":{"lines":N,"of":M}}`
+/// (stdout keeps the one report). A script (or a test) can act on a point the import reached
+/// rather than on a time: once it has read a line, those lines are durable.
+pub(crate) struct JsonLines;
+
+impl Progress for JsonLines {
+    fn start(&self, _: u64, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn committed(&self, done: u64, total: u64) {
+        eprintln!("{}", serde_json::json!({ "committed": { "lines": done, "of": total } }));
+    }
+    fn finish(&self) {}
 }
 
 /// An indicatif progress bar on stderr (drawn only when stderr is a terminal).
@@ -138,7 +155,14 @@ impl Batch {
     }
 
     /// Writes the batch and records that the first `lines_done` lines are imported.
-    fn write(&mut self, replica: &Replica, key: &str, lines_done: usize, report: &mut ImportReport) -> Result<()> {
+    fn write(
+        &mut self,
+        replica: &Replica,
+        key: &str,
+        lines_done: usize,
+        report: &mut ImportReport,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let batch = std::mem::take(self);
         if !batch.ops.is_empty() {
             let receipt = replica
@@ -160,6 +184,7 @@ impl Batch {
             }
         }
         replica.set_checkpoint(key, Some(&lines_done.to_string()))?;
+        progress.committed(lines_done as u64, report.lines as u64);
         Ok(())
     }
 }
@@ -249,20 +274,20 @@ pub(crate) fn import_lines(
             let endpoint = endpoints.get(i).copied().filter(|_| i < ensured_ops);
             if pending.bytes + cairn::write_bytes(&op) > BATCH_BYTES && !pending.ops.is_empty() {
                 // The line may be cut here: a resumed run starts again at this line (idempotent).
-                pending.write(replica, &key, *index, &mut report)?;
+                pending.write(replica, &key, *index, &mut report, progress)?;
             }
             pending.push(op, endpoint);
         }
         pending.lines += 1;
         if pending.lines >= batch {
-            pending.write(replica, &key, index + 1, &mut report)?;
+            pending.write(replica, &key, index + 1, &mut report, progress)?;
         }
         progress.advance((index + 1).saturating_sub(reported) as u64);
         reported = index + 1;
     }
     // The last batch; skipped lines after it are done too.
     if !pending.ops.is_empty() || done < lines.len() {
-        pending.write(replica, &key, lines.len(), &mut report)?;
+        pending.write(replica, &key, lines.len(), &mut report, progress)?;
     }
     progress.finish();
     Ok(report)
@@ -272,10 +297,12 @@ pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, options: ImportOptio
     let content = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let session = Session::open(opts).await?;
     let replica: Arc<Replica> = session.replica.clone();
+    let json = opts.json;
     let (before, after, report) = tokio::task::spawn_blocking(move || {
         let docs = cairn::sync::ReplicaDocs::new(replica.clone());
         let before = docs.log_position()?;
-        let report = import_lines(&replica, &content, options, &Bar::new())?;
+        let progress: Box<dyn Progress> = if json { Box::new(JsonLines) } else { Box::new(Bar::new()) };
+        let report = import_lines(&replica, &content, options, progress.as_ref())?;
         anyhow::Ok((before, docs.log_position()?, report))
     })
     .await??;

@@ -130,7 +130,7 @@ impl MemoryServer {
         f: impl FnOnce(&Replica) -> cairn::Result<Read<Graph>> + Send + 'static,
     ) -> Result<CallToolResult, ToolError> {
         let read = Self::off_runtime(replica, f).await?;
-        Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &read.unseen)))
+        Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &read.unseen, read.read_only)))
     }
 
     async fn call(
@@ -259,7 +259,7 @@ impl MemoryServer {
                     "pending": pending,
                     "relay_error": relay_error,
                 });
-                Ok(success(&value, None, notice(&status.freshness, &status.unseen)))
+                Ok(success(&value, None, notice(&status.freshness, &status.unseen, status.read_only)))
             }
             "memory_changes_since" => {
                 let a: Since = arguments(tool, args)?;
@@ -267,13 +267,13 @@ impl MemoryServer {
                 let limit = a.limit.unwrap_or(200);
                 let read = Self::off_runtime(replica, move |r| r.changes_since(since, limit)).await?;
                 let value = json!({ "changes": read.data, "version": read.version });
-                Ok(success(&value, None, notice(&read.freshness, &read.unseen)))
+                Ok(success(&value, None, notice(&read.freshness, &read.unseen, read.read_only)))
             }
             "memory_history" => {
                 let a: Name = arguments(tool, args)?;
                 let read = Self::off_runtime(replica, move |r| r.history(&a.name)).await?;
                 let value = json!({ "changes": read.data, "version": read.version });
-                Ok(success(&value, None, notice(&read.freshness, &read.unseen)))
+                Ok(success(&value, None, notice(&read.freshness, &read.unseen, read.read_only)))
             }
             other => Err(ToolError(format!("MCP error -32602: Tool {other} not found"))),
         }

@@ -79,14 +79,18 @@ pub(super) fn done(message: &str) -> CallToolResult {
     r
 }
 
-/// The one line a model should notice: behind, offline, or changed by others since last read.
-pub(super) fn notice(f: &Freshness, unseen: &cairn::Unseen) -> Option<String> {
+/// The one line a model should notice: behind, offline, changed by others since last read, or
+/// read-only (writes will be refused, and what is new stays new).
+pub(super) fn notice(f: &Freshness, unseen: &cairn::Unseen, read_only: Option<cairn::ReadOnlyCause>) -> Option<String> {
     let mut parts = Vec::new();
     if matches!(f, Freshness::Behind { .. } | Freshness::Offline { .. }) {
         parts.push(format!("your view may be stale: {}", output::freshness(f)));
     }
     if let Some(u) = output::unseen(unseen) {
         parts.push(format!("NEW: {u}"));
+    }
+    if let Some(cause) = read_only {
+        parts.push(format!("{}; writes will be refused", output::read_only(cause)));
     }
     (!parts.is_empty()).then(|| format!("[cairn] {}", parts.join("; ")))
 }

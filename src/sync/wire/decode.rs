@@ -203,10 +203,10 @@ impl Fields {
 /// Decodes a change hash as automerge-repo 2.x writes it (base58check of 32 bytes), or as 1.x
 /// did (64 hex digits).
 pub(super) fn parse_head(s: &str) -> Option<ChangeHash> {
-    if s.len() == 64 {
-        if let Ok(h) = s.parse::<ChangeHash>() {
-            return Some(h);
-        }
+    if s.len() == 64
+        && let Ok(h) = s.parse::<ChangeHash>()
+    {
+        return Some(h);
     }
     let bytes = bs58::decode(s).with_check(None).into_vec().ok()?;
     ChangeHash::try_from(bytes.as_slice()).ok()

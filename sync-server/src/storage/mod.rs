@@ -6,11 +6,14 @@
 //! **Architecture invariant: a change is durable before `SyncDocs::receive` returns**, so the hub
 //! never forwards or acknowledges what a crash could lose.
 
+mod lock;
 mod migrate;
 mod sqlite;
 
 use cairn::Millis;
 
+pub use lock::DataDirInUse;
+pub(crate) use lock::LockError;
 pub use sqlite::{RelayStore, SqliteTokens};
 
 /// A token as its store keeps it: the secret only as a hash.

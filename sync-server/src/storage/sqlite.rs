@@ -50,6 +50,8 @@ fn corrupt(doc: &DocId, reason: impl std::fmt::Display) -> Error {
 #[derive(Debug)]
 pub struct RelayStore {
     conn: Connection,
+    /// The data directory's lock: one relay per directory (`lock.rs`).
+    _lock: super::lock::DirLock,
     /// The documents read from the file so far. The relay is its file's only writer of
     /// documents, so once read they stay current; every sync step but logging is theirs.
     loaded: MemoryDocs,
@@ -62,11 +64,19 @@ impl RelayStore {
         dir.join("relay.db")
     }
 
-    /// Opens (creating if needed) the store in `dir`.
-    pub fn open(dir: &Path, durability: Durability) -> Result<RelayStore> {
+    /// Opens (creating if needed) the store in `dir`, holding the directory's lock for as long
+    /// as the store lives: a directory another relay holds is refused with
+    /// [`RelayError::InUse`](crate::RelayError::InUse), naming the holder's pid. (The token
+    /// commands share the file through [`SqliteTokens`], which takes no lock.)
+    pub fn open(dir: &Path, durability: Durability) -> Result<RelayStore, crate::RelayError> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let lock = match super::lock::DirLock::acquire(dir) {
+            Ok(lock) => lock,
+            Err(super::LockError::InUse(held)) => return Err(held.into()),
+            Err(other) => return Err(Error::Storage(Box::new(other)).into()),
+        };
         let conn = open_file(&Self::file_in(dir), durability).map_err(schema_error)?;
-        Ok(RelayStore { conn, loaded: MemoryDocs::new(), metrics: None })
+        Ok(RelayStore { conn, _lock: lock, loaded: MemoryDocs::new(), metrics: None })
     }
 
     /// Counts storage writes and their latency into `metrics`.
@@ -78,10 +88,10 @@ impl RelayStore {
     /// Reads document `id` from the file into memory, the first time it is asked for (if the
     /// file has anything of it).
     fn load(&mut self, id: &DocId) -> Result<()> {
-        if self.loaded.get(id).is_none() {
-            if let Some(doc) = load(&self.conn, id)? {
-                self.loaded.insert(*id, doc);
-            }
+        if self.loaded.get(id).is_none()
+            && let Some(doc) = load(&self.conn, id)?
+        {
+            self.loaded.insert(*id, doc);
         }
         Ok(())
     }
@@ -90,10 +100,10 @@ impl RelayStore {
     /// transaction.
     fn receive_and_log(&mut self, id: &DocId, state: &mut sync::State, message: sync::Message) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if self.loaded.get(id).is_none() {
-            if let Some(doc) = load(&tx, id)? {
-                self.loaded.insert(*id, doc);
-            }
+        if self.loaded.get(id).is_none()
+            && let Some(doc) = load(&tx, id)?
+        {
+            self.loaded.insert(*id, doc);
         }
         if self.loaded.get(id).is_none() {
             // A document this version starts holds nothing the check refuses.
