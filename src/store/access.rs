@@ -1,5 +1,5 @@
 //! Read-only opening: whether this process may write a replica file, and how SQLite reads one it
-//! may not (`docs/operations-readonly.md`).
+//! may not (`docs/operations.md`, "Reading a memory you may not write").
 //!
 //! SQLite keeps a WAL database's recent commits in `<file>-wal` and its shared index in
 //! `<file>-shm`, both beside the file. A read-only connection can share the file with writers
