@@ -134,7 +134,8 @@ enum Command {
     ///
     /// Stop every process using the file first. Nothing is dropped: unreadable log rows go to a
     /// set_aside table, and a file SQLite finds damaged is kept beside the new one
-    /// (<file>.damaged-<unix time>). Exit code: 0 sound after, 2 still damaged, 1 could not run.
+    /// (<file>.damaged-<unix time>). Exit code: 0 sound after, 3 sound but some logged changes are
+    /// not in the graph (listed), 2 still damaged, 1 could not run.
     Repair {
         #[command(flatten)]
         opts: ReplicaOpts,

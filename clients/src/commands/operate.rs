@@ -15,6 +15,10 @@ use crate::output;
 
 /// Exit code of `check` and `repair` when the file is damaged (1 is "could not run").
 const DAMAGED: u8 = 2;
+/// Exit code of `repair` when the file is sound again but some logged changes are not in the
+/// graph: set aside, or unreadable and kept only in the damaged copy. A script must not take
+/// that for a clean repair.
+const INCOMPLETE: u8 = 3;
 
 pub(crate) async fn backup(opts: &ReplicaOpts, dest: &Path, force: bool) -> Result<()> {
     let path = opts.db_path();
@@ -142,8 +146,10 @@ pub(crate) async fn repair(opts: &ReplicaOpts) -> Result<()> {
         if report.restored > 0 {
             output::text(&format!("rebuilt {} damaged genesis change(s) exactly", report.restored));
         }
-        if report.set_aside.is_empty() {
+        if report.set_aside.is_empty() && report.unreadable.is_empty() {
             output::text("set aside: nothing (every logged change reads back)");
+        } else if report.set_aside.is_empty() {
+            output::text("set aside: nothing (every change it could read reads back)");
         } else {
             output::text(&format!(
                 "set aside: {} change(s) that cannot be read, or build on one, moved to the set_aside table (bytes kept); \
@@ -173,6 +179,17 @@ pub(crate) async fn repair(opts: &ReplicaOpts) -> Result<()> {
             code: DAMAGED,
             message: format!(
                 "{}: still damaged after repair; restore a copy made by `cairn backup`, or re-sync from a relay into a new file",
+                path.display()
+            ),
+        }
+        .into());
+    }
+    if !report.unreadable.is_empty() || !report.set_aside.is_empty() {
+        return Err(Exit {
+            code: INCOMPLETE,
+            message: format!(
+                "{}: sound again, but changes it logged are not in the graph (listed above); restore a copy made by \
+                 `cairn backup`, or `cairn sync` with a relay or peer that holds them",
                 path.display()
             ),
         }
