@@ -74,7 +74,7 @@ pub enum ChunkError {
     Undecodable(String),
 }
 
-/// One chunk of a sync message's changes, as [`carried_changes`](super::carried_changes) reads it.
+/// One chunk of a sync message's changes, as the relay reads it (its hash, dependencies and cost).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Carried {
     /// A change (a bundle's changes come one by one).
