@@ -268,18 +268,31 @@ impl Session {
         settled
     }
 
-    /// [`Session::close`] after a write that logged `changes` changes: if they could not be
-    /// pushed, says how many wait and what will push them.
-    pub(crate) async fn close_after_write(self, db: &std::path::Path, changes: i64) {
+    /// Runs `write` on tokio's blocking pool, then pushes what it logged and detaches. When the
+    /// relay could not take it, says how many changes are saved here and not on the relay yet,
+    /// and what will push them.
+    pub(crate) async fn write<T: Send + 'static>(
+        self,
+        write: impl FnOnce(&Arc<Replica>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let replica = self.replica.clone();
+        let (changes, out) = tokio::task::spawn_blocking(move || {
+            let position = || cairn::sync::ReplicaDocs::new(replica.clone()).log_position();
+            let before = position()?;
+            let out = write(&replica)?;
+            anyhow::Ok((position()?.get() - before.get(), out))
+        })
+        .await??;
+        let db = self.replica.path().to_owned();
         let has_relay = self.client.is_some();
-        if self.close().await || !has_relay || changes <= 0 {
-            return;
+        if !self.close().await && has_relay && changes > 0 {
+            crate::output::warn(&format!(
+                "{changes} change(s) from this command are saved in {} and not on the relay yet; `cairn sync`, \
+                 a running `cairn sync --watch` or `cairn mcp` (same --db and --relay) will push them",
+                db.display()
+            ));
         }
-        crate::output::warn(&format!(
-            "{changes} change(s) from this command are saved in {} and not on the relay yet; `cairn sync`, \
-             a running `cairn sync --watch` or `cairn mcp` (same --db and --relay) will push them",
-            db.display()
-        ));
+        Ok(out)
     }
 }
 

@@ -3,7 +3,6 @@
 use anyhow::Result;
 use serde_json::json;
 
-use cairn::sync::ReplicaDocs;
 use cairn::{Op, Outcome, Receipt, Relation, Validity};
 
 use crate::options::{ReplicaOpts, Session};
@@ -12,14 +11,8 @@ use crate::{AddCommand, DeleteCommand};
 
 async fn apply(opts: &ReplicaOpts, ops: Vec<Op>, describe: impl Fn(&Op, Outcome) -> String) -> Result<()> {
     let session = Session::open(opts).await?;
-    let replica = session.replica.clone();
     let to_write = ops.clone();
-    let (before, receipt): (_, Receipt) = tokio::task::spawn_blocking(move || {
-        let before = ReplicaDocs::new(replica.clone()).log_position()?;
-        Ok::<_, cairn::Error>((before, replica.write(&to_write)?))
-    })
-    .await??;
-    session.close_after_write(&opts.db_path(), receipt.version.seq().get() - before.get()).await;
+    let receipt: Receipt = session.write(move |r| Ok(r.write(&to_write)?)).await?;
     if opts.json {
         output::json(&json!({ "version": receipt.version, "outcomes": receipt.outcomes }));
     } else {

@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -296,17 +295,13 @@ pub(crate) fn import_lines(
 pub(crate) async fn import(opts: &ReplicaOpts, file: &Path, options: ImportOptions) -> Result<()> {
     let content = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let session = Session::open(opts).await?;
-    let replica: Arc<Replica> = session.replica.clone();
     let json = opts.json;
-    let (before, after, report) = tokio::task::spawn_blocking(move || {
-        let docs = cairn::sync::ReplicaDocs::new(replica.clone());
-        let before = docs.log_position()?;
-        let progress: Box<dyn Progress> = if json { Box::new(JsonLines) } else { Box::new(Bar::new()) };
-        let report = import_lines(&replica, &content, options, progress.as_ref())?;
-        anyhow::Ok((before, docs.log_position()?, report))
-    })
-    .await??;
-    session.close_after_write(&opts.db_path(), after.get() - before.get()).await;
+    let report = session
+        .write(move |replica| {
+            let progress: Box<dyn Progress> = if json { Box::new(JsonLines) } else { Box::new(Bar::new()) };
+            import_lines(replica, &content, options, progress.as_ref())
+        })
+        .await?;
     if opts.json {
         output::json(&report);
     } else {
