@@ -1,0 +1,103 @@
+// Reading a graph from its shard documents (docs/schema.md, "Reading"): pure functions of the
+// documents, no network.
+import * as A from "@automerge/automerge"
+import { parseRecord, splitObservation, splitRelation } from "./records.js"
+
+// Rust and SQLite order names by their UTF-8 bytes; so does this, so both list alike.
+export const byBytes = (a, b) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"))
+
+const validity = (r) => ({
+  ...(Number.isSafeInteger(r.valid_from) ? { validFrom: r.valid_from } : {}),
+  ...(Number.isSafeInteger(r.valid_to) ? { validTo: r.valid_to } : {}),
+})
+
+/** A fact holds at `t` if validFrom (if any) <= t < validTo (if any). */
+export const holdsAt = (fact, t) =>
+  (fact.validFrom === undefined || fact.validFrom <= t) && (fact.validTo === undefined || t < fact.validTo)
+
+const fact = (r) => ({ by: String(r.by ?? ""), at: Number.isSafeInteger(r.at) ? r.at : 0, ...validity(r), ...(r.n ? { n: r.n } : {}) })
+
+// An entity record is JSON; a bare string that is not JSON is tolerated as a type.
+function entityRecord(value) {
+  const r = parseRecord(value)
+  if (typeof r.type === "string") return r
+  try {
+    JSON.parse(String(value))
+    return r
+  } catch {
+    return { type: String(value) }
+  }
+}
+
+/**
+ * Every entity and relation in the given shard documents, with all their metadata and every
+ * fact ever recorded and not deleted (validity is not applied here).
+ */
+export function readShards(docs) {
+  const entities = new Map()
+  const entity = (name) => {
+    let e = entities.get(name)
+    if (!e) {
+      e = { name, entityType: "", createdBy: "", createdAt: 0, observations: [], conflicts: [] }
+      entities.set(name, e)
+    }
+    return e
+  }
+  const relations = []
+  for (const doc of docs) {
+    for (const [name, value] of Object.entries(doc.entities ?? {})) {
+      const r = entityRecord(value)
+      const e = entity(name)
+      e.entityType = String(r.type ?? "")
+      e.createdBy = String(r.by ?? "")
+      e.createdAt = Number.isSafeInteger(r.at) ? r.at : 0
+      // Concurrent puts at one key: Automerge's winner is the value; the others are a conflict
+      // until someone writes a resolution (docs/schema.md, "Reading").
+      const all = A.getConflicts(doc.entities, name) ?? {}
+      if (Object.keys(all).length > 1) {
+        for (const v of Object.values(all)) {
+          const c = entityRecord(v)
+          e.conflicts.push({ entityType: String(c.type ?? ""), by: String(c.by ?? "") })
+        }
+      }
+    }
+    for (const [key, value] of Object.entries(doc.observations ?? {})) {
+      const parts = splitObservation(key)
+      if (parts) entity(parts[0]).observations.push({ content: parts[1], ...fact(parseRecord(value)) })
+    }
+    for (const [key, value] of Object.entries(doc.relations ?? {})) {
+      const parts = splitRelation(key)
+      if (!parts) continue
+      const [from, relationType, to] = parts
+      entity(from)
+      relations.push({ from, relationType, to, ...fact(parseRecord(value)) })
+    }
+  }
+  for (const e of entities.values()) {
+    e.observations.sort((a, b) => a.at - b.at || (a.n ?? 0) - (b.n ?? 0) || byBytes(a.content, b.content))
+  }
+  relations.sort((a, b) => byBytes(a.from, b.from) || byBytes(a.relationType, b.relationType) || byBytes(a.to, b.to))
+  return { entities: [...entities.values()].sort((a, b) => byBytes(a.name, b.name)), relations }
+}
+
+/**
+ * Keeps the facts that hold at `asOf` (default: now) unless `includeSuperseded`, and counts what
+ * it left out, as Cairn's own reads do.
+ */
+export function current(graph, { asOf, includeSuperseded = false } = {}) {
+  if (includeSuperseded) return { ...graph, omitted: 0 }
+  const t = asOf ?? Date.now()
+  let omitted = 0
+  const keep = (f) => holdsAt(f, t) || (omitted++, false)
+  const entities = graph.entities.map((e) => ({ ...e, observations: e.observations.filter(keep) }))
+  const relations = graph.relations.filter(keep)
+  return { entities, relations, omitted }
+}
+
+/** The reference memory server's `read_graph` shape: names, types, texts, triples. */
+export function referenceShape({ entities, relations }) {
+  return {
+    entities: entities.map((e) => ({ name: e.name, entityType: e.entityType, observations: e.observations.map((o) => o.content) })),
+    relations: relations.map((r) => ({ from: r.from, to: r.to, relationType: r.relationType })),
+  }
+}
