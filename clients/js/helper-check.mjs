@@ -53,6 +53,7 @@ refuses("too_large", "a 64 KiB + 1 type", () => g.createEntities([{ name: "a", e
 refuses("invalid_name", "an empty validity", () => g.createRelations([{ from: "a", relationType: "r", to: "b", validFrom: 5, validTo: 5 }]))
 refuses("invalid_name", "a time that is not one", () => g.createRelations([{ from: "a", relationType: "r", to: "b", validFrom: "yesterday" }]))
 refuses("not_found", "observations on no entity", () => g.addObservations([{ entityName: "nobody", contents: ["x"] }]))
+refuses("invalid_name", "deleting a non-string observation", () => g.deleteObservations([{ entityName: "a", observations: [7] }]))
 refuses("invalid_name", "a non-string observation", () => g.createEntities([{ name: "a", entityType: "t", observations: [42] }]))
 for (const agent of ["", "tab\there", "x".repeat(129)]) {
   try {

@@ -250,12 +250,15 @@ export class Graph {
 
   /** The reference's `delete_observations`. */
   deleteObservations(items) {
+    for (const { entityName, observations } of items) {
+      checkName("entity name", entityName)
+      for (const text of observations) checkText(text)
+    }
     this.#write((w) => {
       for (const { entityName, observations } of items) {
-        checkName("entity name", entityName)
         w.edit(entityName, (d) => {
           for (const text of observations) {
-            const key = observationKey(entityName, checkText(text))
+            const key = observationKey(entityName, text)
             if (d.observations[key] !== undefined) delete d.observations[key]
           }
         })
