@@ -37,8 +37,9 @@ for (const stem of Object.keys(expected.documents)) {
 
 // ---- bad input: a CairnError with a code, and nothing written -------------------------------------
 const g = await connect({ graph: "checks", agent: "checker@test" })
-const heads = () => g.handles.map((h) => h.heads().join()).join()
-const refuses = (code, what, f) => {
+const refuses = (code, what, f) => refusesOn(g, code, what, f)
+function refusesOn(graph, code, what, f) {
+  const heads = () => graph.handles.map((h) => h.heads().join()).join()
   const before = heads()
   try {
     f()
@@ -95,6 +96,54 @@ check(g.entity("Bob", { includeSuperseded: true }).observations.length === 1, "i
 g.deleteEntities(["Bob"])
 check(g.read().relations.length === 0, `deleting Bob removed relations to and from him: ${JSON.stringify(g.read().relations)}`)
 await g.close()
+
+// ---- supersede (docs/schema.md, "The supersede link") ----------------------------------------------
+const ms = (iso) => Date.parse(iso)
+const h = await connect({ graph: "facts", agent: "hr@test" })
+h.createEntities([{ name: "Alice", entityType: "person", observations: ["likes tea"] }, { name: "Acme", entityType: "company" }, { name: "Initech", entityType: "company" }, { name: "Globex", entityType: "company" }])
+h.addObservations([{ entityName: "Alice", contents: [{ content: "works at Acme", validFrom: "2019-01-01T00:00:00Z" }] }])
+h.createRelations([{ from: "Alice", relationType: "works_at", to: "Acme", validFrom: "2019-01-01T00:00:00Z" }])
+const s1 = h.supersedeObservations([{ entityName: "Alice", replaces: "works at Acme", content: "works at Initech", validFrom: "2022-01-01T00:00:00Z" }])
+check(s1[0].superseded === true, `supersede result: ${JSON.stringify(s1)}`)
+h.supersedeRelations([{ from: "Alice", relationType: "works_at", to: "Initech", replaces: { from: "Alice", relationType: "works_at", to: "Acme" }, validFrom: "2022-01-01T00:00:00Z" }])
+h.supersedeObservations([{ entityName: "Alice", replaces: "works at Initech", content: "works at Globex", validFrom: "2024-06-01T00:00:00Z" }])
+const employer = (t) => h.entity("Alice", { asOf: ms(t) }).observations.map((o) => o.content).filter((c) => c.startsWith("works at"))
+check(JSON.stringify(employer("2020-01-01T00:00:00Z")) === '["works at Acme"]', `2020: ${employer("2020-01-01T00:00:00Z")}`)
+check(JSON.stringify(employer("2023-01-01T00:00:00Z")) === '["works at Initech"]', `2023: ${employer("2023-01-01T00:00:00Z")}`)
+check(JSON.stringify(employer("2025-01-01T00:00:00Z")) === '["works at Globex"]', `2025: ${employer("2025-01-01T00:00:00Z")}`)
+check(h.entity("Alice").observations.some((o) => o.content === "likes tea"), "nothing else was retired")
+const all = h.entity("Alice", { includeSuperseded: true }).observations
+const globex = all.find((o) => o.content === "works at Globex")
+check(globex.replaces === "works at Initech" && globex.validFrom === ms("2024-06-01T00:00:00Z") && globex.validTo === undefined, `link: ${JSON.stringify(globex)}`)
+check(all.find((o) => o.content === "works at Acme").validTo === ms("2022-01-01T00:00:00Z"), "the old fact ends where the new begins")
+const rel = h.read({ asOf: ms("2023-01-01T00:00:00Z") }).relations
+check(rel.length === 1 && rel[0].to === "Initech" && rel[0].replaces?.to === "Acme", `relation as of 2023: ${JSON.stringify(rel)}`)
+check(h.read().omitted === 3, `left out now: ${h.read().omitted}`)
+// The raw record is what docs/schema.md shows.
+const rec = JSON.parse(String(h.shards[shardOf("Alice")].doc().relations[`Alice${SEP}works_at${SEP}Initech`]))
+check(JSON.stringify(rec.replaces) === '["Alice","works_at","Acme"]' && rec.valid_from === ms("2022-01-01T00:00:00Z"), `record: ${JSON.stringify(rec)}`)
+// A fact already superseded is refused; superseding what does not exist writes nothing.
+refusesOn(h, "conflict", "superseding a superseded fact", () => h.supersedeObservations([{ entityName: "Alice", replaces: "works at Acme", content: "works at Hooli" }]))
+const before = h.handles.map((x) => x.heads().join()).join()
+check(h.supersedeObservations([{ entityName: "Alice", replaces: "never said", content: "x" }])[0].superseded === false && h.handles.map((x) => x.heads().join()).join() === before, "no old fact: nothing written")
+// A late fact (older than the current one's start) is history and does not displace it.
+h.addObservations([{ entityName: "Alice", contents: [{ content: "lives in Paris", validFrom: "2020-01-01T00:00:00Z" }] }])
+h.supersedeObservations([{ entityName: "Alice", replaces: "lives in Paris", content: "lived in Lyon", validFrom: "2015-01-01T00:00:00Z" }])
+const lyon = h.entity("Alice", { includeSuperseded: true }).observations.find((o) => o.content === "lived in Lyon")
+check(lyon.validTo === ms("2020-01-01T00:00:00Z") && h.entity("Alice").observations.some((o) => o.content === "lives in Paris"), `late fact: ${JSON.stringify(lyon)}`)
+
+// Two agents supersede the same fact apart: both kept, reported as a conflict after merging.
+const other = await connect({ graph: "facts", agent: "ops@test" })
+const shard = shardOf("Alice")
+other.repo.import(A.save(h.shards[shard].doc()), { docId: h.shards[shard].documentId })
+h.supersedeObservations([{ entityName: "Alice", replaces: "likes tea", content: "likes coffee" }])
+other.supersedeObservations([{ entityName: "Alice", replaces: "likes tea", content: "likes mate" }])
+h.repo.import(A.save(other.shards[shard].doc()), { docId: h.shards[shard].documentId })
+const conflicts = h.read().conflicts
+check(conflicts.length === 1 && conflicts[0].replaces === "likes tea" && conflicts[0].by.map((f) => f.content).sort().join() === "likes coffee,likes mate", `conflict: ${JSON.stringify(conflicts)}`)
+check(conflicts[0].by.map((f) => f.by).sort().join() === "hr@test,ops@test", "each side says who wrote it")
+await h.close()
+await other.close()
 
 if (failures.length) {
   console.error(failures.join("\n"))

@@ -2,7 +2,7 @@
 // what was wrong and what to do.
 export class CairnError extends Error {
   /**
-   * @param {"invalid_name"|"too_large"|"not_found"|"refused"|"rejected"|"timeout"|"no_relay"} code
+   * @param {"invalid_name"|"too_large"|"not_found"|"refused"|"rejected"|"timeout"|"no_relay"|"conflict"} code
    * @param {string} message
    */
   constructor(code, message, options) {

@@ -215,6 +215,77 @@ export class Graph {
     })
   }
 
+  /**
+   * The MCP server's `supersede_observations`: ends observation `replaces` of `entityName` at
+   * `validFrom` (default now) and records `content` in its place, linked to it (docs/schema.md,
+   * "The supersede link"). Nothing else is retired. An old fact that does not exist is skipped
+   * (`superseded: false`); one that a present fact already replaces is refused ("conflict"):
+   * supersede its replacement instead. Checks every item before it writes anything.
+   */
+  supersedeObservations(items) {
+    const plans = items.map((item) => {
+      checkName("entity name", item.entityName)
+      checkText(item.replaces)
+      checkText(item.content)
+      const e = item.entityName
+      if (!this.#exists(e)) throw new CairnError("not_found", `Entity with name ${e} not found`)
+      const observations = this.#shardDoc(e).observations ?? {}
+      const old = observations[observationKey(e, item.replaces)]
+      if (old === undefined) return { item }
+      const by = Object.entries(observations).find(([k, v]) => splitObservation(k)?.[0] === e && parseRecord(v).replaces === item.replaces)
+      if (by) throw new CairnError("conflict", `observation ${JSON.stringify(item.replaces)} of ${e} is already superseded by ${JSON.stringify(splitObservation(by[0])[1])}: supersede that one instead`)
+      return { item, old: parseRecord(old), ...supersedeTimes(parseRecord(old), toMillis("validFrom", item.validFrom)) }
+    })
+    return this.#write((w) =>
+      plans.map(({ item, old, ended, validity }) => {
+        if (!old) return { entityName: item.entityName, replaces: item.replaces, content: item.content, superseded: false }
+        const e = item.entityName
+        if (ended) w.edit(e, (d) => putFresh(d.observations, observationKey(e, item.replaces), factRecord(recordFields({ ...old, valid_to: ended }))))
+        const key = observationKey(e, item.content)
+        if (this.#shardDoc(e).observations?.[key] === undefined) {
+          const rec = w.fact({ ...validity, replaces: item.replaces })
+          w.edit(e, (d) => { d.observations[key] = rec })
+        }
+        return { entityName: e, replaces: item.replaces, content: item.content, superseded: true }
+      }),
+    )
+  }
+
+  /**
+   * The MCP server's `supersede_relations`: ends relation `replaces` ({from, relationType, to})
+   * at `validFrom` (default now) and records the item's triple in its place, linked to it. Both
+   * entities of the new relation must exist. Otherwise as supersedeObservations.
+   */
+  supersedeRelations(items) {
+    const plans = items.map((item) => {
+      const next = relationInput(item)
+      const prev = relationInput(item.replaces ?? {})
+      for (const name of [next.from, next.to]) if (!this.#exists(name)) throw new CairnError("not_found", `Entity with name ${name} not found`)
+      const oldKey = relationKey(prev.from, prev.relationType, prev.to)
+      const old = this.#shardDoc(prev.from).relations?.[oldKey]
+      if (old === undefined) return { next, prev }
+      const link = [prev.from, prev.relationType, prev.to]
+      for (const shard of this.shards) {
+        const by = Object.entries(shard.doc().relations ?? {}).find(([, v]) => JSON.stringify(parseRecord(v).replaces) === JSON.stringify(link))
+        if (by) throw new CairnError("conflict", `relation ${JSON.stringify(link)} is already superseded by ${JSON.stringify(splitRelation(by[0]))}: supersede that one instead`)
+      }
+      return { next, prev, oldKey, link, old: parseRecord(old), ...supersedeTimes(parseRecord(old), toMillis("validFrom", item.validFrom)) }
+    })
+    return this.#write((w) =>
+      plans.map(({ next, prev, oldKey, link, old, ended, validity }) => {
+        const result = { from: next.from, relationType: next.relationType, to: next.to, replaces: { from: prev.from, relationType: prev.relationType, to: prev.to } }
+        if (!old) return { ...result, superseded: false }
+        if (ended) w.edit(prev.from, (d) => putFresh(d.relations, oldKey, factRecord(recordFields({ ...old, valid_to: ended }))))
+        const key = relationKey(next.from, next.relationType, next.to)
+        if (this.#shardDoc(next.from).relations?.[key] === undefined) {
+          const rec = w.fact({ ...validity, replaces: link })
+          w.edit(next.from, (d) => { d.relations[key] = rec })
+        }
+        return { ...result, superseded: true }
+      }),
+    )
+  }
+
   /** Re-types an entity: a new record with the same creator, which also resolves a type conflict. */
   setEntityType(name, entityType) {
     checkName("entity name", name)
@@ -337,6 +408,28 @@ export class Graph {
     this.#lastSync = Date.now()
     return { state: "synced", asOf: this.#lastSync, unconfirmed }
   }
+}
+
+// What superseding a fact whose record is `old` at world time `t` writes (docs/schema.md, "The
+// supersede link"): `ended`, the old fact's new valid_to (undefined: leave it alone), and the new
+// fact's validity. With no `t`: now, or a millisecond after the old fact began if that is within
+// the next second (a supersede a moment ago, or on a clock a little ahead), so quick successive
+// supersedes chain in order.
+function supersedeTimes(old, at) {
+  const from = Number.isSafeInteger(old.valid_from) ? old.valid_from : undefined
+  const now = Date.now()
+  const t = at ?? (from !== undefined && from >= now && from < now + 1000 ? from + 1 : now)
+  if (from !== undefined && t < from) return { validity: { validFrom: t, validTo: from } } // late: history
+  if (from !== undefined && t === from) {
+    throw new CairnError("invalid_name", `validity interval is empty: the old fact begins at ${from}, the supersede's time`)
+  }
+  const to = Number.isSafeInteger(old.valid_to) ? old.valid_to : undefined
+  return { ended: to !== undefined && to <= t ? undefined : t, validity: { validFrom: t } }
+}
+
+// A parsed record back into factRecord's arguments, every field kept (unknown ones too).
+function recordFields({ by, at, valid_from, valid_to, n, ...rest }) {
+  return { by, at, validFrom: valid_from, validTo: valid_to, n, ...rest }
 }
 
 // Puts a record; if the same string is already the winning value, deletes it first so that the

@@ -7,7 +7,7 @@ export declare const SEP: "\u001f"
 export declare const SHARD_COUNT: 32
 export declare const SCHEMA_VERSION: 1
 
-export type CairnErrorCode = "invalid_name" | "too_large" | "not_found" | "refused" | "rejected" | "timeout" | "no_relay"
+export type CairnErrorCode = "invalid_name" | "too_large" | "not_found" | "refused" | "rejected" | "timeout" | "no_relay" | "conflict"
 export declare class CairnError extends Error {
   readonly code: CairnErrorCode
   constructor(code: CairnErrorCode, message: string, options?: { cause?: unknown })
@@ -35,14 +35,24 @@ export interface Fact extends Validity {
   /** Its position among the facts one write recorded (from 1). */
   n?: number
 }
-export interface Observation extends Fact {
-  content: string
-}
-export interface Relation extends Fact {
+export interface Triple {
   from: string
   relationType: string
   to: string
 }
+export interface Observation extends Fact {
+  content: string
+  /** The text of the observation of the same entity this one superseded. */
+  replaces?: string
+}
+export interface Relation extends Fact, Triple {
+  /** The relation this one superseded. */
+  replaces?: Triple
+}
+/** Two or more facts that supersede the same fact and hold at the same time (written apart). */
+export type SupersedeConflict =
+  | { entityName: string; replaces: string; by: (Observation & { entityName: string })[] }
+  | { replaces: Triple; by: Relation[] }
 export interface Entity {
   name: string
   /** "" for an entity that exists only through its facts (its record was deleted concurrently). */
@@ -64,6 +74,8 @@ export interface GraphRead {
   relations: Relation[]
   /** Facts left out because they do not hold at `asOf`. */
   omitted: number
+  /** Concurrent supersedes holding at `asOf`, until someone supersedes again. */
+  conflicts: SupersedeConflict[]
 }
 /** The reference memory server's shapes. */
 export interface ReferenceGraph {
@@ -111,6 +123,14 @@ export declare class Graph {
   createEntities(entities: EntityInput[]): ReferenceGraph["entities"]
   addObservations(items: { entityName: string; contents: ObservationInput[] }[]): { entityName: string; addedObservations: string[] }[]
   createRelations(relations: RelationInput[]): ReferenceGraph["relations"]
+  supersedeObservations(items: { entityName: string; replaces: string; content: string; validFrom?: Time }[]): {
+    entityName: string
+    replaces: string
+    content: string
+    /** false when the old observation does not exist (nothing was written for it). */
+    superseded: boolean
+  }[]
+  supersedeRelations(items: (Triple & { replaces: Triple; validFrom?: Time })[]): (Triple & { replaces: Triple; superseded: boolean })[]
   setEntityType(name: string, entityType: string): void
   deleteEntities(names: string[]): void
   deleteObservations(items: { entityName: string; observations: string[] }[]): void

@@ -17,6 +17,14 @@ export const holdsAt = (fact, t) =>
 
 const fact = (r) => ({ by: String(r.by ?? ""), at: Number.isSafeInteger(r.at) ? r.at : 0, ...validity(r), ...(r.n ? { n: r.n } : {}) })
 
+// The supersede link (docs/schema.md): an observation names the old text of its entity, a
+// relation the old [from, type, to]. A malformed link reads as none (the schema check refuses it).
+const observationLink = (r) => (typeof r.replaces === "string" ? { replaces: r.replaces } : {})
+const relationLink = (r) =>
+  Array.isArray(r.replaces) && r.replaces.length === 3 && r.replaces.every((p) => typeof p === "string")
+    ? { replaces: { from: r.replaces[0], relationType: r.replaces[1], to: r.replaces[2] } }
+    : {}
+
 // An entity record is JSON; a bare string that is not JSON is tolerated as a type.
 function entityRecord(value) {
   const r = parseRecord(value)
@@ -63,14 +71,17 @@ export function readShards(docs) {
     }
     for (const [key, value] of Object.entries(doc.observations ?? {})) {
       const parts = splitObservation(key)
-      if (parts) entity(parts[0]).observations.push({ content: parts[1], ...fact(parseRecord(value)) })
+      if (!parts) continue
+      const r = parseRecord(value)
+      entity(parts[0]).observations.push({ content: parts[1], ...fact(r), ...observationLink(r) })
     }
     for (const [key, value] of Object.entries(doc.relations ?? {})) {
       const parts = splitRelation(key)
       if (!parts) continue
       const [from, relationType, to] = parts
       entity(from)
-      relations.push({ from, relationType, to, ...fact(parseRecord(value)) })
+      const r = parseRecord(value)
+      relations.push({ from, relationType, to, ...fact(r), ...relationLink(r) })
     }
   }
   for (const e of entities.values()) {
@@ -85,13 +96,36 @@ export function readShards(docs) {
  * it left out, as Cairn's own reads do.
  */
 export function current(graph, { asOf, includeSuperseded = false } = {}) {
-  if (includeSuperseded) return { ...graph, omitted: 0 }
   const t = asOf ?? Date.now()
+  const conflicts = supersedeConflicts(graph, t)
+  if (includeSuperseded) return { ...graph, omitted: 0, conflicts }
   let omitted = 0
   const keep = (f) => holdsAt(f, t) || (omitted++, false)
   const entities = graph.entities.map((e) => ({ ...e, observations: e.observations.filter(keep) }))
   const relations = graph.relations.filter(keep)
-  return { entities, relations, omitted }
+  return { entities, relations, omitted, conflicts }
+}
+
+/**
+ * Concurrent supersedes: two or more facts that replace the same fact and both hold at `t`
+ * (two agents superseded it while apart). Reported until someone supersedes again.
+ */
+export function supersedeConflicts(graph, t) {
+  const groups = new Map()
+  const add = (key, what, f) => {
+    if (!holdsAt(f, t)) return
+    if (!groups.has(key)) groups.set(key, { ...what, by: [] })
+    groups.get(key).by.push(f)
+  }
+  for (const e of graph.entities) {
+    for (const o of e.observations) {
+      if (o.replaces !== undefined) add(JSON.stringify(["o", e.name, o.replaces]), { entityName: e.name, replaces: o.replaces }, { ...o, entityName: e.name })
+    }
+  }
+  for (const r of graph.relations) {
+    if (r.replaces) add(JSON.stringify(["r", r.replaces.from, r.replaces.relationType, r.replaces.to]), { replaces: r.replaces }, r)
+  }
+  return [...groups.values()].filter((g) => g.by.length > 1)
 }
 
 /** The reference memory server's `read_graph` shape: names, types, texts, triples. */
