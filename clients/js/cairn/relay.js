@@ -25,9 +25,10 @@ const REFUSED = /Unexpected server response: (401|403)\b/
 /**
  * The stock Node adapter with two differences, both about errors. The stock one throws any
  * socket error but ECONNREFUSED out of an event listener, which ends a Node process; a relay that
- * refuses the token answers the upgrade 401 (403 for a revoked token's graph), so a wrong token
- * crashed the agent. Here a 401/403 stops the adapter and emits `"refused"` with a CairnError
- * (code "refused"); any other socket error is retried like ECONNREFUSED. And an automerge-repo
+ * refuses the token answers the upgrade 401, so a wrong token crashed the agent. Here a 401 (or
+ * a 403 from a proxy in front) stops the adapter and emits `"refused"` with a CairnError (code
+ * "refused"); any other socket error (a reset, a 429 over the per-token connection limit, a name
+ * that does not resolve) is retried like ECONNREFUSED. And an automerge-repo
  * `error` message from the relay (a change the schema check refused, say) is emitted as
  * `"relay-error"` instead of only being logged at debug level.
  */
