@@ -350,7 +350,11 @@ fn misplaced(matches: &clap::ArgMatches, command: &Command) -> Option<String> {
     let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let leading = ReplicaOpts::augment_args(clap::Command::new("leading"));
     let wrong =
-        leading.get_arguments().find(|a| given(a.get_id().as_str()) && !(name == "demo" && a.get_id() == "json"))?;
+        leading.get_arguments().find(|a| {
+        let id = a.get_id().as_str();
+        // `cairn peer` takes --db itself (whose peer tokens); `cairn demo` takes --json.
+        given(id) && !(name == "demo" && id == "json") && !(name == "peer" && id == "db")
+    })?;
     let long = wrong.get_long().unwrap_or(wrong.get_id().as_str());
     Some(format!(
         "`cairn {name}` opens no replica: --{long} does not apply to it (options of `cairn {name}` go after its name)"

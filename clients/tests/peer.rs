@@ -180,6 +180,14 @@ fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Ten rounds of: an entity of `who`'s own, the shared entity "Plan", an observation on it.
+async fn write_rounds(who: &str, agent: &Agent) {
+    for n in 0..10 {
+        agent.create(&[&format!("{who}-{n}"), "Plan"]).await;
+        agent.observe("Plan", &[&format!("{who} step {n}")]).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_one_listening_one_dialing_write_concurrently_and_converge() {
     let dir = tempfile::tempdir().unwrap();
@@ -191,16 +199,7 @@ async fn two_agents_one_listening_one_dialing_write_concurrently_and_converge() 
     let b = agent(&b_db, "bob", &["--peer", &url, "--peer-token", &token]).await;
     // Step 2: both write at once: entities of their own, the same entity created on both
     // sides, and observations on it.
-    let write = |who: &'static str, agent: &Agent| {
-        let agent: &Agent = agent;
-        async move {
-            for n in 0..10 {
-                agent.create(&[&format!("{who}-{n}"), "Plan"]).await;
-                agent.observe("Plan", &[&format!("{who} step {n}")]).await;
-            }
-        }
-    };
-    tokio::join!(write("alice", &a), write("bob", &b));
+    tokio::join!(write_rounds("alice", &a), write_rounds("bob", &b));
     // Step 3: both hold everything both wrote, the shared entity once with every observation.
     let mut all: Vec<String> = (0..10).flat_map(|n| [format!("alice-{n}"), format!("bob-{n}")]).collect();
     all.push("Plan".into());
