@@ -94,12 +94,14 @@ async fn discovery_story() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_find_each_other_with_mdns_on_loopback_and_sync() {
+    // In the re-run, `ip link set lo multicast on` has succeeded (the shell runs this only
+    // then); /sys still shows the outer namespace's interfaces, so it is not asked again.
+    if std::env::var_os(IN_NAMESPACE).is_some() {
+        return discovery_story().await;
+    }
     let Some(why) = no_loopback_multicast() else {
         return discovery_story().await;
     };
-    if std::env::var_os(IN_NAMESPACE).is_some() {
-        panic!("in the test's own network namespace, loopback multicast is still off: {why}");
-    }
     let tools = ["unshare", "ip"].iter().all(|t| Command::new(t).arg("-V").output().is_ok());
     if !(is_root() && tools) {
         println!("SKIPPED two_processes_find_each_other_with_mdns_on_loopback_and_sync: {why}, and without root, \
