@@ -254,7 +254,10 @@ mod tests {
             link.peers(),
             [
                 PeerFreshness { peer: "ws://relay".into(), freshness: Freshness::Synced { as_of: 20 } },
-                PeerFreshness { peer: "ws://peer".into(), freshness: Freshness::Offline { since: 30, last_sync: None } },
+                PeerFreshness {
+                    peer: "ws://peer".into(),
+                    freshness: Freshness::Offline { since: 30, last_sync: None }
+                },
             ]
         );
         // Connected and not yet in step: behind, whatever the other says.

@@ -349,8 +349,7 @@ fn misplaced(matches: &clap::ArgMatches, command: &Command) -> Option<String> {
     };
     let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let leading = ReplicaOpts::augment_args(clap::Command::new("leading"));
-    let wrong =
-        leading.get_arguments().find(|a| {
+    let wrong = leading.get_arguments().find(|a| {
         let id = a.get_id().as_str();
         // `cairn peer` takes --db itself (whose peer tokens); `cairn demo` takes --json.
         given(id) && !(name == "demo" && id == "json") && !(name == "peer" && id == "db")

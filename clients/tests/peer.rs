@@ -51,8 +51,10 @@ async fn agent(db: &Path, name: &str, args: &[&str]) -> Agent {
     });
     let (transport, _) = TokioChildProcess::builder(cmd).stderr(Stdio::from(stderr)).spawn().unwrap();
     let pid = transport.id().unwrap();
-    let client =
-        ClientConfig::new(ClientCapabilities::default(), Implementation::new(name, "1.0")).serve(transport).await.unwrap();
+    let client = ClientConfig::new(ClientCapabilities::default(), Implementation::new(name, "1.0"))
+        .serve(transport)
+        .await
+        .unwrap();
     Agent { client, pid, log }
 }
 
@@ -82,7 +84,8 @@ impl Agent {
     }
 
     async fn observe(&self, entity: &str, texts: &[&str]) {
-        let r = self.call("add_observations", json!({"observations": [{"entityName": entity, "contents": texts}]})).await;
+        let r =
+            self.call("add_observations", json!({"observations": [{"entityName": entity, "contents": texts}]})).await;
         assert_ne!(r.is_error, Some(true), "add_observations failed: {}", text(&r));
     }
 
@@ -161,7 +164,8 @@ async fn until_all_have(agents: &[&Agent], names: &[&str]) {
 
 /// `cairn peer token create --db DB --graph team --role ROLE --json`: the token.
 fn peer_token(db: &Path, role: &str) -> String {
-    let out = cairn(&["peer", "token", "create", "--db", db.to_str().unwrap(), "--graph", GRAPH, "--role", role, "--json"]);
+    let out =
+        cairn(&["peer", "token", "create", "--db", db.to_str().unwrap(), "--graph", GRAPH, "--role", role, "--json"]);
     assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["token"].as_str().unwrap().to_owned()
@@ -233,7 +237,15 @@ async fn a_chain_of_three_converges_with_the_middle_one_restarted_and_carries_ch
     let a_url = a.url().await;
     let dead = format!("ws://127.0.0.1:{}", dead_port());
     let b_args = |listen: String| {
-        vec!["--listen".to_owned(), listen, "--insecure-no-auth".into(), "--peer".into(), a_url.clone(), "--peer".into(), dead.clone()]
+        vec![
+            "--listen".to_owned(),
+            listen,
+            "--insecure-no-auth".into(),
+            "--peer".into(),
+            a_url.clone(),
+            "--peer".into(),
+            dead.clone(),
+        ]
     };
     let args = b_args("127.0.0.1:0".into());
     let b = agent(&db("b"), "b", &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
@@ -345,7 +357,12 @@ async fn a_stock_automerge_repo_client_reads_the_graph_from_a_listening_replica(
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "peer-read.mjs failed: {stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), a.stderr());
+    assert!(
+        out.status.success(),
+        "peer-read.mjs failed: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        a.stderr()
+    );
     let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(seen["entities"]["Tea"]["type"], "note", "{seen}");
     let mut tea: Vec<&str> =

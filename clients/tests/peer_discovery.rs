@@ -43,7 +43,8 @@ fn is_root() -> bool {
 async fn agent(db: &Path, name: &str) -> Client {
     let log = std::fs::File::create(db.with_extension("log")).unwrap();
     let cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cairn")).configure(|c| {
-        for var in ["CAIRN_AGENT", "CAIRN_RELAY", "CAIRN_PEERS", "CAIRN_LISTEN", "CAIRN_PEER_TOKEN", "MEMORY_FILE_PATH"] {
+        for var in ["CAIRN_AGENT", "CAIRN_RELAY", "CAIRN_PEERS", "CAIRN_LISTEN", "CAIRN_PEER_TOKEN", "MEMORY_FILE_PATH"]
+        {
             c.env_remove(var);
         }
         c.args(["mcp", "--db", db.to_str().unwrap(), "--graph", "team", "--agent", name]);
@@ -71,7 +72,8 @@ async fn discovery_story() {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let graph = call(&b, "read_graph", json!({})).await;
-        let names: Vec<&str> = graph["entities"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+        let names: Vec<&str> =
+            graph["entities"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
         if names.contains(&"FoundYou") {
             break;
         }
@@ -104,13 +106,15 @@ async fn two_processes_find_each_other_with_mdns_on_loopback_and_sync() {
     };
     let tools = ["unshare", "ip"].iter().all(|t| Command::new(t).arg("-V").output().is_ok());
     if !(is_root() && tools) {
-        println!("SKIPPED two_processes_find_each_other_with_mdns_on_loopback_and_sync: {why}, and without root, \
-                  `unshare` and `ip` this test cannot make a network namespace that has it (run `ip link set lo multicast on`)");
+        eprintln!(
+            "SKIPPED two_processes_find_each_other_with_mdns_on_loopback_and_sync: {why}, and without root, \
+                  `unshare` and `ip` this test cannot make a network namespace that has it (run `ip link set lo multicast on`)"
+        );
         return;
     }
     // Run this test again in a network namespace of its own, where loopback is up with
     // multicast on: nothing outside the namespace changes.
-    println!("{why}: running the story in a network namespace of its own with multicast on loopback");
+    eprintln!("{why}: running the story in a network namespace of its own with multicast on loopback");
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
         .args(["--net", "sh", "-c", "ip link set lo up && ip link set lo multicast on && exec \"$0\" \"$@\""])
@@ -123,8 +127,11 @@ async fn two_processes_find_each_other_with_mdns_on_loopback_and_sync() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() && stderr.contains("unshare failed") {
-        println!("SKIPPED two_processes_find_each_other_with_mdns_on_loopback_and_sync: {why}, and `unshare --net` is \
-                  not allowed here ({})", stderr.trim());
+        eprintln!(
+            "SKIPPED two_processes_find_each_other_with_mdns_on_loopback_and_sync: {why}, and `unshare --net` is \
+                  not allowed here ({})",
+            stderr.trim()
+        );
         return;
     }
     assert!(out.status.success(), "the story failed in its network namespace:\n{stdout}\n{stderr}");

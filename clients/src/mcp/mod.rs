@@ -29,8 +29,8 @@ use cairn_sync::SyncClient;
 
 use crate::locate::{self, ImportReference};
 use crate::options::{ReplicaOpts, default_agent};
-use crate::peer::{PeerArgs, Peering};
 use crate::output;
+use crate::peer::{PeerArgs, Peering};
 use crate::shape::{RefGraph, RefRelation};
 
 use args::*;
