@@ -57,3 +57,14 @@ impl Unseen {
         self.count == 0
     }
 }
+
+/// One relay or peer this replica syncs with, and how fresh the replica is with respect to it
+/// alone. A read's [`Freshness`] combines them (docs/freshness.md, "Several peers").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerFreshness {
+    /// The relay's or peer's URL, without its query (a `?token=` never shows).
+    pub peer: String,
+    /// In step with it, behind it, or unable to reach it.
+    #[serde(flatten)]
+    pub freshness: Freshness,
+}

@@ -75,7 +75,7 @@ pub mod sync;
 
 pub use error::{Error, FileFault, Result};
 pub use exchange::Heads;
-pub use freshness::{Freshness, Unseen};
+pub use freshness::{Freshness, PeerFreshness, Unseen};
 pub use ids::{DocId, LogPosition, ParseIdError, PeerId, ReplicaId, StorageId, Version};
 pub use model::{
     Entity, EntityChange, Graph, Millis, Observation, Op, Outcome, Read, Receipt, Relation, RelationFact, TypeConflict,

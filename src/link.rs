@@ -9,25 +9,57 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::freshness::Freshness;
+use crate::freshness::{Freshness, PeerFreshness};
 use crate::ids::DocId;
 use crate::model::Millis;
 
 type Subscriber = (u64, Arc<dyn Fn(&[DocId]) + Send + Sync>);
 
-#[derive(Debug, Default, Clone)]
-struct State {
-    /// Number of sync drivers attached; `Local` freshness when zero.
-    attached: usize,
+/// One sync driver's view of the relay or peer it talks to.
+#[derive(Debug, Clone)]
+struct Peer {
+    /// The driver's id, from [`Link::attach`].
+    id: u64,
+    /// What the driver syncs with (a relay's or peer's URL, without its query).
+    name: String,
     online: bool,
     /// When the link went offline (or first tried to connect).
     offline_since: Millis,
-    /// When this replica last held everything the relay had announced.
+    /// When this replica last held everything the other side had announced.
     last_sync: Option<Millis>,
-    /// When the relay first announced something this replica still lacks.
+    /// When the other side first announced something this replica still lacks.
     behind_since: Option<Millis>,
+}
+
+impl Peer {
+    /// This link's freshness, as a replica with only this link would report it.
+    fn freshness(&self) -> Freshness {
+        if !self.online {
+            Freshness::Offline { since: self.offline_since, last_sync: self.last_sync }
+        } else if let Some(since) = self.behind_since {
+            Freshness::Behind { since }
+        } else {
+            match self.last_sync {
+                Some(as_of) => Freshness::Synced { as_of },
+                // Connected but the first exchange has not finished: not yet known to be caught up.
+                None => Freshness::Behind { since: self.offline_since },
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    /// The attached sync drivers, one per relay or peer; `Local` freshness when empty.
+    peers: Vec<Peer>,
     /// Bumped on every change this process logs; `wait_for_change` watches it.
     generation: u64,
+}
+
+impl State {
+    fn peer(&mut self, id: u64) -> Option<&mut Peer> {
+        self.peers.iter_mut().find(|p| p.id == id)
+    }
 }
 
 /// Shared state between a replica and its sync drivers.
@@ -95,69 +127,150 @@ impl Link {
         state.generation
     }
 
-    /// A sync driver attaches (freshness stops being `local`); it starts offline.
-    pub(crate) fn attach(&self, now: Millis) {
-        let mut s = self.lock();
-        s.attached += 1;
-        if s.attached == 1 {
-            s.online = false;
-            s.offline_since = now;
-        }
+    /// A sync driver attaches (freshness stops being `local`), syncing with `name`; it starts
+    /// offline. Returns its id for the calls below.
+    pub(crate) fn attach(&self, now: Millis, name: &str) -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let peer =
+            Peer { id, name: name.to_owned(), online: false, offline_since: now, last_sync: None, behind_since: None };
+        self.lock().peers.push(peer);
+        id
     }
 
     /// A sync driver detaches.
-    pub(crate) fn detach(&self) {
-        let mut s = self.lock();
-        s.attached = s.attached.saturating_sub(1);
+    pub(crate) fn detach(&self, id: u64) {
+        self.lock().peers.retain(|p| p.id != id);
     }
 
     /// The connection came up. Until its first exchange finishes, the replica is not known to
-    /// hold what the relay received while it was away: it reads as behind since it went offline.
-    pub(crate) fn set_online(&self) {
-        let mut s = self.lock();
-        s.online = true;
-        let since = s.offline_since;
-        s.behind_since.get_or_insert(since);
+    /// hold what the other side received while it was away: it reads as behind since it went
+    /// offline.
+    pub(crate) fn set_online(&self, id: u64) {
+        if let Some(p) = self.lock().peer(id) {
+            p.online = true;
+            let since = p.offline_since;
+            p.behind_since.get_or_insert(since);
+        }
     }
 
     /// The connection went down (or an attempt failed).
-    pub(crate) fn set_offline(&self, now: Millis) {
-        let mut s = self.lock();
-        if s.online || s.offline_since == 0 {
-            s.offline_since = now;
+    pub(crate) fn set_offline(&self, id: u64, now: Millis) {
+        if let Some(p) = self.lock().peer(id) {
+            if p.online || p.offline_since == 0 {
+                p.offline_since = now;
+            }
+            p.online = false;
+            p.behind_since = None;
         }
-        s.online = false;
-        s.behind_since = None;
     }
 
-    /// The relay announced heads this replica lacks.
-    pub(crate) fn set_behind(&self, now: Millis) {
-        let mut s = self.lock();
-        s.behind_since.get_or_insert(now);
+    /// The other side announced heads this replica lacks.
+    pub(crate) fn set_behind(&self, id: u64, now: Millis) {
+        if let Some(p) = self.lock().peer(id) {
+            p.behind_since.get_or_insert(now);
+        }
     }
 
-    /// This replica holds everything the relay announced.
-    pub(crate) fn set_synced(&self, now: Millis) {
-        let mut s = self.lock();
-        s.behind_since = None;
-        s.last_sync = Some(now);
+    /// This replica holds everything the other side announced.
+    pub(crate) fn set_synced(&self, id: u64, now: Millis) {
+        if let Some(p) = self.lock().peer(id) {
+            p.behind_since = None;
+            p.last_sync = Some(now);
+        }
     }
 
-    /// The freshness a read reports.
+    /// The freshness a read reports. With one relay or peer, that link's; with several
+    /// (docs/freshness.md, "Several peers"): `behind` if any connected one announced what this
+    /// replica lacks (since the earliest), else `synced` as of the oldest confirmation among
+    /// the connected ones, else (none connected) `offline` since the last one was lost.
     pub(crate) fn freshness(&self) -> Freshness {
         let s = self.lock();
-        if s.attached == 0 {
-            Freshness::Local
-        } else if !s.online {
-            Freshness::Offline { since: s.offline_since, last_sync: s.last_sync }
-        } else if let Some(since) = s.behind_since {
-            Freshness::Behind { since }
-        } else {
-            match s.last_sync {
-                Some(as_of) => Freshness::Synced { as_of },
-                // Connected but the first exchange has not finished: not yet known to be caught up.
-                None => Freshness::Behind { since: s.offline_since },
+        let each: Vec<Freshness> = s.peers.iter().map(Peer::freshness).collect();
+        combine(&each)
+    }
+
+    /// Each relay or peer a sync driver is attached to, with its own freshness, in the order
+    /// they attached.
+    pub(crate) fn peers(&self) -> Vec<PeerFreshness> {
+        self.lock().peers.iter().map(|p| PeerFreshness { peer: p.name.clone(), freshness: p.freshness() }).collect()
+    }
+}
+
+/// Several links' freshness as one (see [`Link::freshness`]).
+fn combine(each: &[Freshness]) -> Freshness {
+    match each {
+        [] => Freshness::Local,
+        [one] => *one,
+        _ => {
+            let behind = each.iter().filter_map(|f| match f {
+                Freshness::Behind { since } => Some(*since),
+                _ => None,
+            });
+            if let Some(since) = behind.min() {
+                return Freshness::Behind { since };
             }
+            let synced = each.iter().filter_map(|f| match f {
+                Freshness::Synced { as_of } => Some(*as_of),
+                _ => None,
+            });
+            if let Some(as_of) = synced.min() {
+                return Freshness::Synced { as_of };
+            }
+            let since = each.iter().filter_map(|f| match f {
+                Freshness::Offline { since, .. } => Some(*since),
+                _ => None,
+            });
+            let last_sync = each
+                .iter()
+                .filter_map(|f| match f {
+                    Freshness::Offline { last_sync, .. } => *last_sync,
+                    _ => None,
+                })
+                .max();
+            Freshness::Offline { since: since.max().unwrap_or_default(), last_sync }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_link_reads_as_before_and_several_combine() {
+        let link = Link::default();
+        assert_eq!(link.freshness(), Freshness::Local);
+        let relay = link.attach(10, "ws://relay");
+        assert_eq!(link.freshness(), Freshness::Offline { since: 10, last_sync: None });
+        link.set_online(relay);
+        link.set_synced(relay, 20);
+        assert_eq!(link.freshness(), Freshness::Synced { as_of: 20 });
+        // A second peer, unreachable: the replica is still in step with the one it reaches,
+        // and the list says which one it cannot reach.
+        let peer = link.attach(30, "ws://peer");
+        assert_eq!(link.freshness(), Freshness::Synced { as_of: 20 });
+        assert_eq!(
+            link.peers(),
+            [
+                PeerFreshness { peer: "ws://relay".into(), freshness: Freshness::Synced { as_of: 20 } },
+                PeerFreshness {
+                    peer: "ws://peer".into(),
+                    freshness: Freshness::Offline { since: 30, last_sync: None }
+                },
+            ]
+        );
+        // Connected and not yet in step: behind, whatever the other says.
+        link.set_online(peer);
+        assert_eq!(link.freshness(), Freshness::Behind { since: 30 });
+        link.set_synced(peer, 40);
+        assert_eq!(link.freshness(), Freshness::Synced { as_of: 20 });
+        link.set_offline(relay, 50);
+        link.set_offline(peer, 60);
+        assert_eq!(link.freshness(), Freshness::Offline { since: 60, last_sync: Some(40) });
+        link.detach(relay);
+        link.detach(peer);
+        assert_eq!(link.freshness(), Freshness::Local);
+        assert!(link.peers().is_empty());
     }
 }

@@ -5,10 +5,12 @@
 //! before or after the command's name.
 
 mod commands;
+mod discover;
 mod locate;
 mod mcp;
 mod options;
 mod output;
+mod peer;
 mod shape;
 
 use std::path::PathBuf;
@@ -154,18 +156,22 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Sync with the relay once and exit, or keep syncing with --watch
+    /// Sync with the relay once and exit, or keep syncing with --watch (also with peers)
     ///
     /// Once: waits up to --sync-timeout (default 30 s) to be in step with the relay, and exits 1
     /// when it is not, saying `offline` at once if the relay is unreachable or refuses the token,
     /// and how many changes are not confirmed on the relay. With --watch: keeps syncing and
-    /// reconnecting until interrupted.
+    /// reconnecting until interrupted; with --listen, --peer or --discover it also syncs with
+    /// peers, with or without a relay (docs/peer-to-peer.md).
     Sync {
         #[command(flatten)]
         opts: ReplicaOpts,
         /// Keep syncing until interrupted
         #[arg(long)]
         watch: bool,
+        /// Peer-to-peer (with --watch; see docs/peer-to-peer.md)
+        #[command(flatten, next_help_heading = "Peers (with --watch)")]
+        peer: peer::PeerArgs,
     },
     /// Import a reference memory.jsonl (or a `cairn export`): resumable, with a progress bar
     ///
@@ -227,12 +233,17 @@ enum Command {
         #[arg(long, env = "CAIRN_IMPORT_REFERENCE", value_enum, value_name = "WHEN",
               default_value_t = locate::ImportReference::Auto, num_args = 0..=1, default_missing_value = "on")]
         import_reference: locate::ImportReference,
+        /// Peer-to-peer: agents syncing with no relay (docs/peer-to-peer.md)
+        #[command(flatten, next_help_heading = "Peers")]
+        peer: peer::PeerArgs,
     },
     /// Run a relay (clients need a token: see `cairn relay token create --help`)
     ///
     /// Logs to stderr at info: refused handshakes, closed connections and revocations, each with
     /// why. CAIRN_LOG, else RUST_LOG, sets another filter (`warn`, `cairn_sync=debug`).
     Relay(commands::relay::RelayArgs),
+    /// Peer-to-peer: the tokens peers present when this replica listens (`--listen`)
+    Peer(peer::PeerCommandArgs),
     /// Run three agents and a relay on loopback and show them converge
     Demo {
         /// Print a JSON summary instead of the story
@@ -332,13 +343,17 @@ fn misplaced(matches: &clap::ArgMatches, command: &Command) -> Option<String> {
     use clap::Args;
     let name = match command {
         Command::Relay(_) => "relay",
+        Command::Peer(_) => "peer",
         Command::Demo { .. } => "demo",
         _ => return None,
     };
     let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
     let leading = ReplicaOpts::augment_args(clap::Command::new("leading"));
-    let wrong =
-        leading.get_arguments().find(|a| given(a.get_id().as_str()) && !(name == "demo" && a.get_id() == "json"))?;
+    let wrong = leading.get_arguments().find(|a| {
+        let id = a.get_id().as_str();
+        // `cairn peer` takes --db itself (whose peer tokens); `cairn demo` takes --json.
+        given(id) && !(name == "demo" && id == "json") && !(name == "peer" && id == "db")
+    })?;
     let long = wrong.get_long().unwrap_or(wrong.get_id().as_str());
     Some(format!(
         "`cairn {name}` opens no replica: --{long} does not apply to it (options of `cairn {name}` go after its name)"
@@ -374,7 +389,8 @@ fn main() -> ExitCode {
     // long-running ones (a host's log, a terminal watching) want the client's log of each refusal too.
     let default = match &cli.command {
         Command::Relay(_) => "info",
-        Command::Mcp { .. } | Command::Sync { .. } => "warn",
+        // The address a listening replica took is worth a line (port 0 picks one).
+        Command::Mcp { .. } | Command::Sync { .. } => "warn,cairn_sync::peer=info",
         _ => "warn,cairn_sync::client=error",
     };
     tracing_subscriber::fmt().with_env_filter(log_filter(default)).with_writer(std::io::stderr).init();

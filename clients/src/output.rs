@@ -107,6 +107,32 @@ pub(crate) fn freshness(f: &Freshness) -> String {
     }
 }
 
+/// With several relays or peers, how the replica stands with each: `in step with A; BEHIND B
+/// (since T); CANNOT REACH C (since T, last synced T)`. `None` with one or none, whose state
+/// [`freshness`] already says whole.
+pub(crate) fn peers(peers: &[cairn::PeerFreshness]) -> Option<String> {
+    if peers.len() < 2 {
+        return None;
+    }
+    let each: Vec<String> = peers
+        .iter()
+        .map(|p| {
+            let name = safe(&p.peer);
+            match p.freshness {
+                Freshness::Local => name.into_owned(),
+                Freshness::Synced { as_of } => format!("in step with {name} (as of {})", time(as_of)),
+                Freshness::Behind { since } => format!("BEHIND {name} (since {})", time(since)),
+                Freshness::Offline { since, last_sync } => format!(
+                    "CANNOT REACH {name} (since {}, last synced {})",
+                    time(since),
+                    last_sync.map(time).unwrap_or_else(|| "never".into())
+                ),
+            }
+        })
+        .collect();
+    Some(each.join("; "))
+}
+
 /// One line about changes by others, or `None` when there are none.
 pub(crate) fn unseen(u: &Unseen) -> Option<String> {
     if u.is_empty() {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::Replica;
 use crate::error::Result;
-use crate::freshness::{Freshness, Unseen};
+use crate::freshness::{Freshness, PeerFreshness, Unseen};
 use crate::ids::{DocId, LogPosition, Version};
 use crate::model::{EntityChange, Graph, Millis, Read};
 use crate::store::{Filter, Txn, events, index, search};
@@ -19,6 +19,10 @@ pub struct Status {
     pub version: Version,
     /// How fresh the view is.
     pub freshness: Freshness,
+    /// Each relay or peer this replica syncs with, and its freshness with respect to that one
+    /// alone (empty when `local`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerFreshness>,
     /// What other agents changed since this agent's last read.
     pub unseen: Unseen,
     /// Visible entities.
@@ -147,6 +151,7 @@ impl Replica {
         Ok(Status {
             version: self.version(seq),
             freshness: self.freshness(),
+            peers: self.peers(),
             unseen,
             entities: counts.0,
             observations: counts.1,
@@ -167,5 +172,12 @@ impl Replica {
     /// How fresh this replica's view is (`local` unless a sync driver is attached).
     pub fn freshness(&self) -> Freshness {
         self.link.freshness()
+    }
+
+    /// Each relay or peer a sync driver of this process is attached to, with the replica's
+    /// freshness with respect to it alone, in the order they attached; what [`Replica::freshness`]
+    /// combines (docs/freshness.md, "Several peers").
+    pub fn peers(&self) -> Vec<PeerFreshness> {
+        self.link.peers()
     }
 }

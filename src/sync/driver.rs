@@ -88,14 +88,23 @@ impl SyncDocs for ReplicaDocs {
 pub struct Driver {
     docs: ReplicaDocs,
     session: ClientSession,
+    /// This driver's place in the replica's link (its per-peer freshness).
+    link: u64,
 }
 
 impl Driver {
     /// Attaches to `docs`' replica. Until this driver is dropped, the replica's reads report
     /// `offline` (it starts so), `behind` or `synced`, never `local`.
     pub fn attach(docs: ReplicaDocs, config: SessionConfig, now: Millis) -> Driver {
-        docs.replica.link().attach(now);
-        Driver { docs, session: ClientSession::new(config) }
+        Driver::attach_to(docs, config, now, "relay")
+    }
+
+    /// [`Driver::attach`], naming what it syncs with (a relay's or peer's URL, without its
+    /// query): reads list each attached driver's freshness under its name
+    /// ([`crate::Replica::peers`]).
+    pub fn attach_to(docs: ReplicaDocs, config: SessionConfig, now: Millis, peer: &str) -> Driver {
+        let link = docs.replica.link().attach(now, peer);
+        Driver { docs, session: ClientSession::new(config), link }
     }
 
     /// The documents this driver syncs.
@@ -111,22 +120,22 @@ impl Driver {
         let link = replica.link();
         let received = matches!(input, Input::Received(_));
         match &input {
-            Input::Connected => link.set_online(),
-            Input::Disconnected => link.set_offline(now),
+            Input::Connected => link.set_online(self.link),
+            Input::Disconnected => link.set_offline(self.link, now),
             _ => {}
         }
         let effects = self.session.handle(now, input, &mut self.docs)?;
         let mut out = Vec::with_capacity(effects.len());
         for effect in effects {
             match effect {
-                Effect::Behind => link.set_behind(now),
-                Effect::Synced => link.set_synced(now),
+                Effect::Behind => link.set_behind(self.link, now),
+                Effect::Synced => link.set_synced(self.link, now),
                 other => out.push(other),
             }
         }
         // Every message that finds the replica caught up moves "synced as of" to now.
         if received && self.session.is_synced() {
-            link.set_synced(now);
+            link.set_synced(self.link, now);
         }
         Ok(out)
     }
@@ -134,7 +143,7 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.docs.replica.link().detach();
+        self.docs.replica.link().detach(self.link);
     }
 }
 

@@ -317,7 +317,7 @@ async fn run(
 ) {
     let Shared { traffic, remote, read_only, last_error, attempt_ended } = shared;
     // Attached from here until this task ends, however it ends: the driver detaches on drop.
-    let mut driver = Some(attach(&replica));
+    let mut driver = Some(attach(&replica, &options.url));
     let notify = Arc::new(Notify::new());
     let changed: Arc<std::sync::Mutex<BTreeSet<DocId>>> = Arc::default();
     let (waker, pending) = (notify.clone(), changed.clone());
@@ -363,7 +363,7 @@ async fn run(
             Err(e) => End::Lost(e),
         };
         let delay = jitter(backoff.ended(up));
-        let _ = step(&mut driver, &replica, |d, now| d.handle(now, Input::Disconnected)).await;
+        let _ = step(&mut driver, (&replica, &options.url), |d, now| d.handle(now, Input::Disconnected)).await;
         match end {
             End::Stopped => break,
             End::Lost(why) => {
@@ -490,21 +490,22 @@ fn handshake_error(e: tokio_tungstenite::tungstenite::Error, failed: fn(String) 
     }
 }
 
-/// A new driver on `replica` (offline until its first connection).
-fn attach(replica: &Arc<Replica>) -> Driver {
+/// A new driver on `replica` (offline until its first connection), syncing with `url` (its
+/// freshness is listed under the URL without its query).
+fn attach(replica: &Arc<Replica>, url: &str) -> Driver {
     let docs = ReplicaDocs::new(replica.clone());
     let config = session_config(&docs);
-    Driver::attach(docs, config, now_millis())
+    Driver::attach_to(docs, config, now_millis(), redacted_url(url))
 }
 
 /// Runs one driver step on tokio's blocking pool (it does SQLite work). A step that panics (a
 /// bug) takes its driver with it, which detaches; the next step attaches a fresh one.
 async fn step<T: Send + 'static>(
     driver: &mut Option<Driver>,
-    replica: &Arc<Replica>,
+    (replica, url): (&Arc<Replica>, &str),
     f: impl FnOnce(&mut Driver, cairn::Millis) -> cairn::Result<T> + Send + 'static,
 ) -> Result<T, String> {
-    let mut d = driver.take().unwrap_or_else(|| attach(replica));
+    let mut d = driver.take().unwrap_or_else(|| attach(replica, url));
     let joined = tokio::task::spawn_blocking(move || {
         let result = f(&mut d, now_millis());
         (d, result)
@@ -551,7 +552,7 @@ async fn session(
             // One read of the log position per step: after a received message (what it brought
             // is logged, and is not this side's to offer), before anything else (which logs
             // nothing; a tick that finds the file moved offers what is new).
-            let result = step(driver, replica, move |d, now| match i {
+            let result = step(driver, (replica, &options.url), move |d, now| match i {
                 Input::Received(_) => {
                     let effects = d.handle(now, i)?;
                     Ok((effects, d.docs().log_position()?))

@@ -40,7 +40,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Check { opts } => operate::check(&opts).await,
         Command::Repair { opts } => operate::repair(&opts).await,
         Command::Backup { opts, dest, force } => operate::backup(&opts, &dest, force).await,
-        Command::Sync { opts, watch } => status::sync(&opts, watch).await,
+        Command::Sync { opts, watch, peer } => status::sync(&opts, watch, &peer).await,
         Command::Import { opts, file, batch, skip_bad_lines, pick, dry_run, .. } => {
             let options = transfer::ImportOptions { batch, skip_bad_lines, ..transfer::ImportOptions::default() };
             match file {
@@ -49,8 +49,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Command::Export { opts, output } => transfer::export(&opts, output.as_deref()).await,
-        Command::Mcp { opts, import_reference } => crate::mcp::serve(opts, import_reference).await,
+        Command::Mcp { opts, import_reference, peer } => crate::mcp::serve(opts, import_reference, peer).await,
         Command::Relay(args) => relay::run(args).await,
+        Command::Peer(args) => crate::peer::run(args).await,
         Command::Demo { json } => demo::run(json).await,
     }
 }

@@ -51,7 +51,7 @@ enum RelayCommand {
 }
 
 #[derive(Debug, Clone, Subcommand)]
-enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a token; it is printed once, on the last line (only its hash is kept)
     Create {
         /// A graph the token may use (repeatable; `*` for every graph)
@@ -90,7 +90,13 @@ enum TokenCommand {
 pub(crate) async fn run(args: RelayArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(|| crate::options::data_dir().join("relay"));
     match args.command {
-        Some(RelayCommand::Token(t)) => tokio::task::spawn_blocking(move || tokens(&data, t)).await?,
+        Some(RelayCommand::Token(t)) => {
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+                tokens(&RelayStore::file_in(&data), "--token or CAIRN_TOKEN", t)
+            })
+            .await?
+        }
         None => {
             let durability = if args.fast_commits {
                 tracing::warn!("--fast-commits is deprecated: use --durability normal");
@@ -106,9 +112,10 @@ pub(crate) async fn run(args: RelayArgs) -> Result<()> {
     }
 }
 
-fn tokens(data: &std::path::Path, command: TokenCommand) -> Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
-    let tokens = Tokens::open(&RelayStore::file_in(data))?;
+/// Runs a token command on the tokens in `file` (a relay's data file, or a replica's peer
+/// tokens); `pass_as` says how a client presents the token it creates.
+pub(crate) fn tokens(file: &std::path::Path, pass_as: &str, command: TokenCommand) -> Result<()> {
+    let tokens = Tokens::open(file)?;
     let now = cairn::now_millis();
     match command {
         TokenCommand::Create { graphs, role, expires, label, agents, json } => {
@@ -123,7 +130,7 @@ fn tokens(data: &std::path::Path, command: TokenCommand) -> Result<()> {
                 let until = expires_at.map(|t| format!(", expires {}", output::time(t))).unwrap_or_default();
                 let writes_as = bound.map(|a| format!(", writing as {}", a.as_slice().join(", "))).unwrap_or_default();
                 output::text(&format!("created token {id}: {role:?} on {}{until}{writes_as}", graphs.join(", ")));
-                output::text("it is shown only now; pass it as --token or CAIRN_TOKEN:");
+                output::text(&format!("it is shown only now; pass it as {pass_as}:"));
                 output::text(&token);
             }
         }

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::options::{ReplicaOpts, SYNC_COMMAND_WAIT, Session};
 use crate::output;
+use crate::peer::{PeerArgs, Peering};
 
 pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
     let session = Session::open(opts).await?;
@@ -73,9 +74,18 @@ pub(crate) async fn status(opts: &ReplicaOpts) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
+pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool, peer: &PeerArgs) -> Result<()> {
+    if peer.configured() && !watch {
+        bail!("--listen, --peer and --discover keep syncing with peers: add --watch");
+    }
     let Some(url) = opts.relay.as_deref().map(|u| cairn_sync::redacted_url(u).to_owned()) else {
-        bail!("no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY");
+        if peer.configured() {
+            return watch_peers(opts, peer).await;
+        }
+        bail!(
+            "no relay to sync with; pass --relay ws://HOST:PORT or set CAIRN_RELAY (or, with --watch, sync with \
+             peers: --listen ADDR, --peer URL)"
+        );
     };
     // Syncing is this command's job: once, it waits longer than other commands for a relay that
     // answers slowly and fails when it cannot sync; watching, it only waits to say how it stands
@@ -91,10 +101,17 @@ pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
         output::text(&format!("in step with {url}"));
     }
     if watch {
+        let peering = match peer.configured() {
+            true => Some(start_peers(&session, opts, peer).await?),
+            false => None,
+        };
         if !opts.json {
             output::text("watching; Ctrl-C to stop");
         }
         cairn_sync::shutdown_signal().await;
+        if let Some(p) = peering {
+            p.stop().await;
+        }
     }
     let why = session.last_error();
     let offline = relay_state == Some("offline");
@@ -112,5 +129,37 @@ pub(crate) async fn sync(opts: &ReplicaOpts, watch: bool) -> Result<()> {
             ),
         }
     }
+    Ok(())
+}
+
+/// Starts the peers of `cairn sync --watch` on the session's replica and says where it listens
+/// and whom it dials.
+async fn start_peers(session: &Session, opts: &ReplicaOpts, peer: &PeerArgs) -> Result<Peering> {
+    let peering = Peering::start(&session.replica, peer, opts).await?;
+    let listening = peering.listening();
+    let dialing: Vec<String> = peering.dialed().into_iter().map(|(url, _)| url).collect();
+    if opts.json {
+        output::json(&json!({ "listening": listening, "peers": dialing, "discover": peer.discover }));
+    } else {
+        if let Some(url) = &listening {
+            output::text(&format!("listening for peers on {url}"));
+        }
+        for url in &dialing {
+            output::text(&format!("syncing with peer {url}"));
+        }
+    }
+    Ok(peering)
+}
+
+/// `cairn sync --watch` with peers and no relay: syncs with them until interrupted.
+async fn watch_peers(opts: &ReplicaOpts, peer: &PeerArgs) -> Result<()> {
+    let session = Session::open(opts).await?;
+    let peering = start_peers(&session, opts, peer).await?;
+    if !opts.json {
+        output::text("watching; Ctrl-C to stop");
+    }
+    cairn_sync::shutdown_signal().await;
+    peering.stop().await;
+    session.close().await;
     Ok(())
 }

@@ -30,6 +30,7 @@ use cairn_sync::SyncClient;
 use crate::locate::{self, ImportReference};
 use crate::options::{ReplicaOpts, default_agent};
 use crate::output;
+use crate::peer::{PeerArgs, Peering};
 use crate::shape::{RefGraph, RefRelation};
 
 use args::*;
@@ -47,18 +48,21 @@ conflicting changes, if someone changed those entities since.";
 struct Live {
     replica: Arc<Replica>,
     sync: Option<SyncClient>,
+    /// The peers it listens for and dials (`--listen`, `--peer`, `--discover`), if any.
+    peering: Option<Peering>,
 }
 
 /// The MCP server.
 pub(crate) struct MemoryServer {
     opts: ReplicaOpts,
+    peer: PeerArgs,
     db: PathBuf,
     live: OnceCell<Live>,
     resources: resources::Resources,
 }
 
 /// Runs `cairn mcp` until the client closes stdin.
-pub(crate) async fn serve(opts: ReplicaOpts, import_reference: ImportReference) -> Result<()> {
+pub(crate) async fn serve(opts: ReplicaOpts, import_reference: ImportReference, peer: PeerArgs) -> Result<()> {
     // Compatibility: MEMORY_FILE_PATH (a database beside it), or the reference's default file.
     let env = locate::Env::from_process(false);
     let cwd = std::env::current_dir().unwrap_or_default();
@@ -66,7 +70,7 @@ pub(crate) async fn serve(opts: ReplicaOpts, import_reference: ImportReference) 
     if let Some(file) = import {
         import_reference_file(&opts, &db, &file).await?;
     }
-    let server = MemoryServer { opts, db, live: OnceCell::new(), resources: Default::default() };
+    let server = MemoryServer { opts, peer, db, live: OnceCell::new(), resources: Default::default() };
     // Non-blocking pipes when the host launched us with pipes (the usual case): no hand-off to a
     // blocking thread per message.
     let running = server.serve(rmcp::transport::stdio_pipes()).await.context("the MCP client did not initialise")?;
@@ -77,11 +81,17 @@ pub(crate) async fn serve(opts: ReplicaOpts, import_reference: ImportReference) 
 impl MemoryServer {
     /// Opens the replica on the first tool call: the agent defaults to the MCP client's name.
     async fn live(&self, ctx: &RequestContext<RoleServer>) -> Result<&Live, ToolError> {
+        self.open_live(ctx.client_info().map(|i| i.name)).await
+    }
+
+    /// Opens the replica (once), as `client`'s agent unless --agent names one, and starts
+    /// syncing with the relay and the peers.
+    async fn open_live(&self, client: Option<String>) -> Result<&Live, ToolError> {
         self.live
             .get_or_try_init(|| async {
                 let host = default_agent().rsplit('@').next().unwrap_or("localhost").to_owned();
                 let agent = self.opts.agent.clone().unwrap_or_else(|| {
-                    let client = ctx.client_info().map(|i| i.name).filter(|n| !n.trim().is_empty());
+                    let client = client.filter(|n| !n.trim().is_empty());
                     format!("{}@{host}", client.unwrap_or_else(|| "mcp".into()))
                 });
                 let options =
@@ -98,7 +108,15 @@ impl MemoryServer {
                     .relay
                     .as_deref()
                     .map(|url| SyncClient::spawn(replica.clone(), self.opts.client_options(url)));
-                Ok(Live { replica, sync })
+                let peering = match self.peer.configured() {
+                    true => Some(
+                        Peering::start(&replica, &self.peer, &self.opts)
+                            .await
+                            .map_err(|e| ToolError(format!("cannot sync with peers: {e:#}")))?,
+                    ),
+                    false => None,
+                };
+                Ok(Live { replica, sync, peering })
             })
             .await
     }
@@ -130,7 +148,8 @@ impl MemoryServer {
         f: impl FnOnce(&Replica) -> cairn::Result<Read<Graph>> + Send + 'static,
     ) -> Result<CallToolResult, ToolError> {
         let read = Self::off_runtime(replica, f).await?;
-        Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &read.unseen, read.read_only)))
+        let peers = replica.peers();
+        Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &peers, &read.unseen, read.read_only)))
     }
 
     async fn call(
@@ -258,8 +277,13 @@ impl MemoryServer {
                     "relay": self.opts.relay.as_deref().map(cairn_sync::redacted_url),
                     "pending": pending,
                     "relay_error": relay_error,
+                    "listening": live.peering.as_ref().and_then(Peering::listening),
+                    "dialing": live.peering.as_ref().map(|p| {
+                        p.dialed().into_iter().map(|(peer, error)| json!({ "peer": peer, "error": error })).collect::<Vec<_>>()
+                    }),
+                    "peers": status.peers,
                 });
-                Ok(success(&value, None, notice(&status.freshness, &status.unseen, status.read_only)))
+                Ok(success(&value, None, notice(&status.freshness, &status.peers, &status.unseen, status.read_only)))
             }
             "memory_changes_since" => {
                 let a: Since = arguments(tool, args)?;
@@ -267,13 +291,13 @@ impl MemoryServer {
                 let limit = a.limit.unwrap_or(200);
                 let read = Self::off_runtime(replica, move |r| r.changes_since(since, limit)).await?;
                 let value = json!({ "changes": read.data, "version": read.version });
-                Ok(success(&value, None, notice(&read.freshness, &read.unseen, read.read_only)))
+                Ok(success(&value, None, notice(&read.freshness, &replica.peers(), &read.unseen, read.read_only)))
             }
             "memory_history" => {
                 let a: Name = arguments(tool, args)?;
                 let read = Self::off_runtime(replica, move |r| r.history(&a.name)).await?;
                 let value = json!({ "changes": read.data, "version": read.version });
-                Ok(success(&value, None, notice(&read.freshness, &read.unseen, read.read_only)))
+                Ok(success(&value, None, notice(&read.freshness, &replica.peers(), &read.unseen, read.read_only)))
             }
             other => Err(ToolError(format!("MCP error -32602: Tool {other} not found"))),
         }
@@ -306,6 +330,17 @@ fn touched_entities(ops: &[Op]) -> Vec<String> {
 }
 
 impl ServerHandler for MemoryServer {
+    /// With peers, the replica opens (and listens) as soon as the session starts, not on the
+    /// first tool call: a peer serves the others even while its own agent is idle.
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        if self.peer.configured() {
+            let client = context.peer.peer_info().map(|i| i.client_info.name.clone());
+            if let Err(ToolError(why)) = self.open_live(client).await {
+                tracing::error!("{why}");
+            }
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         // Resources as the reference SDK declares them (`listChanged` included, though the one
         // resource never comes or goes).

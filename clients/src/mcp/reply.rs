@@ -79,12 +79,24 @@ pub(super) fn done(message: &str) -> CallToolResult {
     r
 }
 
-/// The one line a model should notice: behind, offline, changed by others since last read, or
-/// read-only (writes will be refused, and what is new stays new).
-pub(super) fn notice(f: &Freshness, unseen: &cairn::Unseen, read_only: Option<cairn::ReadOnlyCause>) -> Option<String> {
+/// The one line a model should notice: behind, offline, not in step with some of its peers,
+/// changed by others since last read, or read-only (writes will be refused, and what is new
+/// stays new).
+pub(super) fn notice(
+    f: &Freshness,
+    peers: &[cairn::PeerFreshness],
+    unseen: &cairn::Unseen,
+    read_only: Option<cairn::ReadOnlyCause>,
+) -> Option<String> {
     let mut parts = Vec::new();
     if matches!(f, Freshness::Behind { .. } | Freshness::Offline { .. }) {
         parts.push(format!("your view may be stale: {}", output::freshness(f)));
+    }
+    // With several peers, say which ones this view is in step with, once any is not.
+    if peers.iter().any(|p| !matches!(p.freshness, Freshness::Synced { .. }))
+        && let Some(each) = output::peers(peers)
+    {
+        parts.push(format!("peers: {each}"));
     }
     if let Some(u) = output::unseen(unseen) {
         parts.push(format!("NEW: {u}"));
