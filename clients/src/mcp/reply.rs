@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use cairn::{Error, Freshness};
 
 use crate::output;
-use crate::shape::RefEntity;
+use crate::shape::{RefEntity, RefGraph};
+use crate::when;
 
 /// A tool's failure, shown to the model as an `isError` result (never a protocol error).
 pub(super) struct ToolError(pub(super) String);
@@ -93,4 +94,135 @@ pub(super) fn notice(f: &Freshness, unseen: &cairn::Unseen, read_only: Option<ca
         parts.push(format!("{}; writes will be refused", output::read_only(cause)));
     }
     (!parts.is_empty()).then(|| format!("[cairn] {}", parts.join("; ")))
+}
+
+/// A fact named in the reference's camelCase style.
+fn fact(f: &cairn::FactRef) -> Value {
+    match f {
+        cairn::FactRef::Observation { entity, text } => json!({ "entityName": entity, "content": text }),
+        cairn::FactRef::Relation { relation } => relation_json(relation),
+    }
+}
+
+fn relation_json(r: &cairn::Relation) -> Value {
+    json!({ "from": r.from, "relationType": r.relation_type, "to": r.to })
+}
+
+/// `validFrom` / `validTo` (ISO 8601) of a validity, into `out`; nothing for an open end.
+fn put_validity(out: &mut Value, v: &cairn::Validity) {
+    if let Some(from) = v.valid_from {
+        out["validFrom"] = json!(when::iso(from));
+    }
+    if let Some(to) = v.valid_to {
+        out["validTo"] = json!(when::iso(to));
+    }
+}
+
+/// Supersede conflicts in camelCase, each replacement with who recorded it and when.
+pub(super) fn conflicts(all: &[cairn::SupersedeConflict]) -> Value {
+    Value::Array(
+        all.iter()
+            .map(|c| {
+                let replacements: Vec<Value> = c
+                    .replacements
+                    .iter()
+                    .map(|r| {
+                        let mut v = fact(&r.fact);
+                        v["by"] = json!(r.by);
+                        v["recordedAt"] = json!(when::iso(r.at));
+                        put_validity(&mut v, &r.validity);
+                        v
+                    })
+                    .collect();
+                json!({ "replaced": fact(&c.replaced), "replacements": replacements })
+            })
+            .collect(),
+    )
+}
+
+/// A graph in the reference's shape, plus (Cairn) when facts hold, what the read left out and
+/// supersede conflicts, each only where there is something to say: a graph with no validity
+/// reads exactly as the reference's.
+pub(super) fn graph(g: &cairn::Graph) -> Value {
+    // `RefGraph::from` keeps every entity and relation in order, one for one, so the indexes
+    // below are in range (indexing a JSON array out of range would panic).
+    let mut out = serde_json::to_value(RefGraph::from(g)).unwrap_or(Value::Null);
+    for (i, e) in g.entities.iter().enumerate() {
+        let timed: Vec<Value> = e
+            .observations
+            .iter()
+            .filter(|o| o.validity != cairn::Validity::default() || o.replaces.is_some())
+            .map(|o| {
+                let mut v = json!({ "content": o.text });
+                put_validity(&mut v, &o.validity);
+                if let Some(old) = &o.replaces {
+                    v["replaces"] = json!(old);
+                }
+                v
+            })
+            .collect();
+        if !timed.is_empty() {
+            out["entities"][i]["observationValidity"] = Value::Array(timed);
+        }
+    }
+    for (i, r) in g.relations.iter().enumerate() {
+        let slot = &mut out["relations"][i];
+        put_validity(slot, &r.validity);
+        if let Some(old) = &r.replaces {
+            slot["replaces"] = relation_json(old);
+        }
+    }
+    if !g.left_out.is_empty() {
+        out["leftOut"] = json!({
+            "superseded": g.left_out.superseded,
+            "expired": g.left_out.expired,
+            "notYetValid": g.left_out.not_yet_valid,
+        });
+    }
+    if !g.conflicts.is_empty() {
+        out["conflicts"] = conflicts(&g.conflicts);
+    }
+    out
+}
+
+/// The line a model should not miss when a read holds supersede conflicts.
+pub(super) fn conflict_notice(all: &[cairn::SupersedeConflict]) -> Option<String> {
+    if all.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = all
+        .iter()
+        .map(|c| {
+            let name = |f: &cairn::FactRef| match f {
+                cairn::FactRef::Observation { entity, text } => format!("{text:?} on {entity:?}"),
+                cairn::FactRef::Relation { relation: r } => {
+                    format!("({:?} {:?} {:?})", r.from, r.relation_type, r.to)
+                }
+            };
+            let by: Vec<String> = c.replacements.iter().map(|r| format!("{} (by {})", name(&r.fact), r.by)).collect();
+            format!("{} was superseded by {}", name(&c.replaced), by.join(" and "))
+        })
+        .collect();
+    Some(format!(
+        "[cairn] CONFLICT: {}. Supersede all but one of the replacements to resolve.",
+        lines.join("; ")
+    ))
+}
+
+/// A supersede tool's answer: what it superseded under `key`, and (structured as `notFound`,
+/// and in a second text block) the items whose old fact was not there, which wrote nothing.
+pub(super) fn superseded(key: &str, done: Vec<Value>, missing: Vec<Value>, what: &str) -> CallToolResult {
+    let mut r = success(&done, Some(key), None);
+    if !missing.is_empty() {
+        let listed: Vec<String> = missing.iter().map(Value::to_string).collect();
+        r.content.push(ContentBlock::text(format!(
+            "Not found, nothing written for {}: the {what} to replace is not there: {}",
+            if missing.len() == 1 { "this one".to_owned() } else { format!("these {}", missing.len()) },
+            listed.join(", ")
+        )));
+    }
+    if let Some(Value::Object(structured)) = r.structured_content.as_mut() {
+        structured.insert("notFound".into(), Value::Array(missing));
+    }
+    r
 }
