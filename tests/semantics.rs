@@ -521,9 +521,14 @@ fn a_database_from_before_the_word_index_gains_it_on_open() {
         let a = open(dir.path(), "old.db", "alice");
         a.write(&[entity("Teapot", "thing", &[]), entity("Steam", "thing", &[])]).unwrap();
     }
-    // Make it what migration 1 left: no word index.
+    // Make it what migration 1 left: no word index (and none of migration 4's link columns).
     let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch("DROP TABLE words; PRAGMA user_version = 1;").unwrap();
+    db.execute_batch(
+        "DROP TABLE words; DROP INDEX observations_by_replaces; DROP INDEX relations_by_replaces;
+         ALTER TABLE observations DROP COLUMN replaces; ALTER TABLE relations DROP COLUMN replaces;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(db);
     let a = open(dir.path(), "old.db", "alice");
     // The word index was built from the existing rows: "tea" starts a word only in Teapot (an
@@ -531,7 +536,7 @@ fn a_database_from_before_the_word_index_gains_it_on_open() {
     assert_eq!(names(&a.search("tea").unwrap().data), ["Teapot"]);
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

@@ -126,13 +126,13 @@ async fn supersede_then_read_now_then_and_as_known_then_over_mcp() {
 
     // World time: as of mid-2021, Acme; in milliseconds too.
     let then = body(&call(&c, "open_nodes", json!({"names": ["Alice"], "asOf": "2021-06-01"})).await);
-    assert_eq!(observations(&then, "Alice"), ["likes tea", "plain, as the reference writes it", "works at Acme"]);
+    assert_eq!(observations(&then, "Alice"), ["likes tea", "works at Acme", "plain, as the reference writes it"]);
     assert_eq!(targets(&then), ["Acme"]);
     let then = body(&call(&c, "search_nodes", json!({"query": "works", "asOf": 1622505600000_i64})).await);
-    assert_eq!(observations(&then, "Alice"), ["likes tea", "plain, as the reference writes it", "works at Acme"]);
+    assert_eq!(observations(&then, "Alice"), ["likes tea", "works at Acme", "plain, as the reference writes it"]);
     // Version: what this memory held before the supersede.
     let knew = body(&call(&c, "read_graph", json!({"atVersion": before})).await);
-    assert_eq!(observations(&knew, "Alice"), ["likes tea", "plain, as the reference writes it", "works at Acme"]);
+    assert_eq!(observations(&knew, "Alice"), ["likes tea", "works at Acme", "plain, as the reference writes it"]);
     // Everything.
     let all = body(&call(&c, "read_graph", json!({"includeSuperseded": true})).await);
     assert_eq!(
