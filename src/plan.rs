@@ -12,9 +12,7 @@ use crate::model::{Millis, Op, Outcome, Relation, Validity};
 use crate::names::{InvalidInput, MAX_WRITE_BYTES, check_name, check_text};
 use automerge::transaction::Transactable;
 
-use crate::schema::{
-    self, EntityRecord, FactRecord, GraphDocs, Layout, Link, MapKind, observation_key, relation_key,
-};
+use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, Link, MapKind, observation_key, relation_key};
 use crate::store::{Txn, index};
 
 /// One primitive edit of a shard document.
@@ -404,11 +402,8 @@ impl<'a> Planner<'a> {
                         }
                         if self.relation(new)?.is_none() {
                             let mut record = self.fact(validity);
-                            record.replaces = Some(Link::Relation([
-                                old.from.clone(),
-                                old.relation_type.clone(),
-                                old.to.clone(),
-                            ]));
+                            record.replaces =
+                                Some(Link::Relation([old.from.clone(), old.relation_type.clone(), old.to.clone()]));
                             fits("relation", &record)?;
                             self.put_relation(new, record);
                             self.replaced_relations.insert(old.clone(), new.clone());

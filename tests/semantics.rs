@@ -126,7 +126,11 @@ fn history_reads_back_deleted_facts() {
     let history = a.history("Tea").unwrap().data;
     let whats: Vec<&What> = history.iter().map(|c| &c.what).collect();
     assert!(whats.contains(&&What::EntitySet { entity_type: "drink".into() }));
-    assert!(whats.contains(&&What::ObservationSet { text: "hot".into(), validity: Validity::default(), replaces: None }));
+    assert!(whats.contains(&&What::ObservationSet {
+        text: "hot".into(),
+        validity: Validity::default(),
+        replaces: None
+    }));
     assert!(whats.contains(&&What::ObservationDeleted { text: "hot".into() }));
     assert!(whats.contains(&&What::RelationDeleted { relation: rel("Tea", "in", "Cup") }));
     assert!(whats.contains(&&What::EntityDeleted));

@@ -47,7 +47,10 @@ fn alice_at_acme(r: &Replica) {
         entity("Initech", "company", &[]),
         entity("Globex", "company", &[]),
         employer("works at Acme"),
-        Op::CreateRelation { relation: works_at("Acme"), validity: Validity { valid_from: Some(Y2020), valid_to: None } },
+        Op::CreateRelation {
+            relation: works_at("Acme"),
+            validity: Validity { valid_from: Some(Y2020), valid_to: None },
+        },
     ])
     .unwrap();
 }
@@ -153,7 +156,8 @@ fn alices_employer_changes_twice_and_each_clock_answers() {
     assert_eq!(texts(&hr.read_graph_with(&both).unwrap().data, "Alice"), ["likes tea", "works at Acme"]);
     let found = hr.search_with("initech", 10, &ReadOptions { at_version: Some(between), ..ReadOptions::default() });
     assert_eq!(names(&found.unwrap().data), ["Alice", "Initech"]);
-    let opened = hr.open_nodes_with(&["Alice".into()], &ReadOptions { at_version: Some(between), ..Default::default() });
+    let opened =
+        hr.open_nodes_with(&["Alice".into()], &ReadOptions { at_version: Some(between), ..Default::default() });
     assert_eq!(targets(&opened.unwrap().data), ["Alice-works_at->Initech"]);
 
     // Search and open_nodes are current by default too.
@@ -184,7 +188,9 @@ fn alices_employer_changes_twice_and_each_clock_answers() {
     );
     let relation_supersedes = history
         .iter()
-        .filter(|c| matches!(&c.what, What::RelationSet { replaces: Some(_), validity, .. } if validity.valid_to.is_none()))
+        .filter(
+            |c| matches!(&c.what, What::RelationSet { replaces: Some(_), validity, .. } if validity.valid_to.is_none()),
+        )
         .count();
     assert_eq!(relation_supersedes, 2);
     let ended: Vec<&str> = history

@@ -157,7 +157,8 @@ pub(crate) fn graph(g: &Graph) -> String {
         s.push_str("(nothing)\n");
     }
     for c in &g.conflicts {
-        let by: Vec<String> = c.replacements.iter().map(|r| format!("{} (by {})", fact(&r.fact), safe(&r.by))).collect();
+        let by: Vec<String> =
+            c.replacements.iter().map(|r| format!("{} (by {})", fact(&r.fact), safe(&r.by))).collect();
         let _ = writeln!(s, "! conflict: {} was superseded by {}", fact(&c.replaced), by.join(" and "));
     }
     if !g.left_out.is_empty() {

@@ -84,8 +84,7 @@ async fn supersede_then_read_now_then_and_as_known_then_over_mcp() {
         added,
         json!([{"entityName": "Alice", "addedObservations": ["works at Acme", "plain, as the reference writes it"]}])
     );
-    let relations =
-        json!({"relations": [{"from": "Alice", "relationType": "works_at", "to": "Acme", "validFrom": 1577836800000_i64}]});
+    let relations = json!({"relations": [{"from": "Alice", "relationType": "works_at", "to": "Acme", "validFrom": 1577836800000_i64}]});
     body(&call(&c, "create_relations", relations).await);
     let before = body(&call(&c, "memory_status", json!({})).await)["version"].as_str().unwrap().to_owned();
 
@@ -153,7 +152,8 @@ async fn supersede_then_read_now_then_and_as_known_then_over_mcp() {
     // Refusals say what was wrong and write nothing.
     let bad_time = call(&c, "read_graph", json!({"asOf": "soon"})).await;
     assert!(failure(&bad_time).contains("is not a time"), "{}", text(&bad_time));
-    let bad_content = call(&c, "add_observations", json!({"observations": [{"entityName": "Alice", "contents": [7]}]})).await;
+    let bad_content =
+        call(&c, "add_observations", json!({"observations": [{"entityName": "Alice", "contents": [7]}]})).await;
     assert!(failure(&bad_content).contains("expected string or object, received number"), "{}", text(&bad_content));
     let unknown = call(
         &c,
@@ -194,7 +194,8 @@ async fn a_conflict_from_two_agents_apart_shows_in_reads_and_status_until_resolv
     let conflicts = body(&status)["conflicts"].clone();
     assert_eq!(conflicts.as_array().unwrap().len(), 1, "{conflicts}");
     assert_eq!(conflicts[0]["replaced"], json!({"entityName": "Alice", "content": "works at Acme"}));
-    let by: Vec<&str> = conflicts[0]["replacements"].as_array().unwrap().iter().map(|r| r["by"].as_str().unwrap()).collect();
+    let by: Vec<&str> =
+        conflicts[0]["replacements"].as_array().unwrap().iter().map(|r| r["by"].as_str().unwrap()).collect();
     assert!(by.contains(&"alice-agent") && by.contains(&"bob-agent"), "{by:?}");
     assert!(text(&status).contains("[cairn] CONFLICT"), "{}", text(&status));
     let read = call(&c, "open_nodes", json!({"names": ["Alice"]})).await;
@@ -244,7 +245,8 @@ fn the_command_line_supersedes_and_reads_on_both_clocks() {
     let before: Value = serde_json::from_str(&cairn(&db, &["show", "Alice", "--json"])).unwrap();
     let before = before["version"].as_str().unwrap().to_owned();
 
-    let out = cairn(&db, &["supersede", "observation", "Alice", "works at Acme", "works at Initech", "--at", "2022-01-01"]);
+    let out =
+        cairn(&db, &["supersede", "observation", "Alice", "works at Acme", "works at Initech", "--at", "2022-01-01"]);
     assert!(out.contains("superseded by \"works at Initech\""), "{out}");
     let out = cairn(&db, &["supersede", "relation", "Alice", "works_at", "Acme", "Initech", "--at", "2022-01-01"]);
     assert!(out.contains("superseded by Alice --works_at--> Initech"), "{out}");

@@ -126,7 +126,17 @@ pub(super) fn refresh(
                     "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7, ord = ?8, replaces = ?9
                      WHERE graph = ?1 AND entity = ?2 AND text = ?3",
                 )?
-                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to, r.n, replaces])?;
+                .execute(params![
+                    graph,
+                    entity,
+                    text,
+                    r.by,
+                    r.at,
+                    r.valid_from,
+                    r.valid_to,
+                    r.n,
+                    replaces
+                ])?;
             }
             (Some(r), None) => {
                 let replaces = r.replaces.as_ref().and_then(Link::text);
@@ -134,7 +144,17 @@ pub(super) fn refresh(
                     "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to, ord, replaces)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to, r.n, replaces])?;
+                .execute(params![
+                    graph,
+                    entity,
+                    text,
+                    r.by,
+                    r.at,
+                    r.valid_from,
+                    r.valid_to,
+                    r.n,
+                    replaces
+                ])?;
                 search.add(graph, entity, text.to_owned(), Some(text));
             }
             (None, Some(fts)) => {
@@ -154,7 +174,17 @@ pub(super) fn refresh(
                     "INSERT OR REPLACE INTO relations (graph, src, rtype, dst, by, at, valid_from, valid_to, replaces)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![graph, src, rtype, dst, r.by, r.at, r.valid_from, r.valid_to, replaces])?;
+                .execute(params![
+                    graph,
+                    src,
+                    rtype,
+                    dst,
+                    r.by,
+                    r.at,
+                    r.valid_from,
+                    r.valid_to,
+                    replaces
+                ])?;
             }
             None => {
                 db.prepare_cached("DELETE FROM relations WHERE graph = ?1 AND src = ?2 AND rtype = ?3 AND dst = ?4")?
@@ -290,7 +320,12 @@ fn fact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FactRecord> {
 }
 
 /// The observations of `entity` that replace its observation `text` (a supersede).
-pub(crate) fn observation_replacements(tx: &super::Txn<'_>, graph: &str, entity: &str, text: &str) -> Result<Vec<String>> {
+pub(crate) fn observation_replacements(
+    tx: &super::Txn<'_>,
+    graph: &str,
+    entity: &str,
+    text: &str,
+) -> Result<Vec<String>> {
     let db = tx.db();
     let mut stmt = db.prepare_cached(
         "SELECT text FROM observations WHERE graph = ?1 AND entity = ?2 AND replaces = ?3 ORDER BY text",
@@ -476,11 +511,7 @@ pub(crate) fn read_graph(tx: &super::Txn<'_>, graph: &str) -> Result<Graph> {
 }
 
 /// Relations with at least one end among `names` (the reference memory server's rule).
-fn relations_touching_any(
-    db: &Connection,
-    graph: &str,
-    names: &BTreeSet<String>,
-) -> Result<Vec<RelationFact>> {
+fn relations_touching_any(db: &Connection, graph: &str, names: &BTreeSet<String>) -> Result<Vec<RelationFact>> {
     let mut set = BTreeMap::new();
     let mut from = db.prepare_cached(
         "SELECT src, rtype, dst, by, at, valid_from, valid_to, replaces FROM relations WHERE graph = ?1 AND src = ?2",

@@ -44,8 +44,7 @@ fn check(schema: &Value, value: Option<&Value>, path: &mut String, problems: &mu
             found.is_empty()
         });
         if !fits_one {
-            let names: Vec<&str> =
-                choices.iter().filter_map(|c| c.get("type").and_then(Value::as_str)).collect();
+            let names: Vec<&str> = choices.iter().filter_map(|c| c.get("type").and_then(Value::as_str)).collect();
             let at = if path.is_empty() { String::new() } else { format!(" at {path}") };
             problems.push(format!("Invalid input: expected {}, received {}{at}", names.join(" or "), received(value)));
         }
@@ -274,11 +273,7 @@ impl ReadArgs {
             .as_deref()
             .map(|v| v.parse().map_err(|e: cairn::ParseIdError| ToolError(format!("invalid atVersion: {e}"))))
             .transpose()?;
-        Ok(ReadOptions {
-            as_of: self.as_of,
-            at_version,
-            include_superseded: self.include_superseded.unwrap_or(false),
-        })
+        Ok(ReadOptions { as_of: self.as_of, at_version, include_superseded: self.include_superseded.unwrap_or(false) })
     }
 }
 

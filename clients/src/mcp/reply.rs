@@ -203,10 +203,7 @@ pub(super) fn conflict_notice(all: &[cairn::SupersedeConflict]) -> Option<String
             format!("{} was superseded by {}", name(&c.replaced), by.join(" and "))
         })
         .collect();
-    Some(format!(
-        "[cairn] CONFLICT: {}. Supersede all but one of the replacements to resolve.",
-        lines.join("; ")
-    ))
+    Some(format!("[cairn] CONFLICT: {}. Supersede all but one of the replacements to resolve.", lines.join("; ")))
 }
 
 /// A supersede tool's answer: what it superseded under `key`, and (structured as `notFound`,

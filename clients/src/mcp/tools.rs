@@ -43,7 +43,7 @@ fn read_options() -> Value {
         "atVersion": {
             "type": "string",
             "description": "Optional (Cairn): read the graph as this memory held it at a version an earlier call returned \
-(memory_status, memory_history), like v42.1f2e3d4c"
+    (memory_status, memory_history), like v42.1f2e3d4c"
         },
         "includeSuperseded": {
             "type": "boolean",
