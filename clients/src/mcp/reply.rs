@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use cairn::{Error, Freshness};
 
 use crate::output;
-use crate::shape::{RefEntity, RefGraph};
+use crate::shape::RefEntity;
 use crate::when;
 
 /// A tool's failure, shown to the model as an `isError` result (never a protocol error).
@@ -140,49 +140,90 @@ pub(super) fn conflicts(all: &[cairn::SupersedeConflict]) -> Value {
     )
 }
 
-/// A graph in the reference's shape, plus (Cairn) when facts hold, what the read left out and
-/// supersede conflicts, each only where there is something to say: a graph with no validity
-/// reads exactly as the reference's.
-pub(super) fn graph(g: &cairn::Graph) -> Value {
-    // `RefGraph::from` keeps every entity and relation in order, one for one, so the indexes
-    // below are in range (indexing a JSON array out of range would panic).
-    let mut out = serde_json::to_value(RefGraph::from(g)).unwrap_or(Value::Null);
-    for (i, e) in g.entities.iter().enumerate() {
-        let timed: Vec<Value> = e
-            .observations
-            .iter()
-            .filter(|o| o.validity != cairn::Validity::default() || o.replaces.is_some())
-            .map(|o| {
-                let mut v = json!({ "content": o.text });
-                put_validity(&mut v, &o.validity);
-                if let Some(old) = &o.replaces {
-                    v["replaces"] = json!(old);
-                }
-                v
-            })
-            .collect();
-        if !timed.is_empty() {
-            out["entities"][i]["observationValidity"] = Value::Array(timed);
-        }
-    }
-    for (i, r) in g.relations.iter().enumerate() {
-        let slot = &mut out["relations"][i];
-        put_validity(slot, &r.validity);
-        if let Some(old) = &r.replaces {
-            slot["replaces"] = relation_json(old);
-        }
-    }
-    if !g.left_out.is_empty() {
-        out["leftOut"] = json!({
+/// An entity in the reference's shape and key order, plus Cairn's `observationValidity`.
+#[derive(Serialize)]
+pub(super) struct OutEntity<'a> {
+    name: &'a str,
+    #[serde(rename = "entityType")]
+    entity_type: &'a str,
+    observations: Vec<&'a str>,
+    #[serde(rename = "observationValidity", skip_serializing_if = "Vec::is_empty")]
+    observation_validity: Vec<Value>,
+}
+
+/// A relation in the reference's shape and key order, plus when it holds and what it replaced.
+#[derive(Serialize)]
+pub(super) struct OutRelation<'a> {
+    from: &'a str,
+    to: &'a str,
+    #[serde(rename = "relationType")]
+    relation_type: &'a str,
+    #[serde(rename = "validFrom", skip_serializing_if = "Option::is_none")]
+    valid_from: Option<String>,
+    #[serde(rename = "validTo", skip_serializing_if = "Option::is_none")]
+    valid_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replaces: Option<Value>,
+}
+
+/// A graph in the reference's shape (its key order too: the text is compared as the reference
+/// prints it), plus (Cairn) what the read left out and supersede conflicts.
+#[derive(Serialize)]
+pub(super) struct OutGraph<'a> {
+    entities: Vec<OutEntity<'a>>,
+    relations: Vec<OutRelation<'a>>,
+    #[serde(rename = "leftOut", skip_serializing_if = "Option::is_none")]
+    left_out: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflicts: Option<Value>,
+}
+
+/// A graph as the read tools answer it: each addition only where there is something to say, so
+/// a graph without validity reads exactly as the reference's.
+pub(super) fn graph(g: &cairn::Graph) -> OutGraph<'_> {
+    let entities = g
+        .entities
+        .iter()
+        .map(|e| OutEntity {
+            name: &e.name,
+            entity_type: &e.entity_type,
+            observations: e.observations.iter().map(|o| o.text.as_str()).collect(),
+            observation_validity: e
+                .observations
+                .iter()
+                .filter(|o| o.validity != cairn::Validity::default() || o.replaces.is_some())
+                .map(|o| {
+                    let mut v = json!({ "content": o.text });
+                    put_validity(&mut v, &o.validity);
+                    if let Some(old) = &o.replaces {
+                        v["replaces"] = json!(old);
+                    }
+                    v
+                })
+                .collect(),
+        })
+        .collect();
+    let relations = g
+        .relations
+        .iter()
+        .map(|r| OutRelation {
+            from: &r.relation.from,
+            to: &r.relation.to,
+            relation_type: &r.relation.relation_type,
+            valid_from: r.validity.valid_from.map(when::iso),
+            valid_to: r.validity.valid_to.map(when::iso),
+            replaces: r.replaces.as_ref().map(relation_json),
+        })
+        .collect();
+    let left_out = (!g.left_out.is_empty()).then(|| {
+        json!({
             "superseded": g.left_out.superseded,
             "expired": g.left_out.expired,
             "notYetValid": g.left_out.not_yet_valid,
-        });
-    }
-    if !g.conflicts.is_empty() {
-        out["conflicts"] = conflicts(&g.conflicts);
-    }
-    out
+        })
+    });
+    let conflicts = (!g.conflicts.is_empty()).then(|| conflicts(&g.conflicts));
+    OutGraph { entities, relations, left_out, conflicts }
 }
 
 /// The line a model should not miss when a read holds supersede conflicts.
