@@ -11,7 +11,7 @@ use automerge::{Automerge, Change, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Millis, Relation, Validity, What};
-use crate::schema::{EntityRecord, FactRecord, Layout, MapKind, split_observation_key, split_relation_key};
+use crate::schema::{EntityRecord, FactRecord, Layout, Link, MapKind, split_observation_key, split_relation_key};
 
 /// The metadata Cairn writes in every change's message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ pub(crate) fn decode(
         }
         let fact = |v: &Option<String>| {
             let r = v.as_deref().map(FactRecord::parse).unwrap_or_default();
-            Validity { valid_from: r.valid_from, valid_to: r.valid_to }
+            (Validity { valid_from: r.valid_from, valid_to: r.valid_to }, r.replaces)
         };
         match kind {
             MapKind::Entities => {
@@ -166,7 +166,11 @@ pub(crate) fn decode(
                 let text = text.to_owned();
                 let what = match &effect {
                     Effect::Removed => What::ObservationDeleted { text },
-                    Effect::Set(v) => What::ObservationSet { text, validity: fact(v) },
+                    Effect::Set(v) => {
+                        let (validity, link) = fact(v);
+                        let replaces = link.as_ref().and_then(Link::text).map(str::to_owned);
+                        What::ObservationSet { text, validity, replaces }
+                    }
                 };
                 events.push((entity.to_owned(), what));
             }
@@ -177,7 +181,10 @@ pub(crate) fn decode(
                 let relation = Relation { from: from.into(), relation_type: relation_type.into(), to: to.into() };
                 let what = match &effect {
                     Effect::Removed => What::RelationDeleted { relation },
-                    Effect::Set(v) => What::RelationSet { relation, validity: fact(v) },
+                    Effect::Set(v) => {
+                        let (validity, link) = fact(v);
+                        What::RelationSet { relation, validity, replaces: link.as_ref().and_then(Link::relation) }
+                    }
                 };
                 if from != to {
                     events.push((to.to_owned(), what.clone()));

@@ -19,6 +19,15 @@ pub enum Error {
     /// An operation named an entity that does not exist; nothing was written.
     #[error("entity {0:?} not found; create it first (names are exact and case-sensitive)")]
     EntityNotFound(String),
+    /// A supersede named a fact that another fact already replaces; nothing was written.
+    /// Supersede the replacement instead (or, for a conflict, all but one of them).
+    #[error("{fact} was already superseded by {by}; supersede that instead")]
+    AlreadySuperseded {
+        /// The fact named as old, as text.
+        fact: String,
+        /// What replaces it already, as text.
+        by: String,
+    },
     /// The file is not a SQLite database at all.
     #[error("{} is not a Cairn database (not even SQLite); point --db at a Cairn file or a new path", path.display())]
     NotADatabase {

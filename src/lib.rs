@@ -67,19 +67,21 @@ pub mod integrity;
 mod link;
 mod model;
 mod names;
+mod past;
 mod plan;
 mod replica;
 pub mod schema;
 mod store;
 pub mod sync;
+mod temporal;
 
 pub use error::{Error, FileFault, Result};
 pub use exchange::Heads;
 pub use freshness::{Freshness, PeerFreshness, Unseen};
 pub use ids::{DocId, LogPosition, ParseIdError, PeerId, ReplicaId, StorageId, Version};
 pub use model::{
-    Entity, EntityChange, Graph, Millis, Observation, Op, Outcome, Read, Receipt, Relation, RelationFact, TypeConflict,
-    Validity, What,
+    Entity, EntityChange, FactRef, Graph, LeftOut, Millis, Observation, Op, Outcome, Read, ReadOptions, Receipt,
+    Relation, RelationFact, Replacement, SupersedeConflict, TypeConflict, Validity, What,
 };
 pub use names::{
     AgentName, GraphName, InvalidInput, MAX_AGENT_BYTES, MAX_GRAPH_NAME, MAX_NAME_BYTES, MAX_TEXT_BYTES,

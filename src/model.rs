@@ -39,6 +39,9 @@ pub struct Observation {
     /// When it was true in the world.
     #[serde(flatten)]
     pub validity: Validity,
+    /// The observation of the same entity this one replaced (a supersede), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// Another value an entity's type was set to concurrently; it lost to the reported type and
@@ -101,6 +104,9 @@ pub struct RelationFact {
     /// When it was true in the world.
     #[serde(flatten)]
     pub validity: Validity,
+    /// The relation this one replaced (a supersede), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Relation>,
 }
 
 /// A graph or part of one: entities ordered by name, relations ordered by (from, type, to).
@@ -110,6 +116,95 @@ pub struct Graph {
     pub entities: Vec<Entity>,
     /// The relations.
     pub relations: Vec<RelationFact>,
+    /// How many facts of these entities and relations the read left out because they did not
+    /// hold at its world time (all zero when it asked for every fact).
+    #[serde(default, skip_serializing_if = "LeftOut::is_empty")]
+    pub left_out: LeftOut,
+    /// Facts replaced by more than one fact that holds at the read's world time: concurrent
+    /// supersedes nobody has resolved yet (supersede all but one of the replacements to resolve).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<SupersedeConflict>,
+}
+
+/// What a current (or as-of) read left out, by why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// Facts another fact replaced (a supersede), ended before the read's world time.
+    pub superseded: u64,
+    /// Facts whose validity ended before the read's world time and that nothing replaced.
+    pub expired: u64,
+    /// Facts whose validity starts after the read's world time.
+    pub not_yet_valid: u64,
+}
+
+impl LeftOut {
+    /// True when nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        self.superseded == 0 && self.expired == 0 && self.not_yet_valid == 0
+    }
+
+    /// How many facts were left out in all.
+    pub fn total(&self) -> u64 {
+        self.superseded + self.expired + self.not_yet_valid
+    }
+}
+
+/// A fact, named: an observation of an entity or a relation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum FactRef {
+    /// The observation `text` of `entity`.
+    Observation {
+        /// The entity.
+        entity: String,
+        /// The text.
+        text: String,
+    },
+    /// A relation.
+    Relation {
+        /// The relation.
+        #[serde(flatten)]
+        relation: Relation,
+    },
+}
+
+/// One fact that replaced another, as a conflict reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    /// The replacing fact.
+    pub fact: FactRef,
+    /// Who recorded it.
+    pub by: String,
+    /// When it was recorded.
+    pub at: Millis,
+    /// When it holds in the world.
+    #[serde(flatten)]
+    pub validity: Validity,
+}
+
+/// A fact with several replacements that hold at once: two agents superseded it concurrently
+/// (or one superseded it again without seeing the first). Both are kept and reported here on
+/// every replica until someone supersedes all but one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupersedeConflict {
+    /// The fact superseded more than once.
+    pub replaced: FactRef,
+    /// Its replacements that hold at the read's world time, oldest record first.
+    pub replacements: Vec<Replacement>,
+}
+
+/// Which facts a read returns, on which clock: world time (`as_of`: what was true then) and
+/// version (`at_version`: what this replica knew then). The default is the current view: facts
+/// that hold now, as the replica knows them now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// The world time the facts must hold at (default: now).
+    pub as_of: Option<Millis>,
+    /// Read the graph as this replica held it at this version (a version an earlier read of
+    /// this file returned), through Automerge's historical reads (default: as it is now).
+    pub at_version: Option<Version>,
+    /// Return every fact whatever its validity: superseded, expired and not yet valid ones too.
+    pub include_superseded: bool,
 }
 
 /// One write operation. A batch of them is applied atomically, in order, each seeing the
@@ -172,7 +267,12 @@ pub enum Op {
         #[serde(flatten)]
         relation: Relation,
     },
-    /// End an observation's validity at `at` and record its replacement, valid from `at`.
+    /// Replace an observation: `old` stops holding at `at` (its `valid_to`, never moved later),
+    /// and `new` holds from `at`, recording the link to `old`. Only `old` is retired. When `at`
+    /// is before `old`'s own `valid_from`, the new fact arrived late: it is stored as history
+    /// (valid from `at` until `old` began) and `old` stays as it is. A `new` already present is
+    /// left as it is (superseding one of two conflicting replacements by the other resolves the
+    /// conflict).
     SupersedeObservation {
         /// The entity.
         entity: String,
@@ -180,18 +280,20 @@ pub enum Op {
         old: String,
         /// The observation that replaces it.
         new: String,
-        /// World time of the change.
-        at: Millis,
+        /// World time of the change (default: the time of the write).
+        #[serde(default)]
+        at: Option<Millis>,
     },
-    /// End a relation's validity at `at` and record `(from, relation_type, new_to)` from `at`.
+    /// Replace a relation by another (any triple between existing entities), as
+    /// [`Op::SupersedeObservation`] does for observations.
     SupersedeRelation {
         /// The relation that stops being true.
-        #[serde(flatten)]
-        relation: Relation,
-        /// The new target.
-        new_to: String,
-        /// World time of the change.
-        at: Millis,
+        old: Relation,
+        /// The relation that replaces it.
+        new: Relation,
+        /// World time of the change (default: the time of the write).
+        #[serde(default)]
+        at: Option<Millis>,
     },
 }
 
@@ -237,26 +339,21 @@ impl Op {
         Op::DeleteRelation { relation: Relation::new(from, relation_type, to) }
     }
 
-    /// [`Op::SupersedeObservation`]: observation `old` of `entity` ends at `at`, `new` holds from `at`.
+    /// [`Op::SupersedeObservation`]: observation `old` of `entity` ends at `at` (`None`: the
+    /// time of the write), `new` holds from then.
     pub fn supersede_observation(
         entity: impl Into<String>,
         old: impl Into<String>,
         new: impl Into<String>,
-        at: Millis,
+        at: Option<Millis>,
     ) -> Op {
         Op::SupersedeObservation { entity: entity.into(), old: old.into(), new: new.into(), at }
     }
 
-    /// [`Op::SupersedeRelation`]: `(from, relation_type, to)` ends at `at`, `(from, relation_type,
-    /// new_to)` holds from `at`.
-    pub fn supersede_relation(
-        from: impl Into<String>,
-        relation_type: impl Into<String>,
-        to: impl Into<String>,
-        new_to: impl Into<String>,
-        at: Millis,
-    ) -> Op {
-        Op::SupersedeRelation { relation: Relation::new(from, relation_type, to), new_to: new_to.into(), at }
+    /// [`Op::SupersedeRelation`]: `old` ends at `at` (`None`: the time of the write), `new`
+    /// holds from then.
+    pub fn supersede_relation(old: Relation, new: Relation, at: Option<Millis>) -> Op {
+        Op::SupersedeRelation { old, new, at }
     }
 }
 
@@ -332,6 +429,9 @@ pub enum What {
         /// Its validity as written.
         #[serde(flatten)]
         validity: Validity,
+        /// The observation it replaced, when this was a supersede.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
     },
     /// An observation was deleted.
     ObservationDeleted {
@@ -346,6 +446,9 @@ pub enum What {
         /// Its validity as written.
         #[serde(flatten)]
         validity: Validity,
+        /// The relation it replaced, when this was a supersede.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<Relation>,
     },
     /// A relation was deleted.
     RelationDeleted {

@@ -79,6 +79,25 @@ pub enum InvalidInput {
         /// The limit.
         max: usize,
     },
+    /// A supersede named the same fact as old and new.
+    #[error("{what} cannot replace itself; give a different new {what}")]
+    ReplacesItself {
+        /// Which kind of fact.
+        what: &'static str,
+    },
+    /// A supersede's new record, with its link to the old fact, would exceed the record bound.
+    #[error(
+        "the new record, with its link to the {what} it replaces, is {bytes} bytes; a record is at most {max} \
+         (delete the old {what} and add the new one instead)"
+    )]
+    LinkTooLong {
+        /// Which kind of fact.
+        what: &'static str,
+        /// The record's size.
+        bytes: usize,
+        /// The bound.
+        max: usize,
+    },
     /// A validity interval ended before it began.
     #[error("validity interval is empty: valid_to ({to}) is not after valid_from ({from})")]
     EmptyValidity {

@@ -12,7 +12,7 @@ use crate::model::{Millis, Op, Outcome, Relation, Validity};
 use crate::names::{InvalidInput, MAX_WRITE_BYTES, check_name, check_text};
 use automerge::transaction::Transactable;
 
-use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, MapKind, observation_key, relation_key};
+use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, Link, MapKind, observation_key, relation_key};
 use crate::store::{Txn, index};
 
 /// One primitive edit of a shard document.
@@ -60,8 +60,9 @@ pub fn write_bytes(op: &Op) -> usize {
         Op::AddObservation { entity, text, .. } | Op::DeleteObservation { entity, text } => entity.len() + text.len(),
         Op::CreateRelation { relation, .. } | Op::DeleteRelation { relation } => parts(relation),
         Op::DeleteEntity { name } => name.len(),
-        Op::SupersedeObservation { entity, old, new, .. } => 2 * entity.len() + old.len() + new.len(),
-        Op::SupersedeRelation { relation, new_to, .. } => 2 * parts(relation) + new_to.len(),
+        // The old fact is written again, the new one carries its link.
+        Op::SupersedeObservation { entity, old, new, .. } => 2 * entity.len() + 2 * old.len() + new.len() + 128,
+        Op::SupersedeRelation { old, new, .. } => 2 * parts(old) + parts(new) + 128,
     }
 }
 
@@ -109,10 +110,16 @@ pub fn validate(ops: &[Op]) -> Result<(), InvalidInput> {
                 name(entity)?;
                 check_text(old)?;
                 check_text(new)?;
+                if old == new {
+                    return Err(InvalidInput::ReplacesItself { what: "observation" });
+                }
             }
-            Op::SupersedeRelation { relation, new_to, .. } => {
-                rel(relation)?;
-                name(new_to)?;
+            Op::SupersedeRelation { old, new, .. } => {
+                rel(old)?;
+                rel(new)?;
+                if old == new {
+                    return Err(InvalidInput::ReplacesItself { what: "relation" });
+                }
             }
         }
     }
@@ -136,6 +143,9 @@ pub(crate) struct Planner<'a> {
     facts: u32,
     observations: HashMap<(String, String), Option<FactRecord>>,
     relations: HashMap<Relation, Option<FactRecord>>,
+    /// Facts this batch superseded, and by what (so that a batch cannot fork a fact either).
+    replaced_observations: HashMap<(String, String), String>,
+    replaced_relations: HashMap<Relation, Relation>,
     plan: Plan,
 }
 
@@ -151,6 +161,8 @@ impl<'a> Planner<'a> {
             facts: 0,
             observations: HashMap::new(),
             relations: HashMap::new(),
+            replaced_observations: HashMap::new(),
+            replaced_relations: HashMap::new(),
             plan: Plan::default(),
         }
     }
@@ -200,6 +212,33 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A present observation of `entity` that replaces `text`, if there is one.
+    fn observation_replacement(&self, entity: &str, text: &str) -> Result<Option<String>> {
+        if let Some(by) = self.replaced_observations.get(&(entity.to_owned(), text.to_owned())) {
+            return Ok(Some(by.clone()));
+        }
+        for by in index::observation_replacements(self.tx, self.graph, entity, text)? {
+            // Deleted earlier in this batch: no longer a replacement.
+            if self.observation(entity, &by)?.is_some() {
+                return Ok(Some(by));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A present relation that replaces `rel`, if there is one.
+    fn relation_replacement(&self, rel: &Relation) -> Result<Option<Relation>> {
+        if let Some(by) = self.replaced_relations.get(rel) {
+            return Ok(Some(by.clone()));
+        }
+        for by in index::relation_replacements(self.tx, self.graph, rel)? {
+            if self.relation(&by)?.is_some() {
+                return Ok(Some(by));
+            }
+        }
+        Ok(None)
+    }
+
     fn fact(&mut self, validity: Validity) -> FactRecord {
         self.facts += 1;
         FactRecord {
@@ -208,6 +247,7 @@ impl<'a> Planner<'a> {
             at: self.now,
             valid_from: validity.valid_from,
             valid_to: validity.valid_to,
+            replaces: None,
         }
     }
 
@@ -320,25 +360,54 @@ impl<'a> Planner<'a> {
                 self.require(entity)?;
                 match self.observation(entity, old)? {
                     None => Outcome::NotFound,
-                    Some(mut ended) => {
-                        ended.valid_to = Some(*at);
-                        self.put_observation(entity, old, ended);
-                        let record = self.fact(Validity { valid_from: Some(*at), valid_to: None });
-                        self.put_observation(entity, new, record);
+                    Some(ended) => {
+                        if let Some(by) = self.observation_replacement(entity, old)? {
+                            return Err(Error::AlreadySuperseded {
+                                fact: format!("observation {old:?} of {entity:?}"),
+                                by: format!("{by:?}"),
+                            });
+                        }
+                        let t = at.unwrap_or_else(|| default_time(&ended, self.now));
+                        let (ended, validity) = supersede(ended, t)?;
+                        if let Some(ended) = ended {
+                            self.put_observation(entity, old, ended);
+                        }
+                        if self.observation(entity, new)?.is_none() {
+                            let mut record = self.fact(validity);
+                            record.replaces = Some(Link::Text(old.clone()));
+                            fits("observation", &record)?;
+                            self.put_observation(entity, new, record);
+                            self.replaced_observations.insert((entity.clone(), old.clone()), new.clone());
+                        }
                         Outcome::Applied
                     }
                 }
             }
-            Op::SupersedeRelation { relation, new_to, at } => {
-                self.require(new_to)?;
-                match self.relation(relation)? {
+            Op::SupersedeRelation { old, new, at } => {
+                self.require(&new.from)?;
+                self.require(&new.to)?;
+                match self.relation(old)? {
                     None => Outcome::NotFound,
-                    Some(mut ended) => {
-                        ended.valid_to = Some(*at);
-                        self.put_relation(relation, ended);
-                        let next = Relation { to: new_to.clone(), ..relation.clone() };
-                        let record = self.fact(Validity { valid_from: Some(*at), valid_to: None });
-                        self.put_relation(&next, record);
+                    Some(ended) => {
+                        if let Some(by) = self.relation_replacement(old)? {
+                            return Err(Error::AlreadySuperseded {
+                                fact: format!("relation {}", describe(old)),
+                                by: describe(&by),
+                            });
+                        }
+                        let t = at.unwrap_or_else(|| default_time(&ended, self.now));
+                        let (ended, validity) = supersede(ended, t)?;
+                        if let Some(ended) = ended {
+                            self.put_relation(old, ended);
+                        }
+                        if self.relation(new)?.is_none() {
+                            let mut record = self.fact(validity);
+                            record.replaces =
+                                Some(Link::Relation([old.from.clone(), old.relation_type.clone(), old.to.clone()]));
+                            fits("relation", &record)?;
+                            self.put_relation(new, record);
+                            self.replaced_relations.insert(old.clone(), new.clone());
+                        }
                         Outcome::Applied
                     }
                 }
@@ -375,4 +444,49 @@ impl<'a> Planner<'a> {
         self.entities.insert(name.to_owned(), None);
         Ok(())
     }
+}
+
+/// What superseding a fact with record `old` at world time `t` writes: the old record again with
+/// its validity ended at `t` (`None` when it already ended by then: a validity is never
+/// extended), and the validity of the new fact. A new fact whose `t` is before the old one's
+/// `valid_from` arrived late: it is history, holding from `t` until the old one began, and the
+/// old one is not touched.
+fn supersede(mut old: FactRecord, t: Millis) -> Result<(Option<FactRecord>, Validity)> {
+    match old.valid_from {
+        Some(from) if t < from => Ok((None, Validity { valid_from: Some(t), valid_to: Some(from) })),
+        Some(from) if t == from => Err(InvalidInput::EmptyValidity { from, to: t }.into()),
+        _ => {
+            let new = Validity { valid_from: Some(t), valid_to: None };
+            if old.valid_to.is_some_and(|end| end <= t) {
+                return Ok((None, new));
+            }
+            old.valid_to = Some(t);
+            Ok((Some(old), new))
+        }
+    }
+}
+
+/// The world time of a supersede that gives none: now; but when the old fact begins within the
+/// next second (it was itself written by a supersede a moment ago, on this clock or a peer's a
+/// little ahead), a millisecond after it begins, so that quick successive supersedes chain in
+/// order instead of the later one reading as a late fact.
+fn default_time(old: &FactRecord, now: Millis) -> Millis {
+    match old.valid_from {
+        Some(from) if (now..now + 1_000).contains(&from) => from + 1,
+        _ => now,
+    }
+}
+
+/// Refuses a record the schema check would refuse for its size (a link to a very long text).
+fn fits(what: &'static str, record: &FactRecord) -> Result<()> {
+    let bytes = record.to_json().len();
+    let max = crate::integrity::MAX_RECORD_BYTES;
+    if bytes > max {
+        return Err(InvalidInput::LinkTooLong { what, bytes, max }.into());
+    }
+    Ok(())
+}
+
+fn describe(r: &Relation) -> String {
+    format!("({:?}, {:?}, {:?})", r.from, r.relation_type, r.to)
 }

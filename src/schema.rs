@@ -255,6 +255,52 @@ pub(crate) struct FactRecord {
     /// order they were written in (omitted when 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) n: u32,
+    /// The fact this one was written to replace (a supersede), if any: for an observation the
+    /// old text of the same entity, for a relation the old `[from, type, to]`. Optional, so
+    /// readers that do not know it ignore it; read leniently (a malformed link reads as none:
+    /// the schema check refuses those at the door).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_link")]
+    pub(crate) replaces: Option<Link>,
+}
+
+/// What a fact record's `replaces` names (`docs/schema.md`, "The supersede link").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Link {
+    /// An observation's link: the text of the observation of the same entity it replaces.
+    Text(String),
+    /// A relation's link: the `[from, relation type, to]` it replaces.
+    Relation([String; 3]),
+}
+
+impl Link {
+    /// The link of an observation record, if this is one.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Link::Text(t) => Some(t),
+            Link::Relation(_) => None,
+        }
+    }
+
+    /// The link of a relation record, if this is one.
+    pub(crate) fn relation(&self) -> Option<crate::model::Relation> {
+        match self {
+            Link::Relation([f, t, d]) => Some(crate::model::Relation::new(f.clone(), t.clone(), d.clone())),
+            Link::Text(_) => None,
+        }
+    }
+
+    /// A relation's link as it is kept in the index: the JSON array, exactly as serde writes it.
+    pub(crate) fn relation_json(rel: &crate::model::Relation) -> String {
+        // Serialising three strings cannot fail.
+        serde_json::to_string(&[&rel.from, &rel.relation_type, &rel.to]).unwrap_or_default()
+    }
+}
+
+/// Reads `replaces` without failing the whole record when it has another shape.
+fn lenient_link<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Link>, D::Error> {
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -314,7 +360,7 @@ fn field<T>(doc: &Automerge, obj: &automerge::ObjId, key: &str, f: impl Fn(&Scal
     }
 }
 
-fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::ObjId) -> EntityRecord {
+pub(crate) fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::ObjId) -> EntityRecord {
     match value {
         Value::Scalar(v) => match v.as_ref() {
             ScalarValue::Str(s) => EntityRecord::parse(s),
@@ -368,6 +414,7 @@ pub(crate) fn fact_record(doc: &Automerge, map: &automerge::ObjId, key: &str) ->
             valid_from: field(doc, &id, "valid_from", scalar_time),
             valid_to: field(doc, &id, "valid_to", scalar_time),
             n: 0,
+            replaces: None,
         },
         _ => FactRecord::default(),
     })

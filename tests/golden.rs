@@ -113,7 +113,7 @@ fn regenerate_graph(out: &Path) {
             },
         ])
         .unwrap();
-    alice.write(&[Op::supersede_observation("Alice", "lives in Paris", "lives in Oslo", 5_000)]).unwrap();
+    alice.write(&[Op::supersede_observation("Alice", "lives in Paris", "lives in Oslo", Some(5_000))]).unwrap();
     common::merge(&alice, &bob);
     bob.write(&[
         Op::create_entity("Bob", "person", &["drinks coffee"]),

@@ -38,8 +38,8 @@ fn text() -> impl Strategy<Value = String> {
 fn op(names: Vec<String>) -> impl Strategy<Value = Op> {
     let n = names.len();
     let pick = move |i: usize| names[i % n].clone();
-    let (p1, p2, p3, p4, p5, p6, p7) =
-        (pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick);
+    let (p1, p2, p3, p4, p5, p6, p7, p8) =
+        (pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick.clone(), pick);
     prop_oneof![
         3 => (any::<usize>(), name(), text()).prop_map(move |(i, t, o)| Op::create_entity(p1(i), t, &[o.as_str()])),
         2 => (any::<usize>(), text()).prop_map(move |(i, o)| Op::add_observation(p2(i), o)),
@@ -54,6 +54,19 @@ fn op(names: Vec<String>) -> impl Strategy<Value = Op> {
                 text: "held for a while".into(),
                 validity: Validity { valid_from: Some(from), valid_to: Some(to) },
             }
+        }),
+        // Supersedes carry the link to the old fact (docs/schema.md, "The supersede link"); one
+        // whose old fact is missing writes nothing, one of a fact already superseded is refused.
+        1 => (any::<usize>(), text(), text()).prop_map({
+            let pick = p8.clone();
+            move |(i, old, new)| Op::supersede_observation(pick(i), old, new, None)
+        }),
+        1 => (any::<usize>(), any::<usize>(), name(), any::<usize>()).prop_map(move |(i, j, t, k)| {
+            Op::supersede_relation(
+                cairn::Relation::new(p8(i), "works_at", p8(j)),
+                cairn::Relation::new(p8(i), t, p8(k)),
+                Some(1_000),
+            )
         }),
     ]
 }

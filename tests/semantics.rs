@@ -63,7 +63,7 @@ fn a_concurrent_re_add_survives_an_observation_delete() {
     a.write(&[Op::delete_observation("Tea", "hot")]).unwrap();
     // Bob supersedes "hot" at the same time: his write of the observation is not something
     // Alice saw, so it survives her delete.
-    b.write(&[Op::supersede_observation("Tea", "hot", "warm", 1)]).unwrap();
+    b.write(&[Op::supersede_observation("Tea", "hot", "warm", Some(1))]).unwrap();
     merge(&a, &b);
     let all = a.read_graph_as_of(None).unwrap().data;
     assert_eq!(texts(&all, "Tea"), ["hot", "warm"]);
@@ -126,7 +126,11 @@ fn history_reads_back_deleted_facts() {
     let history = a.history("Tea").unwrap().data;
     let whats: Vec<&What> = history.iter().map(|c| &c.what).collect();
     assert!(whats.contains(&&What::EntitySet { entity_type: "drink".into() }));
-    assert!(whats.contains(&&What::ObservationSet { text: "hot".into(), validity: Validity::default() }));
+    assert!(whats.contains(&&What::ObservationSet {
+        text: "hot".into(),
+        validity: Validity::default(),
+        replaces: None
+    }));
     assert!(whats.contains(&&What::ObservationDeleted { text: "hot".into() }));
     assert!(whats.contains(&&What::RelationDeleted { relation: rel("Tea", "in", "Cup") }));
     assert!(whats.contains(&&What::EntityDeleted));
@@ -156,8 +160,12 @@ fn supersede_keeps_the_past_readable_as_of_a_time() {
     ])
     .unwrap();
     a.write(&[
-        Op::supersede_observation("Alice", "lives in Paris", "lives in Oslo", 5_000),
-        Op::supersede_relation("Alice", "works_at", "ACME", "Initech", 5_000),
+        Op::supersede_observation("Alice", "lives in Paris", "lives in Oslo", Some(5_000)),
+        Op::supersede_relation(
+            Relation::new("Alice", "works_at", "ACME"),
+            Relation::new("Alice", "works_at", "Initech"),
+            Some(5_000),
+        ),
     ])
     .unwrap();
     let now = a.read_graph().unwrap().data;
@@ -517,9 +525,14 @@ fn a_database_from_before_the_word_index_gains_it_on_open() {
         let a = open(dir.path(), "old.db", "alice");
         a.write(&[entity("Teapot", "thing", &[]), entity("Steam", "thing", &[])]).unwrap();
     }
-    // Make it what migration 1 left: no word index.
+    // Make it what migration 1 left: no word index (and none of migration 4's link columns).
     let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch("DROP TABLE words; PRAGMA user_version = 1;").unwrap();
+    db.execute_batch(
+        "DROP TABLE words; DROP INDEX observations_by_replaces; DROP INDEX relations_by_replaces;
+         ALTER TABLE observations DROP COLUMN replaces; ALTER TABLE relations DROP COLUMN replaces;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(db);
     let a = open(dir.path(), "old.db", "alice");
     // The word index was built from the existing rows: "tea" starts a word only in Teapot (an
@@ -527,7 +540,7 @@ fn a_database_from_before_the_word_index_gains_it_on_open() {
     assert_eq!(names(&a.search("tea").unwrap().data), ["Teapot"]);
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

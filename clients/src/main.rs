@@ -12,6 +12,7 @@ mod options;
 mod output;
 mod peer;
 mod shape;
+mod when;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,8 @@ enum Command {
     Search {
         #[command(flatten)]
         opts: ReplicaOpts,
+        #[command(flatten)]
+        when: WhenOpts,
         /// Words to look for
         query: String,
         /// At most this many entities
@@ -85,9 +88,21 @@ enum Command {
     Show {
         #[command(flatten)]
         opts: ReplicaOpts,
+        #[command(flatten)]
+        when: WhenOpts,
         /// Entity names (exact)
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Replace a fact that stopped being true, keeping it as history
+    ///
+    /// The old fact ends at --at (default now) and the new one holds from then, linked to it;
+    /// nothing else is retired. Reads show current facts; --as-of and --all show the past.
+    Supersede {
+        #[command(flatten)]
+        opts: ReplicaOpts,
+        #[command(subcommand)]
+        what: SupersedeCommand,
     },
     /// Everything that ever happened to an entity, deletes included
     History {
@@ -114,9 +129,8 @@ enum Command {
         /// Output format (--json prints the reference memory server's read_graph shape)
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
-        /// Include facts whose validity has ended
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        when: WhenOpts,
     },
     /// Freshness, relay connection, pending changes and database size
     Status {
@@ -272,6 +286,8 @@ enum AddCommand {
         /// The observations
         #[arg(required = true)]
         texts: Vec<String>,
+        #[command(flatten)]
+        valid: ValidOpts,
     },
     /// Relate two existing entities: FROM RELATION_TYPE TO
     Relation {
@@ -281,6 +297,85 @@ enum AddCommand {
         relation_type: String,
         /// Target entity
         to: String,
+        #[command(flatten)]
+        valid: ValidOpts,
+    },
+}
+
+/// When a fact holds in the world (`cairn add`).
+#[derive(Debug, Clone, clap::Args)]
+struct ValidOpts {
+    /// When it became true: ISO 8601 (2024-03-01, 2024-03-01T09:30:00Z) or milliseconds since the epoch
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    valid_from: Option<cairn::Millis>,
+    /// When it stopped being true (same forms)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    valid_to: Option<cairn::Millis>,
+}
+
+/// Which facts a read shows, on which clock (`cairn search`, `show`, `graph`).
+#[derive(Debug, Clone, clap::Args)]
+struct WhenOpts {
+    /// Show what was true at this world time (ISO 8601 or milliseconds), not now
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    as_of: Option<cairn::Millis>,
+    /// Show the graph as this replica held it at a version an earlier read printed (v42.1f2e3d4c)
+    #[arg(long, value_name = "VERSION")]
+    at_version: Option<cairn::Version>,
+    /// Also show superseded, expired and not yet valid facts
+    #[arg(long)]
+    all: bool,
+}
+
+impl WhenOpts {
+    fn options(&self) -> cairn::ReadOptions {
+        cairn::ReadOptions { as_of: self.as_of, at_version: self.at_version, include_superseded: self.all }
+    }
+}
+
+impl ValidOpts {
+    fn validity(&self) -> cairn::Validity {
+        cairn::Validity { valid_from: self.valid_from, valid_to: self.valid_to }
+    }
+}
+
+fn parse_time(s: &str) -> Result<cairn::Millis, String> {
+    when::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+enum SupersedeCommand {
+    /// ENTITY OLD NEW: observation OLD of ENTITY stops being true, NEW replaces it
+    Observation {
+        /// The entity
+        name: String,
+        /// The observation that stopped being true (exact text)
+        old: String,
+        /// The observation that replaces it
+        new: String,
+        /// When the change happened in the world (ISO 8601 or milliseconds; default now)
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<cairn::Millis>,
+    },
+    /// FROM RELATION_TYPE TO NEW_TO: the relation now points elsewhere (--new-from and --new-type change the rest)
+    Relation {
+        /// Source entity of the old relation
+        from: String,
+        /// Relation type of the old relation
+        relation_type: String,
+        /// Target entity of the old relation
+        to: String,
+        /// Target entity of the new relation
+        new_to: String,
+        /// Source entity of the new relation (default: FROM)
+        #[arg(long, value_name = "ENTITY")]
+        new_from: Option<String>,
+        /// Relation type of the new relation (default: RELATION_TYPE)
+        #[arg(long, value_name = "TYPE")]
+        new_type: Option<String>,
+        /// When the change happened in the world (ISO 8601 or milliseconds; default now)
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<cairn::Millis>,
     },
 }
 

@@ -170,19 +170,40 @@ pub(crate) fn graph(g: &Graph) -> String {
             let _ = writeln!(s, "  ! type conflict: also set to {:?} by {}", c.entity_type, safe(&c.by));
         }
         for o in &e.observations {
-            let _ = writeln!(s, "  - {}", safe(&o.text));
+            let _ = writeln!(s, "  - {}{}", safe(&o.text), valid(&o.validity));
         }
     }
     if !g.relations.is_empty() {
         let _ = writeln!(s, "relations:");
         for r in &g.relations {
-            let _ = writeln!(s, "  {}", relation(&r.relation));
+            let _ = writeln!(s, "  {}{}", relation(&r.relation), valid(&r.validity));
         }
     }
     if g.entities.is_empty() && g.relations.is_empty() {
         s.push_str("(nothing)\n");
     }
+    for c in &g.conflicts {
+        let by: Vec<String> =
+            c.replacements.iter().map(|r| format!("{} (by {})", fact(&r.fact), safe(&r.by))).collect();
+        let _ = writeln!(s, "! conflict: {} was superseded by {}", fact(&c.replaced), by.join(" and "));
+    }
+    if !g.left_out.is_empty() {
+        let l = &g.left_out;
+        let _ = writeln!(
+            s,
+            "(left out: {} superseded, {} expired, {} not yet valid; --all shows them)",
+            l.superseded, l.expired, l.not_yet_valid
+        );
+    }
     s.trim_end().to_owned()
+}
+
+/// A fact named, safe to print.
+fn fact(f: &cairn::FactRef) -> String {
+    match f {
+        cairn::FactRef::Observation { entity, text } => format!("{:?} on {}", text, safe(entity)),
+        cairn::FactRef::Relation { relation: r } => relation(r),
+    }
 }
 
 /// `from --type--> to`, safe to print.
@@ -207,6 +228,16 @@ pub(crate) fn dot(g: &Graph) -> String {
     s
 }
 
+/// A validity as a suffix: ` (valid from … to …)`, or nothing when it is unbounded.
+pub(crate) fn valid(v: &cairn::Validity) -> String {
+    match (v.valid_from, v.valid_to) {
+        (None, None) => String::new(),
+        (Some(f), None) => format!(" (valid from {})", time(f)),
+        (None, Some(t)) => format!(" (valid until {})", time(t)),
+        (Some(f), Some(t)) => format!(" (valid from {} until {})", time(f), time(t)),
+    }
+}
+
 /// One change as a line of text.
 pub(crate) fn change(c: &EntityChange) -> String {
     // Quoted texts are written with Rust's debug escapes, which escape control characters too.
@@ -214,12 +245,21 @@ pub(crate) fn change(c: &EntityChange) -> String {
     let what = match &c.what {
         What::EntitySet { entity_type } => format!("set {entity} to type {entity_type:?}"),
         What::EntityDeleted => format!("deleted entity {entity}"),
-        What::ObservationSet { text, validity } => match validity.valid_to {
+        What::ObservationSet { text, validity, replaces: Some(old) } => {
+            format!("superseded {old:?} on {entity} by {text:?}{}", valid(validity))
+        }
+        What::ObservationSet { text, validity, replaces: None } => match validity.valid_to {
             Some(to) => format!("ended observation {text:?} on {entity} at {}", time(to)),
-            None => format!("observed {text:?} on {entity}"),
+            None => format!("observed {text:?} on {entity}{}", valid(validity)),
         },
         What::ObservationDeleted { text } => format!("deleted observation {text:?} from {entity}"),
-        What::RelationSet { relation: r, .. } => format!("related {}", relation(r)),
+        What::RelationSet { relation: r, validity, replaces: Some(old) } => {
+            format!("superseded {} by {}{}", relation(old), relation(r), valid(validity))
+        }
+        What::RelationSet { relation: r, validity, replaces: None } => match validity.valid_to {
+            Some(to) => format!("ended {} at {}", relation(r), time(to)),
+            None => format!("related {}{}", relation(r), valid(validity)),
+        },
         What::RelationDeleted { relation: r } => format!("unrelated {}", relation(r)),
     };
     format!("{}  {:<20}  {what}", time(c.at), safe(&c.agent))

@@ -218,6 +218,8 @@ async fn compare_tools(s: &Servers, diffs: &mut Vec<Difference>) {
                         properties.as_object_mut().unwrap().remove("expect");
                     }
                 }
+                // Documented ("Facts that change over time"): the time options and fields.
+                undo_time_extensions(&t.name, &mut got);
                 // Documented: create_entities declares `skipped` (the reference's next release).
                 if t.name == "create_entities" {
                     let properties = &mut got["outputSchema"]["properties"];
@@ -239,6 +241,43 @@ async fn compare_tools(s: &Servers, diffs: &mut Vec<Difference>) {
                     push(&t.name, "tool definition", pick(&want), pick(&got));
                 }
             }
+        }
+    }
+}
+
+/// Removes from a tool definition exactly what docs/mcp.md lists as Cairn's time options and
+/// fields, when they have the documented shape, so that anything else still differs.
+fn undo_time_extensions(tool: &str, got: &mut Value) {
+    let remove = |v: &mut Value, key: &str| {
+        if let Some(map) = v.as_object_mut() {
+            map.remove(key);
+        }
+    };
+    if ["read_graph", "search_nodes", "open_nodes"].contains(&tool) {
+        let input = &mut got["inputSchema"]["properties"];
+        if input["includeSuperseded"]["type"] == "boolean" && input["atVersion"]["type"] == "string" {
+            for key in ["asOf", "atVersion", "includeSuperseded"] {
+                remove(input, key);
+            }
+        }
+        let output = &mut got["outputSchema"]["properties"];
+        for key in ["leftOut", "conflicts"] {
+            remove(output, key);
+        }
+        remove(&mut output["entities"]["items"]["properties"], "observationValidity");
+        for key in ["validFrom", "validTo", "replaces"] {
+            remove(&mut output["relations"]["items"]["properties"], key);
+        }
+    }
+    if tool == "create_relations" {
+        for key in ["validFrom", "validTo"] {
+            remove(&mut got["inputSchema"]["properties"]["relations"]["items"]["properties"], key);
+        }
+    }
+    if tool == "add_observations" {
+        let items = &mut got["inputSchema"]["properties"]["observations"]["items"]["properties"]["contents"]["items"];
+        if items["anyOf"][0] == json!({"type": "string"}) {
+            *items = json!({"type": "string"});
         }
     }
 }

@@ -157,7 +157,31 @@ fn check_record(kind: MapKind, record: &str) -> Result<(), String> {
             if let Some(n) = fields.get("n") {
                 n.as_u64().filter(|n| u32::try_from(*n).is_ok()).ok_or("\"n\" is not a small unsigned integer")?;
             }
+            if let Some(link) = fields.get("replaces") {
+                check_link(kind, link)?;
+            }
         }
     }
     Ok(())
+}
+
+/// The supersede link of a fact record (`docs/schema.md`, "The supersede link"): an observation
+/// names the text it replaces (a valid observation text; the entity is the record's own), a
+/// relation the `[from, type, to]` it replaces (three valid parts).
+fn check_link(kind: MapKind, link: &Json) -> Result<(), String> {
+    let name = |what: &'static str, v: &str| names::check_name(what, v).map_err(|e| quoted(&e));
+    match (kind, link) {
+        (MapKind::Observations, Json::String(text)) => names::check_text(text).map_err(|e| quoted(&e)),
+        (MapKind::Observations, _) => Err("\"replaces\" of an observation is the text it replaces, a string".into()),
+        (MapKind::Relations, Json::Array(parts)) if parts.len() == 3 => {
+            let part = |i: usize| parts[i].as_str().ok_or("\"replaces\" of a relation holds three strings");
+            name("entity name", part(0)?)?;
+            name("relation type", part(1)?)?;
+            name("entity name", part(2)?)
+        }
+        (MapKind::Relations, _) => {
+            Err("\"replaces\" of a relation is the [from, type, to] it replaces, three strings".into())
+        }
+        (MapKind::Entities, _) => Ok(()),
+    }
 }

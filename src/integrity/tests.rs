@@ -6,7 +6,7 @@ use automerge::{ActorId, Automerge, Change, ObjType, ROOT, ScalarValue};
 
 use super::*;
 use crate::names::{MAX_NAME_BYTES, MAX_TEXT_BYTES};
-use crate::schema::{EntityRecord, FactRecord, observation_key, relation_key, shard_of};
+use crate::schema::{EntityRecord, FactRecord, MapKind, observation_key, relation_key, shard_of};
 
 fn team() -> GraphName {
     "team".parse().unwrap()
@@ -184,6 +184,39 @@ fn records_are_the_documented_json() {
     }
     assert_eq!(rules.check(&fact(r#"{"valid_from":5,"valid_to":6,"n":3}"#)), Ok(()));
     assert_eq!(rules.check(&fact("{}")), Ok(()), "every field of a fact record is optional");
+}
+
+#[test]
+fn a_supersede_link_has_the_documented_shape() {
+    let (rules, doc) = shard_of_entity("Alice");
+    let at = |map: MapKind, r: &str| {
+        let r = r.to_owned();
+        change(&doc, move |tx, l| match map {
+            MapKind::Observations => tx.put(&l.observations, observation_key("Alice", "new"), r).unwrap(),
+            _ => tx.put(&l.relations, relation_key("Alice", "works_at", "Initech"), r).unwrap(),
+        })
+    };
+    let obs = MapKind::Observations;
+    let rel = MapKind::Relations;
+    for (map, ok) in [
+        (obs, r#"{"valid_from":5,"replaces":"works at Acme"}"#),
+        (obs, r#"{"replaces":""}"#),
+        (rel, r#"{"valid_from":5,"replaces":["Alice","works_at","Acme"]}"#),
+        (rel, r#"{"replaces":["","",""]}"#),
+    ] {
+        assert_eq!(rules.check(&at(map, ok)), Ok(()), "{ok}");
+    }
+    for (map, bad) in [
+        (obs, r#"{"replaces":7}"#),
+        (obs, r#"{"replaces":["Alice","works_at","Acme"]}"#),
+        (rel, r#"{"replaces":"works at Acme"}"#),
+        (rel, r#"{"replaces":["Alice","works_at"]}"#),
+        (rel, r#"{"replaces":["Alice","works_at","Acme","x"]}"#),
+        (rel, r#"{"replaces":["Alice",1,"Acme"]}"#),
+        (rel, r#"{"replaces":["Alice","a\u001fb","Acme"]}"#),
+    ] {
+        assert_eq!(refused(&rules, &at(map, bad)), Rule::Record, "{bad}");
+    }
 }
 
 #[test]

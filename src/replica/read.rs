@@ -6,8 +6,9 @@ use super::Replica;
 use crate::error::Result;
 use crate::freshness::{Freshness, PeerFreshness, Unseen};
 use crate::ids::{DocId, LogPosition, Version};
-use crate::model::{EntityChange, Graph, Millis, Read};
-use crate::store::{Filter, Txn, events, index, search};
+use crate::model::{EntityChange, Graph, Millis, Read, ReadOptions, SupersedeConflict};
+use crate::store::{Txn, events, index, search};
+use crate::temporal::{self, Filter};
 
 /// How many results [`Replica::search`] returns at most.
 pub const DEFAULT_SEARCH_LIMIT: usize = 200;
@@ -39,6 +40,17 @@ pub struct Status {
     /// Why the replica is read-only, if it is (its reads do not move the read cursor).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only: Option<crate::store::ReadOnlyCause>,
+    /// Facts superseded more than once whose replacements all hold now (concurrent supersedes
+    /// nobody has resolved), across the whole graph.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<SupersedeConflict>,
+}
+
+/// What a graph read selects from every fact present, once the facts are gathered.
+enum Select<'a> {
+    Everything,
+    Named(&'a [String]),
+    Search(&'a str, usize),
 }
 
 impl Replica {
@@ -46,6 +58,11 @@ impl Replica {
     /// replica, which writes nothing: there, what the read reports as unseen stays unseen, and
     /// the read says so).
     fn read<T>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<Read<T>> {
+        self.read_with(true, f)
+    }
+
+    /// [`Replica::read`], moving the cursor only with `advance`.
+    fn read_with<T>(&self, advance: bool, f: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<Read<T>> {
         let (graph, agent) = (self.graph.as_str(), self.agent.as_str());
         let (data, seq, cursor, unseen) = self.log.read(|tx| {
             let seq = tx.position()?;
@@ -54,7 +71,7 @@ impl Replica {
             Ok((data, seq, cursor, unseen))
         })?;
         let read_only = self.log.read_only();
-        if read_only.is_none() && cursor.is_none_or(|c| c < seq) {
+        if advance && read_only.is_none() && cursor.is_none_or(|c| c < seq) {
             self.log.write(|tx| events::advance_cursor(tx, graph, agent, seq))?;
         }
         Ok(Read { data, version: self.version(seq), freshness: self.freshness(), unseen, read_only })
@@ -73,23 +90,30 @@ impl Replica {
     }
 
     /// The whole graph: entities with their currently valid observations, and currently valid
-    /// relations.
+    /// relations; [`Graph::left_out`] counts what is not current.
     pub fn read_graph(&self) -> Result<Read<Graph>> {
-        let now = super::now_millis();
-        self.read(|tx| index::read_graph(tx, self.graph.as_str(), Filter::ValidAt(now)))
+        self.read_graph_with(&ReadOptions::default())
     }
 
     /// The whole graph as it was believed to be at world time `t` (facts valid then), or with
     /// `None` every fact ever recorded and not deleted, whatever its validity.
     pub fn read_graph_as_of(&self, t: Option<Millis>) -> Result<Read<Graph>> {
-        let filter = t.map_or(Filter::All, Filter::ValidAt);
-        self.read(|tx| index::read_graph(tx, self.graph.as_str(), filter))
+        self.read_graph_with(&ReadOptions { as_of: t, include_superseded: t.is_none(), ..ReadOptions::default() })
+    }
+
+    /// The whole graph on either clock, or both (see [`ReadOptions`]).
+    pub fn read_graph_with(&self, options: &ReadOptions) -> Result<Read<Graph>> {
+        self.graph_read(options, Select::Everything)
     }
 
     /// The named entities (unknown names are skipped) and every relation from or to them.
     pub fn open_nodes(&self, names: &[String]) -> Result<Read<Graph>> {
-        let now = super::now_millis();
-        self.read(|tx| index::open_nodes(tx, self.graph.as_str(), names, Filter::ValidAt(now)))
+        self.open_nodes_with(names, &ReadOptions::default())
+    }
+
+    /// [`Replica::open_nodes`] on either clock, or both (see [`ReadOptions`]).
+    pub fn open_nodes_with(&self, names: &[String], options: &ReadOptions) -> Result<Read<Graph>> {
+        self.graph_read(options, Select::Named(names))
     }
 
     /// Entities whose name, type or observations contain every whitespace-separated term of
@@ -103,8 +127,46 @@ impl Replica {
 
     /// [`Replica::search`] with an explicit result limit.
     pub fn search_limit(&self, query: &str, limit: usize) -> Result<Read<Graph>> {
-        let now = super::now_millis();
-        self.read(|tx| search::search(tx, self.graph.as_str(), query, limit, Filter::ValidAt(now)))
+        self.search_with(query, limit, &ReadOptions::default())
+    }
+
+    /// [`Replica::search_limit`] on either clock, or both (see [`ReadOptions`]). An entity matches
+    /// through any fact it holds, current or not, and is returned with the facts the options
+    /// select. At an earlier version (`at_version`) the documents are searched directly, without
+    /// the index: every term anywhere (the reference memory server's rule), entities by name.
+    pub fn search_with(&self, query: &str, limit: usize, options: &ReadOptions) -> Result<Read<Graph>> {
+        self.graph_read(options, Select::Search(query, limit))
+    }
+
+    /// Gathers every fact the selection names, now or at `options.at_version`, then keeps
+    /// those that hold at `options.as_of` (default now) unless every fact is asked for.
+    fn graph_read(&self, options: &ReadOptions, select: Select<'_>) -> Result<Read<Graph>> {
+        let filter = Filter { at: options.as_of.unwrap_or_else(super::now_millis), all: options.include_superseded };
+        let graph = self.graph.as_str();
+        let Some(version) = options.at_version else {
+            return self.read(|tx| {
+                let all = match select {
+                    Select::Everything => index::read_graph(tx, graph)?,
+                    Select::Named(names) => index::open_nodes(tx, graph, names)?,
+                    Select::Search(query, limit) => search::search(tx, graph, query, limit)?,
+                };
+                Ok(temporal::sieve(all, filter))
+            });
+        };
+        // What the replica knew then: the read says so by returning that version, and moves no
+        // cursor (the agent has not seen what came after).
+        let mut read = self.read_with(false, |tx| {
+            self.check_version(tx, version)?;
+            let all = crate::past::graph_at(tx, &self.docs, version.seq)?;
+            let all = match select {
+                Select::Everything => all,
+                Select::Named(names) => crate::past::named(all, names),
+                Select::Search(query, limit) => crate::past::matching(all, query, limit),
+            };
+            Ok(temporal::sieve(all, filter))
+        })?;
+        read.version = version;
+        Ok(read)
     }
 
     /// Everything that ever happened to an entity, oldest first, including deleted observations
@@ -143,10 +205,13 @@ impl Replica {
     /// read cursor, so it reports unseen changes without marking them seen).
     pub fn status(&self) -> Result<Status> {
         let ids: Vec<DocId> = self.docs.all().map(|(id, _)| id).collect();
-        let (seq, unseen, counts, quarantined) = self.log.read(|tx| {
+        let now = super::now_millis();
+        let (seq, unseen, counts, quarantined, replacements) = self.log.read(|tx| {
             let seq = tx.position()?;
             let (_, unseen) = self.unseen(tx, seq)?;
-            Ok((seq, unseen, index::counts(tx, self.graph.as_str())?, tx.quarantined(&ids)?.len()))
+            let graph = self.graph.as_str();
+            let replacements = index::replacements_holding_at(tx, graph, now)?;
+            Ok((seq, unseen, index::counts(tx, graph)?, tx.quarantined(&ids)?.len(), replacements))
         })?;
         Ok(Status {
             version: self.version(seq),
@@ -159,6 +224,7 @@ impl Replica {
             database_bytes: self.log.size_bytes(),
             quarantined,
             read_only: self.log.read_only(),
+            conflicts: temporal::conflicts_among(&replacements),
         })
     }
 

@@ -197,8 +197,8 @@ fn summarise(ledgers: &[DocLedger], report: &mut CheckReport) {
 /// out: they depend on the order things were written in).
 const DERIVED: [(&str, &str); 6] = [
     ("entities", "SELECT graph, name, type, has_record, created_by, created_at, conflicts FROM entities"),
-    ("observations", "SELECT graph, entity, text, by, at, valid_from, valid_to, ord FROM observations"),
-    ("relations", "SELECT graph, src, rtype, dst, by, at, valid_from, valid_to FROM relations"),
+    ("observations", "SELECT graph, entity, text, by, at, valid_from, valid_to, ord, replaces FROM observations"),
+    ("relations", "SELECT graph, src, rtype, dst, by, at, valid_from, valid_to, replaces FROM relations"),
     ("history (events)", "SELECT seq, graph, entity, what, agent, at FROM events"),
     ("substring search rows (search)", "SELECT graph, entity, text FROM search"),
     ("word search rows (words)", "SELECT graph, entity, text FROM words"),

@@ -11,25 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::decode::Touched;
 use crate::error::Result;
 use crate::model::{Entity, Graph, Millis, Observation, Relation, RelationFact, TypeConflict, Validity};
+use crate::schema::Link;
 use crate::schema::{self, EntityRecord, FactRecord, Layout, MapKind, split_observation_key, split_relation_key};
-
-/// Which facts a read returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Filter {
-    /// Every observation and relation present, whatever its validity.
-    All,
-    /// Only those valid at this world time.
-    ValidAt(Millis),
-}
-
-impl Filter {
-    fn keeps(&self, v: &Validity) -> bool {
-        match self {
-            Filter::All => true,
-            Filter::ValidAt(t) => v.holds_at(*t),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Refresh: document state -> tables.
@@ -138,18 +121,40 @@ pub(super) fn refresh(
             .optional()?;
         match (fact(MapKind::Observations, &layout.observations, key), existing) {
             (Some(r), Some(_)) => {
+                let replaces = r.replaces.as_ref().and_then(Link::text);
                 db.prepare_cached(
-                    "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7, ord = ?8
+                    "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7, ord = ?8, replaces = ?9
                      WHERE graph = ?1 AND entity = ?2 AND text = ?3",
                 )?
-                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to, r.n])?;
+                .execute(params![
+                    graph,
+                    entity,
+                    text,
+                    r.by,
+                    r.at,
+                    r.valid_from,
+                    r.valid_to,
+                    r.n,
+                    replaces
+                ])?;
             }
             (Some(r), None) => {
+                let replaces = r.replaces.as_ref().and_then(Link::text);
                 db.prepare_cached(
-                    "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to, ord)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to, ord, replaces)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![graph, entity, text, r.by, r.at, r.valid_from, r.valid_to, r.n])?;
+                .execute(params![
+                    graph,
+                    entity,
+                    text,
+                    r.by,
+                    r.at,
+                    r.valid_from,
+                    r.valid_to,
+                    r.n,
+                    replaces
+                ])?;
                 search.add(graph, entity, text.to_owned(), Some(text));
             }
             (None, Some(fts)) => {
@@ -164,11 +169,22 @@ pub(super) fn refresh(
         let Some((src, rtype, dst)) = split_relation_key(key) else { continue };
         match fact(MapKind::Relations, &layout.relations, key) {
             Some(r) => {
+                let replaces = r.replaces.as_ref().and_then(Link::relation).map(|old| Link::relation_json(&old));
                 db.prepare_cached(
-                    "INSERT OR REPLACE INTO relations (graph, src, rtype, dst, by, at, valid_from, valid_to)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR REPLACE INTO relations (graph, src, rtype, dst, by, at, valid_from, valid_to, replaces)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![graph, src, rtype, dst, r.by, r.at, r.valid_from, r.valid_to])?;
+                .execute(params![
+                    graph,
+                    src,
+                    rtype,
+                    dst,
+                    r.by,
+                    r.at,
+                    r.valid_from,
+                    r.valid_to,
+                    replaces
+                ])?;
             }
             None => {
                 db.prepare_cached("DELETE FROM relations WHERE graph = ?1 AND src = ?2 AND rtype = ?3 AND dst = ?4")?
@@ -275,9 +291,12 @@ pub(crate) fn observation(tx: &super::Txn<'_>, graph: &str, entity: &str, text: 
     let db = tx.db();
     Ok(db
         .prepare_cached(
-            "SELECT by, at, valid_from, valid_to FROM observations WHERE graph = ?1 AND entity = ?2 AND text = ?3",
+            "SELECT by, at, valid_from, valid_to, ord, replaces FROM observations
+             WHERE graph = ?1 AND entity = ?2 AND text = ?3",
         )?
-        .query_row(params![graph, entity, text], fact_row)
+        .query_row(params![graph, entity, text], |r| {
+            Ok(FactRecord { n: r.get(4)?, replaces: r.get::<_, Option<String>>(5)?.map(Link::Text), ..fact_row(r)? })
+        })
         .optional()?)
 }
 
@@ -286,15 +305,77 @@ pub(crate) fn relation(tx: &super::Txn<'_>, graph: &str, rel: &Relation) -> Resu
     let db = tx.db();
     Ok(db
         .prepare_cached(
-            "SELECT by, at, valid_from, valid_to FROM relations
+            "SELECT by, at, valid_from, valid_to, replaces FROM relations
              WHERE graph = ?1 AND src = ?2 AND rtype = ?3 AND dst = ?4",
         )?
-        .query_row(params![graph, rel.from, rel.relation_type, rel.to], fact_row)
+        .query_row(params![graph, rel.from, rel.relation_type, rel.to], |r| {
+            let replaces = r.get::<_, Option<String>>(4)?.and_then(|j| serde_json::from_str(&j).ok());
+            Ok(FactRecord { replaces: replaces.map(Link::Relation), ..fact_row(r)? })
+        })
         .optional()?)
 }
 
 fn fact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FactRecord> {
-    Ok(FactRecord { by: r.get(0)?, at: r.get(1)?, valid_from: r.get(2)?, valid_to: r.get(3)?, n: 0 })
+    Ok(FactRecord { by: r.get(0)?, at: r.get(1)?, valid_from: r.get(2)?, valid_to: r.get(3)?, n: 0, replaces: None })
+}
+
+/// The observations of `entity` that replace its observation `text` (a supersede).
+pub(crate) fn observation_replacements(
+    tx: &super::Txn<'_>,
+    graph: &str,
+    entity: &str,
+    text: &str,
+) -> Result<Vec<String>> {
+    let db = tx.db();
+    let mut stmt = db.prepare_cached(
+        "SELECT text FROM observations WHERE graph = ?1 AND entity = ?2 AND replaces = ?3 ORDER BY text",
+    )?;
+    let rows = stmt.query_map(params![graph, entity, text], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The relations that replace `rel` (a supersede).
+pub(crate) fn relation_replacements(tx: &super::Txn<'_>, graph: &str, rel: &Relation) -> Result<Vec<Relation>> {
+    let db = tx.db();
+    let mut stmt = db.prepare_cached(
+        "SELECT src, rtype, dst FROM relations WHERE graph = ?1 AND replaces = ?2 ORDER BY src, rtype, dst",
+    )?;
+    let rows = stmt.query_map(params![graph, Link::relation_json(rel)], |r| {
+        Ok(Relation { from: r.get(0)?, relation_type: r.get(1)?, to: r.get(2)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every observation and relation that replaces another and holds at world time `t`: where
+/// supersede conflicts can be (`Replica::status`).
+pub(crate) fn replacements_holding_at(tx: &super::Txn<'_>, graph: &str, t: Millis) -> Result<Graph> {
+    let db = tx.db();
+    let holds = "(valid_from IS NULL OR valid_from <= ?2) AND (valid_to IS NULL OR ?2 < valid_to)";
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT text, by, at, valid_from, valid_to, replaces, entity FROM observations INDEXED BY observations_by_replaces
+         WHERE graph = ?1 AND replaces IS NOT NULL AND {holds} ORDER BY entity, at, ord, text"
+    ))?;
+    let mut entities: Vec<Entity> = Vec::new();
+    for row in stmt.query_map(params![graph, t], |r| Ok((observation_row(r)?, r.get::<_, String>(6)?)))? {
+        let (o, name) = row?;
+        match entities.last_mut() {
+            Some(e) if e.name == name => e.observations.push(o),
+            _ => entities.push(Entity {
+                name,
+                entity_type: String::new(),
+                observations: vec![o],
+                created_by: String::new(),
+                created_at: 0,
+                conflicts: Vec::new(),
+            }),
+        }
+    }
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to, replaces FROM relations INDEXED BY relations_by_replaces
+         WHERE graph = ?1 AND replaces IS NOT NULL AND {holds} ORDER BY src, rtype, dst"
+    ))?;
+    let relations = stmt.query_map(params![graph, t], relation_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Graph { entities, relations, ..Graph::default() })
 }
 
 /// Who created an entity and when, to carry over when its type is rewritten.
@@ -335,13 +416,13 @@ fn parse_conflicts(json: Option<String>) -> Vec<TypeConflict> {
 }
 
 /// Loads entities (with their observations) selected by a SQL condition on `entities e`.
-fn load_entities(db: &Connection, graph: &str, filter: Filter, ids: &[i64]) -> Result<Vec<Entity>> {
+fn load_entities(db: &Connection, graph: &str, ids: &[i64]) -> Result<Vec<Entity>> {
     let mut out = Vec::with_capacity(ids.len());
     let mut ent = db.prepare_cached(
         "SELECT name, type, created_by, created_at, conflicts FROM entities WHERE id = ?1 AND graph = ?2",
     )?;
     let mut obs = db.prepare_cached(
-        "SELECT text, by, at, valid_from, valid_to FROM observations
+        "SELECT text, by, at, valid_from, valid_to, replaces FROM observations
          WHERE graph = ?1 AND entity = ?2 ORDER BY at, ord, text",
     )?;
     for id in ids {
@@ -361,12 +442,7 @@ fn load_entities(db: &Connection, graph: &str, filter: Filter, ids: &[i64]) -> R
             continue;
         };
         let rows = obs.query_map(params![graph, entity.name], observation_row)?;
-        for o in rows {
-            let o = o?;
-            if filter.keeps(&o.validity) {
-                entity.observations.push(o);
-            }
-        }
+        entity.observations = rows.collect::<rusqlite::Result<_>>()?;
         out.push(entity);
     }
     Ok(out)
@@ -378,6 +454,7 @@ fn observation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Observation> {
         by: r.get(1)?,
         at: r.get(2)?,
         validity: Validity { valid_from: r.get(3)?, valid_to: r.get(4)? },
+        replaces: r.get(5)?,
     })
 }
 
@@ -387,11 +464,15 @@ fn relation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationFact> {
         by: r.get(3)?,
         at: r.get(4)?,
         validity: Validity { valid_from: r.get(5)?, valid_to: r.get(6)? },
+        replaces: r
+            .get::<_, Option<String>>(7)?
+            .and_then(|j| serde_json::from_str::<[String; 3]>(&j).ok())
+            .map(|[from, relation_type, to]| Relation { from, relation_type, to }),
     })
 }
 
-/// The whole graph, in one pass over each table.
-pub(crate) fn read_graph(tx: &super::Txn<'_>, graph: &str, filter: Filter) -> Result<Graph> {
+/// The whole graph, every fact present whatever its validity, in one pass over each table.
+pub(crate) fn read_graph(tx: &super::Txn<'_>, graph: &str) -> Result<Graph> {
     let db = tx.db();
     let mut entities: BTreeMap<String, Entity> = BTreeMap::new();
     let mut stmt =
@@ -410,50 +491,42 @@ pub(crate) fn read_graph(tx: &super::Txn<'_>, graph: &str, filter: Filter) -> Re
         entities.insert(e.name.clone(), e);
     }
     let mut stmt = db.prepare_cached(
-        "SELECT text, by, at, valid_from, valid_to, entity FROM observations WHERE graph = ?1 ORDER BY entity, at, ord, text",
+        "SELECT text, by, at, valid_from, valid_to, replaces, entity FROM observations WHERE graph = ?1
+         ORDER BY entity, at, ord, text",
     )?;
     let mut rows = stmt.query([graph])?;
     while let Some(row) = rows.next()? {
         let o = observation_row(row)?;
-        let entity: String = row.get(5)?;
-        if let Some(e) = entities.get_mut(&entity).filter(|_| filter.keeps(&o.validity)) {
+        let entity: String = row.get(6)?;
+        if let Some(e) = entities.get_mut(&entity) {
             e.observations.push(o);
         }
     }
     let mut stmt = db.prepare_cached(
-        "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations WHERE graph = ?1 ORDER BY src, rtype, dst",
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to, replaces FROM relations WHERE graph = ?1
+         ORDER BY src, rtype, dst",
     )?;
-    let relations = stmt
-        .query_map([graph], relation_row)?
-        .filter(|r| r.as_ref().map_or(true, |r| filter.keeps(&r.validity)))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Graph { entities: entities.into_values().collect(), relations })
+    let relations = stmt.query_map([graph], relation_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Graph { entities: entities.into_values().collect(), relations, ..Graph::default() })
 }
 
 /// Relations with at least one end among `names` (the reference memory server's rule).
-fn relations_touching_any(
-    db: &Connection,
-    graph: &str,
-    names: &BTreeSet<String>,
-    filter: Filter,
-) -> Result<Vec<RelationFact>> {
+fn relations_touching_any(db: &Connection, graph: &str, names: &BTreeSet<String>) -> Result<Vec<RelationFact>> {
     let mut set = BTreeMap::new();
     let mut from = db.prepare_cached(
-        "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations WHERE graph = ?1 AND src = ?2",
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to, replaces FROM relations WHERE graph = ?1 AND src = ?2",
     )?;
     // Without statistics SQLite would rather scan the graph's primary-key range than look each
     // row up from the (non-covering) index on `dst`: 8 ms an entity at 100k entities.
     let mut to = db.prepare_cached(
-        "SELECT src, rtype, dst, by, at, valid_from, valid_to FROM relations INDEXED BY relations_by_dst
+        "SELECT src, rtype, dst, by, at, valid_from, valid_to, replaces FROM relations INDEXED BY relations_by_dst
          WHERE graph = ?1 AND dst = ?2",
     )?;
     for name in names {
         for stmt in [&mut from, &mut to] {
             for r in stmt.query_map(params![graph, name], relation_row)? {
                 let r = r?;
-                if filter.keeps(&r.validity) {
-                    set.insert(r.relation.clone(), r);
-                }
+                set.insert(r.relation.clone(), r);
             }
         }
     }
@@ -461,13 +534,13 @@ fn relations_touching_any(
 }
 
 /// The named entities (unknown names are skipped) and the relations touching them.
-pub(crate) fn open_nodes(tx: &super::Txn<'_>, graph: &str, names: &[String], filter: Filter) -> Result<Graph> {
+pub(crate) fn open_nodes(tx: &super::Txn<'_>, graph: &str, names: &[String]) -> Result<Graph> {
     let wanted: Vec<String> = names.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
-    graph_of(tx.db(), graph, &wanted, filter)
+    graph_of(tx.db(), graph, &wanted)
 }
 
 /// The entities named (in this order; unknown names are skipped) and the relations touching them.
-pub(super) fn graph_of(db: &Connection, graph: &str, names: &[String], filter: Filter) -> Result<Graph> {
+pub(super) fn graph_of(db: &Connection, graph: &str, names: &[String]) -> Result<Graph> {
     let mut ids = Vec::with_capacity(names.len());
     let mut stmt = db.prepare_cached("SELECT id FROM entities WHERE graph = ?1 AND name = ?2")?;
     for name in names {
@@ -475,10 +548,10 @@ pub(super) fn graph_of(db: &Connection, graph: &str, names: &[String], filter: F
             ids.push(id);
         }
     }
-    let entities = load_entities(db, graph, filter, &ids)?;
+    let entities = load_entities(db, graph, &ids)?;
     let found: BTreeSet<String> = entities.iter().map(|e| e.name.clone()).collect();
-    let relations = relations_touching_any(db, graph, &found, filter)?;
-    Ok(Graph { entities, relations })
+    let relations = relations_touching_any(db, graph, &found)?;
+    Ok(Graph { entities, relations, ..Graph::default() })
 }
 
 /// How many entities, observations and relations a graph holds.

@@ -12,8 +12,12 @@ use crate::error::{Error, Result};
 const APPLICATION_ID: i64 = 0x4341_4952;
 
 /// The schema migrations, in order.
-pub(super) const MIGRATIONS: &[&str] =
-    &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql"), include_str!("schema_v3.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
+];
 
 /// A failure to open or first read `path`: "not a database" says which file and what to do.
 pub(super) fn open_error(path: &Path, e: rusqlite::Error) -> Error {

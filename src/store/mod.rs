@@ -46,7 +46,6 @@ pub use backup::BackupReport;
 pub(crate) use backup::backup;
 pub(crate) use docs::Cached;
 use docs::DocCache;
-pub(crate) use index::Filter;
 pub use quarantine::QuarantinedChange;
 pub(crate) use repair::repair;
 pub use repair::{RepairReport, SetAside};

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::index::{Filter, graph_of};
+use super::index::graph_of;
 use crate::error::Result;
 use crate::model::Graph;
 
@@ -116,7 +116,7 @@ const SCAN: i64 = 5_000;
 /// among the newest [`SCAN`] rows of the first common term (in the word stage, its rows as a
 /// whole word, then as a prefix). So a query's cost is bounded by its rarest term, not by how
 /// often a word like "note" appears in a large graph.
-pub(crate) fn search(tx: &super::Txn<'_>, graph: &str, query: &str, limit: usize, filter: Filter) -> Result<Graph> {
+pub(crate) fn search(tx: &super::Txn<'_>, graph: &str, query: &str, limit: usize) -> Result<Graph> {
     let db = tx.db();
     let terms: Vec<&str> = query.split_whitespace().collect();
     let mut names: Vec<String> = Vec::new();
@@ -136,7 +136,7 @@ pub(crate) fn search(tx: &super::Txn<'_>, graph: &str, query: &str, limit: usize
             }
         }
     }
-    graph_of(db, graph, &names, filter)
+    graph_of(db, graph, &names)
 }
 
 /// One stage of [`search`]: the names of at most `limit` matching entities, best first.

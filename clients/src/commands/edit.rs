@@ -3,11 +3,11 @@
 use anyhow::Result;
 use serde_json::json;
 
-use cairn::{Op, Outcome, Receipt, Relation, Validity};
+use cairn::{Op, Outcome, Receipt, Relation};
 
 use crate::options::{ReplicaOpts, Session};
 use crate::output;
-use crate::{AddCommand, DeleteCommand};
+use crate::{AddCommand, DeleteCommand, SupersedeCommand};
 
 async fn apply(opts: &ReplicaOpts, ops: Vec<Op>, describe: impl Fn(&Op, Outcome) -> String) -> Result<()> {
     let session = Session::open(opts).await?;
@@ -37,12 +37,12 @@ pub(crate) async fn add(opts: &ReplicaOpts, what: AddCommand) -> Result<()> {
         AddCommand::Entity { name, entity_type, observations } => {
             vec![Op::CreateEntity { name, entity_type, observations }]
         }
-        AddCommand::Observation { name, texts } => texts
+        AddCommand::Observation { name, texts, valid } => texts
             .into_iter()
-            .map(|text| Op::AddObservation { entity: name.clone(), text, validity: Validity::default() })
+            .map(|text| Op::AddObservation { entity: name.clone(), text, validity: valid.validity() })
             .collect(),
-        AddCommand::Relation { from, relation_type, to } => {
-            vec![Op::CreateRelation { relation: Relation { from, relation_type, to }, validity: Validity::default() }]
+        AddCommand::Relation { from, relation_type, to, valid } => {
+            vec![Op::CreateRelation { relation: Relation { from, relation_type, to }, validity: valid.validity() }]
         }
     };
     apply(opts, ops, |op, outcome| match op {
@@ -91,6 +91,39 @@ pub(crate) async fn set_type(opts: &ReplicaOpts, name: String, entity_type: Stri
     let ops = vec![Op::SetEntityType { name, entity_type }];
     apply(opts, ops, |op, _| match op {
         Op::SetEntityType { name, entity_type } => format!("{name} is now of type {entity_type:?}"),
+        _ => String::new(),
+    })
+    .await
+}
+
+pub(crate) async fn supersede(opts: &ReplicaOpts, what: SupersedeCommand) -> Result<()> {
+    let op = match what {
+        SupersedeCommand::Observation { name, old, new, at } => Op::SupersedeObservation { entity: name, old, new, at },
+        SupersedeCommand::Relation { from, relation_type, to, new_to, new_from, new_type, at } => {
+            let new = Relation {
+                from: new_from.unwrap_or_else(|| from.clone()),
+                relation_type: new_type.unwrap_or_else(|| relation_type.clone()),
+                to: new_to,
+            };
+            Op::SupersedeRelation { old: Relation { from, relation_type, to }, new, at }
+        }
+    };
+    apply(opts, vec![op], |op, outcome| match op {
+        Op::SupersedeObservation { entity, old, new, .. } => note(
+            outcome,
+            &format!("{entity}: {old:?} superseded by {new:?}"),
+            "",
+            &format!("{entity}: no observation {old:?} (nothing written)"),
+        ),
+        Op::SupersedeRelation { old, new, .. } => {
+            let arrow = |r: &Relation| format!("{} --{}--> {}", r.from, r.relation_type, r.to);
+            note(
+                outcome,
+                &format!("{} superseded by {}", arrow(old), arrow(new)),
+                "",
+                &format!("no relation {} (nothing written)", arrow(old)),
+            )
+        }
         _ => String::new(),
     })
     .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use cairn::{Graph, Read, Replica, Version};
+use cairn::{Graph, Read, ReadOptions, Replica, Version};
 
 use crate::GraphFormat;
 use crate::options::{ReplicaOpts, Session};
@@ -41,22 +41,22 @@ fn print_graph(opts: &ReplicaOpts, read: &Read<Graph>) {
     }
 }
 
-pub(crate) async fn search(opts: &ReplicaOpts, query: &str, limit: usize) -> Result<()> {
+pub(crate) async fn search(opts: &ReplicaOpts, query: &str, limit: usize, when: ReadOptions) -> Result<()> {
     let query = query.to_owned();
-    let r = read(opts, move |rep| rep.search_limit(&query, limit)).await?;
+    let r = read(opts, move |rep| rep.search_with(&query, limit, &when)).await?;
     print_graph(opts, &r);
     Ok(())
 }
 
-pub(crate) async fn show(opts: &ReplicaOpts, names: &[String]) -> Result<()> {
+pub(crate) async fn show(opts: &ReplicaOpts, names: &[String], when: ReadOptions) -> Result<()> {
     let names = names.to_vec();
-    let r = read(opts, move |rep| rep.open_nodes(&names)).await?;
+    let r = read(opts, move |rep| rep.open_nodes_with(&names, &when)).await?;
     print_graph(opts, &r);
     Ok(())
 }
 
-pub(crate) async fn graph(opts: &ReplicaOpts, format: GraphFormat, all: bool) -> Result<()> {
-    let r = read(opts, move |rep| if all { rep.read_graph_as_of(None) } else { rep.read_graph() }).await?;
+pub(crate) async fn graph(opts: &ReplicaOpts, format: GraphFormat, when: ReadOptions) -> Result<()> {
+    let r = read(opts, move |rep| rep.read_graph_with(&when)).await?;
     match (format, opts.json) {
         (GraphFormat::Dot, _) => output::text(&output::dot(&r.data)),
         (GraphFormat::Json, _) | (_, true) => {

@@ -6,9 +6,12 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use cairn::{Millis, ReadOptions, Validity};
+
 use super::reply::ToolError;
 use super::tools;
 use crate::shape::{RefEntity, RefRelation};
+use crate::when;
 
 /// The arguments of `tool`, or the reference server's refusal: its SDK validates them with zod 4
 /// and lists every problem with its path, `Invalid input: expected array, received object at
@@ -32,12 +35,28 @@ pub(super) fn arguments<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Re
 /// `required`, `items`), as zod checks the schema it was made from: required properties in the
 /// schema's order, then array items in order. A property not in `required` may be absent or null.
 fn check(schema: &Value, value: Option<&Value>, path: &mut String, problems: &mut Vec<String>) {
+    // Cairn's own options use `anyOf` (a time is a string or a number; an observation a string
+    // or an object): the value must fit one of them.
+    if let Some(choices) = schema.get("anyOf").and_then(Value::as_array) {
+        let fits_one = choices.iter().any(|choice| {
+            let mut found = Vec::new();
+            check(choice, value, &mut path.clone(), &mut found);
+            found.is_empty()
+        });
+        if !fits_one {
+            let names: Vec<&str> = choices.iter().filter_map(|c| c.get("type").and_then(Value::as_str)).collect();
+            let at = if path.is_empty() { String::new() } else { format!(" at {path}") };
+            problems.push(format!("Invalid input: expected {}, received {}{at}", names.join(" or "), received(value)));
+        }
+        return;
+    }
     let expected = schema.get("type").and_then(Value::as_str).unwrap_or_default();
     let fits = match (expected, value) {
         ("object", Some(Value::Object(_))) | ("array", Some(Value::Array(_))) | ("string", Some(Value::String(_))) => {
             true
         }
         ("integer", Some(Value::Number(n))) => n.is_i64() || n.is_u64(),
+        ("boolean", Some(Value::Bool(_))) => true,
         ("number", Some(Value::Number(_))) => true,
         ("", _) => true,
         _ => false,
@@ -119,11 +138,143 @@ pub(super) struct Relations {
     pub(super) expect: Option<String>,
 }
 
+/// A world time (Cairn): ISO 8601 text or milliseconds since the epoch; absent, null and ""
+/// mean none.
+fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => when::parse(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a time in whole milliseconds"))),
+        Some(other) => Err(serde::de::Error::custom(format!("{other} is not a time"))),
+    }
+}
+
+/// When a fact holds in the world (Cairn's `validFrom` / `validTo`).
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ValidityArgs {
+    #[serde(default, deserialize_with = "optional_time")]
+    pub(super) valid_from: Option<Millis>,
+    #[serde(default, deserialize_with = "optional_time")]
+    pub(super) valid_to: Option<Millis>,
+}
+
+impl ValidityArgs {
+    pub(super) fn validity(self) -> Validity {
+        Validity { valid_from: self.valid_from, valid_to: self.valid_to }
+    }
+}
+
+/// A `create_relations` item: the reference's relation, and optionally when it holds.
+#[derive(Deserialize)]
+pub(super) struct RelationItem {
+    #[serde(flatten)]
+    pub(super) relation: RefRelation,
+    #[serde(flatten)]
+    pub(super) validity: ValidityArgs,
+}
+
+#[derive(Deserialize)]
+pub(super) struct CreateRelations {
+    pub(super) relations: Vec<RelationItem>,
+    #[serde(default, deserialize_with = "optional_version")]
+    pub(super) expect: Option<String>,
+}
+
+/// One of `add_observations`' contents: the reference's string, or (Cairn) an object with
+/// when it holds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum Content {
+    Text(String),
+    Timed {
+        content: String,
+        #[serde(flatten)]
+        validity: ValidityArgs,
+    },
+}
+
+impl Content {
+    pub(super) fn text(&self) -> &str {
+        match self {
+            Content::Text(t) | Content::Timed { content: t, .. } => t,
+        }
+    }
+
+    pub(super) fn validity(&self) -> Validity {
+        match self {
+            Content::Text(_) => Validity::default(),
+            Content::Timed { validity, .. } => validity.validity(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct AddItem {
     pub(super) entity_name: String,
-    pub(super) contents: Vec<String>,
+    pub(super) contents: Vec<Content>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SupersedeItem {
+    pub(super) entity_name: String,
+    pub(super) replaces: String,
+    pub(super) content: String,
+    #[serde(default, deserialize_with = "optional_time")]
+    pub(super) valid_from: Option<Millis>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SupersedeObservations {
+    pub(super) observations: Vec<SupersedeItem>,
+    #[serde(default, deserialize_with = "optional_version")]
+    pub(super) expect: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SupersedeRelationItem {
+    #[serde(flatten)]
+    pub(super) relation: RefRelation,
+    pub(super) replaces: RefRelation,
+    #[serde(default, deserialize_with = "optional_time")]
+    pub(super) valid_from: Option<Millis>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SupersedeRelations {
+    pub(super) relations: Vec<SupersedeRelationItem>,
+    #[serde(default, deserialize_with = "optional_version")]
+    pub(super) expect: Option<String>,
+}
+
+/// The read options (Cairn) of `read_graph`, `search_nodes` and `open_nodes`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ReadArgs {
+    #[serde(default, deserialize_with = "optional_time")]
+    pub(super) as_of: Option<Millis>,
+    #[serde(default, deserialize_with = "optional_version")]
+    pub(super) at_version: Option<String>,
+    #[serde(default)]
+    pub(super) include_superseded: Option<bool>,
+}
+
+impl ReadArgs {
+    pub(super) fn options(&self) -> Result<ReadOptions, ToolError> {
+        let at_version = self
+            .at_version
+            .as_deref()
+            .map(|v| v.parse().map_err(|e: cairn::ParseIdError| ToolError(format!("invalid atVersion: {e}"))))
+            .transpose()?;
+        Ok(ReadOptions { as_of: self.as_of, at_version, include_superseded: self.include_superseded.unwrap_or(false) })
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,11 +309,15 @@ pub(super) struct DeleteObservations {
 #[derive(Deserialize)]
 pub(super) struct Query {
     pub(super) query: String,
+    #[serde(flatten)]
+    pub(super) read: ReadArgs,
 }
 
 #[derive(Deserialize)]
 pub(super) struct Names {
     pub(super) names: Vec<String>,
+    #[serde(flatten)]
+    pub(super) read: ReadArgs,
 }
 
 #[derive(Deserialize)]

@@ -24,14 +24,14 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use cairn::{Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Validity, Version};
+use cairn::{DEFAULT_SEARCH_LIMIT, Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Version};
 use cairn_sync::SyncClient;
 
 use crate::locate::{self, ImportReference};
 use crate::options::{ReplicaOpts, default_agent};
 use crate::output;
 use crate::peer::{PeerArgs, Peering};
-use crate::shape::{RefGraph, RefRelation};
+use crate::shape::RefRelation;
 
 use args::*;
 use import::{beside, import_reference_file};
@@ -42,7 +42,9 @@ Read results end with a [cairn] line when your view is behind the relay or when 
 your last read; call memory_status for the current version and freshness, memory_changes_since to see what changed, \
 memory_history for everything that ever happened to an entity. \
 To update safely after reading, pass `expect` (the version you read) to a write: it is refused, with the \
-conflicting changes, if someone changed those entities since.";
+conflicting changes, if someone changed those entities since. \
+When a fact stops being true, use supersede_observations or supersede_relations instead of deleting it: reads return \
+current facts (and say how many older ones they left out); asOf, atVersion and includeSuperseded read the past.";
 
 /// What a `cairn mcp` session opens on its first tool call (when the client's name is known).
 struct Live {
@@ -149,7 +151,11 @@ impl MemoryServer {
     ) -> Result<CallToolResult, ToolError> {
         let read = Self::off_runtime(replica, f).await?;
         let peers = replica.peers();
-        Ok(success(&RefGraph::from(&read.data), None, notice(&read.freshness, &peers, &read.unseen, read.read_only)))
+        let mut r = success(&reply::graph(&read.data), None, notice(&read.freshness, &peers, &read.unseen, read.read_only));
+        if let Some(line) = reply::conflict_notice(&read.data.conflicts) {
+            r.content.push(ContentBlock::text(line));
+        }
+        Ok(r)
     }
 
     async fn call(
@@ -183,11 +189,11 @@ impl MemoryServer {
                 Ok(reply::created_entities(&created, skipped))
             }
             "create_relations" => {
-                let a: Relations = arguments(tool, args)?;
+                let a: CreateRelations = arguments(tool, args)?;
                 let ops = a
                     .relations
                     .iter()
-                    .map(|r| Op::CreateRelation { relation: r.to_cairn(), validity: Validity::default() })
+                    .map(|r| Op::CreateRelation { relation: r.relation.to_cairn(), validity: r.validity.validity() })
                     .collect();
                 let receipt = Self::write(replica, ops, a.expect).await?;
                 let created: Vec<&RefRelation> = a
@@ -195,7 +201,7 @@ impl MemoryServer {
                     .iter()
                     .zip(&receipt.outcomes)
                     .filter(|(_, o)| **o == Outcome::Applied)
-                    .map(|(r, _)| r)
+                    .map(|(r, _)| &r.relation)
                     .collect();
                 Ok(success(&created, Some("relations"), None))
             }
@@ -203,11 +209,11 @@ impl MemoryServer {
                 let a: AddObservations = arguments(tool, args)?;
                 let mut ops = Vec::new();
                 for item in &a.observations {
-                    for text in &item.contents {
+                    for content in &item.contents {
                         ops.push(Op::AddObservation {
                             entity: item.entity_name.clone(),
-                            text: text.clone(),
-                            validity: Validity::default(),
+                            text: content.text().to_owned(),
+                            validity: content.validity(),
                         });
                     }
                 }
@@ -221,6 +227,7 @@ impl MemoryServer {
                             .contents
                             .into_iter()
                             .filter(|_| outcomes.next() == Some(&Outcome::Applied))
+                            .map(|c| c.text().to_owned())
                             .collect(),
                         entity_name: item.entity_name,
                     })
@@ -250,14 +257,59 @@ impl MemoryServer {
                 Self::write(replica, ops, a.expect).await?;
                 Ok(done("Relations deleted successfully"))
             }
-            "read_graph" => Self::graph_read(replica, |r| r.read_graph()).await,
+            "read_graph" => {
+                let options = arguments::<ReadArgs>(tool, args)?.options()?;
+                Self::graph_read(replica, move |r| r.read_graph_with(&options)).await
+            }
             "search_nodes" => {
                 let a: Query = arguments(tool, args)?;
-                Self::graph_read(replica, move |r| r.search(&a.query)).await
+                let options = a.read.options()?;
+                Self::graph_read(replica, move |r| r.search_with(&a.query, DEFAULT_SEARCH_LIMIT, &options)).await
             }
             "open_nodes" => {
                 let a: Names = arguments(tool, args)?;
-                Self::graph_read(replica, move |r| r.open_nodes(&a.names)).await
+                let options = a.read.options()?;
+                Self::graph_read(replica, move |r| r.open_nodes_with(&a.names, &options)).await
+            }
+            "supersede_observations" => {
+                let a: SupersedeObservations = arguments(tool, args)?;
+                let ops = a
+                    .observations
+                    .iter()
+                    .map(|o| Op::SupersedeObservation {
+                        entity: o.entity_name.clone(),
+                        old: o.replaces.clone(),
+                        new: o.content.clone(),
+                        at: o.valid_from,
+                    })
+                    .collect();
+                let receipt = Self::write(replica, ops, a.expect).await?;
+                let (mut done, mut missing) = (Vec::new(), Vec::new());
+                for (o, outcome) in a.observations.iter().zip(&receipt.outcomes) {
+                    let item = json!({ "entityName": o.entity_name, "replaces": o.replaces, "content": o.content });
+                    if *outcome == Outcome::Applied { done.push(item) } else { missing.push(item) }
+                }
+                Ok(reply::superseded("results", done, missing, "observation"))
+            }
+            "supersede_relations" => {
+                let a: SupersedeRelations = arguments(tool, args)?;
+                let ops = a
+                    .relations
+                    .iter()
+                    .map(|r| Op::SupersedeRelation {
+                        old: r.replaces.to_cairn(),
+                        new: r.relation.to_cairn(),
+                        at: r.valid_from,
+                    })
+                    .collect();
+                let receipt = Self::write(replica, ops, a.expect).await?;
+                let (mut done, mut missing) = (Vec::new(), Vec::new());
+                for (r, outcome) in a.relations.iter().zip(&receipt.outcomes) {
+                    let mut item = serde_json::to_value(&r.relation).unwrap_or_default();
+                    item["replaces"] = serde_json::to_value(&r.replaces).unwrap_or_default();
+                    if *outcome == Outcome::Applied { done.push(item) } else { missing.push(item) }
+                }
+                Ok(reply::superseded("relations", done, missing, "relation"))
             }
             "memory_status" => {
                 let status = Self::off_runtime(replica, |r| r.status()).await?;
@@ -282,8 +334,13 @@ impl MemoryServer {
                         p.dialed().into_iter().map(|(peer, error)| json!({ "peer": peer, "error": error })).collect::<Vec<_>>()
                     }),
                     "peers": status.peers,
+                    "conflicts": reply::conflicts(&status.conflicts),
                 });
-                Ok(success(&value, None, notice(&status.freshness, &status.peers, &status.unseen, status.read_only)))
+                let mut r = success(&value, None, notice(&status.freshness, &status.peers, &status.unseen, status.read_only));
+                if let Some(line) = reply::conflict_notice(&status.conflicts) {
+                    r.content.push(ContentBlock::text(line));
+                }
+                Ok(r)
             }
             "memory_changes_since" => {
                 let a: Since = arguments(tool, args)?;
@@ -319,8 +376,8 @@ fn touched_entities(ops: &[Op]) -> Vec<String> {
                 names.push(relation.from.clone());
                 names.push(relation.to.clone());
             }
-            Op::SupersedeRelation { relation, new_to, .. } => {
-                names.extend([relation.from.clone(), relation.to.clone(), new_to.clone()]);
+            Op::SupersedeRelation { old, new, .. } => {
+                names.extend([old.from.clone(), old.to.clone(), new.from.clone(), new.to.clone()]);
             }
         }
     }
