@@ -151,7 +151,8 @@ impl MemoryServer {
     ) -> Result<CallToolResult, ToolError> {
         let read = Self::off_runtime(replica, f).await?;
         let peers = replica.peers();
-        let mut r = success(&reply::graph(&read.data), None, notice(&read.freshness, &peers, &read.unseen, read.read_only));
+        let mut r =
+            success(&reply::graph(&read.data), None, notice(&read.freshness, &peers, &read.unseen, read.read_only));
         if let Some(line) = reply::conflict_notice(&read.data.conflicts) {
             r.content.push(ContentBlock::text(line));
         }
@@ -336,7 +337,8 @@ impl MemoryServer {
                     "peers": status.peers,
                     "conflicts": reply::conflicts(&status.conflicts),
                 });
-                let mut r = success(&value, None, notice(&status.freshness, &status.peers, &status.unseen, status.read_only));
+                let mut r =
+                    success(&value, None, notice(&status.freshness, &status.peers, &status.unseen, status.read_only));
                 if let Some(line) = reply::conflict_notice(&status.conflicts) {
                     r.content.push(ContentBlock::text(line));
                 }
