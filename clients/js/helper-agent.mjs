@@ -8,6 +8,9 @@
 //                                  relation with all their fields (facts of any validity), exits 0
 //   node helper-agent.mjs offline  writes "Offline" at once, relay or not, prints the freshness it
 //                                  reads then; then waits (up to 60 s) until the relay holds it
+//   node helper-agent.mjs supersede  moves Alice from Acme to Initech on 2022-01-01 (observation
+//                                  and relation; Alice, Acme, Initech must exist), waits until the
+//                                  relay holds it, prints Alice's facts of any validity, exits 0
 //   node helper-agent.mjs refused  expects the relay to refuse the token: prints the error's code
 //                                  and message as JSON, exits 3 (0 never: a refusal was expected)
 import { CairnError, connect } from "cairn-graph"
@@ -30,6 +33,13 @@ if (mode === "write") {
   console.log(JSON.stringify({ entity: graph.entity("Offline"), freshness: graph.freshness() }))
   await graph.waitForRelay({ timeout: 60_000 })
   console.log(JSON.stringify({ freshness: graph.freshness() }))
+} else if (mode === "supersede") {
+  await graph.waitForSync({ timeout: 20_000 })
+  const moved = graph.supersedeObservations([{ entityName: "Alice", replaces: "works at Acme", content: "works at Initech", validFrom: "2022-01-01T00:00:00Z" }])
+  graph.supersedeRelations([{ from: "Alice", relationType: "works_at", to: "Initech", replaces: { from: "Alice", relationType: "works_at", to: "Acme" }, validFrom: "2022-01-01T00:00:00Z" }])
+  await graph.waitForRelay({ timeout: 20_000 })
+  const all = graph.read({ includeSuperseded: true })
+  console.log(JSON.stringify({ moved, alice: all.entities.find((e) => e.name === "Alice"), relations: all.relations }))
 } else if (mode === "read") {
   await graph.waitForSync({ timeout: 20_000 })
   console.log(JSON.stringify(graph.read({ includeSuperseded: true })))
@@ -44,6 +54,6 @@ if (mode === "write") {
   }
   die("the relay accepted a token it should refuse")
 } else {
-  die("usage: node helper-agent.mjs write|offline|read|refused")
+  die("usage: node helper-agent.mjs write|offline|supersede|read|refused")
 }
 await graph.close()

@@ -441,3 +441,69 @@ fn the_typescript_types_check_and_catch_a_wrong_field() {
     let (ok, said) = run(&["-p", config.0.to_str().unwrap()]);
     assert!(!ok && said.contains("includeSupersede"), "a misspelled option type-checked: {said}");
 }
+
+#[test]
+fn supersedes_cross_between_the_helper_and_rust_with_their_links() {
+    let w = World::new();
+    let token = w.token("team");
+    let relay = Relay::start(&w, &[]);
+    for args in [
+        &["add", "entity", "Acme", "--type", "company"][..],
+        &["add", "entity", "Initech", "--type", "company"],
+        &["add", "entity", "Globex", "--type", "company"],
+        &["add", "entity", "Alice", "--type", "person", "-o", "works at Acme"],
+        &["add", "relation", "Alice", "works_at", "Acme"],
+    ] {
+        w.replica("a.db", &relay, &token, "team", args);
+    }
+
+    // JavaScript supersedes; a Rust replica that never saw it reads the link and the validity.
+    let env = [
+        ("CAIRN_RELAY", relay.url.as_str()),
+        ("CAIRN_TOKEN", &token),
+        ("CAIRN_GRAPH", "team"),
+        ("CAIRN_AGENT", "js-hr@test"),
+    ];
+    let out = w.node(&js_dir().join("helper-agent.mjs"), &["supersede"], &env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let switch = 1_640_995_200_000_i64; // 2022-01-01T00:00:00Z
+    let all: Value =
+        serde_json::from_str(&w.replica("b.db", &relay, &token, "team", &["show", "Alice", "--json", "--all"]))
+            .unwrap();
+    let obs = all["details"]["entities"][0]["observations"].as_array().unwrap().clone();
+    let acme = obs.iter().find(|o| o["text"] == "works at Acme").unwrap_or_else(|| panic!("{all}"));
+    let initech = obs.iter().find(|o| o["text"] == "works at Initech").unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(acme["valid_to"], switch, "{acme}");
+    assert_eq!(
+        (&initech["replaces"], &initech["valid_from"], &initech["by"]),
+        (&Value::from("works at Acme"), &Value::from(switch), &Value::from("js-hr@test"))
+    );
+    let rels = all["details"]["relations"].as_array().unwrap();
+    let to_initech = rels.iter().find(|r| r["to"] == "Initech").unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(to_initech["replaces"], serde_json::json!({"from": "Alice", "relation_type": "works_at", "to": "Acme"}));
+    // Current by default: only the new facts.
+    let now: Value =
+        serde_json::from_str(&w.replica("b.db", &relay, &token, "team", &["show", "Alice", "--json"])).unwrap();
+    let texts: Vec<&str> =
+        now["entities"][0]["observations"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+    assert_eq!(texts, ["works at Initech"], "{now}");
+
+    // Rust supersedes again; the helper reads that link.
+    w.replica(
+        "b.db",
+        &relay,
+        &token,
+        "team",
+        &["supersede", "observation", "Alice", "works at Initech", "works at Globex", "--at", "2024-06-01"],
+    );
+    let env = [("CAIRN_RELAY", relay.url.as_str()), ("CAIRN_TOKEN", &token), ("CAIRN_GRAPH", "team")];
+    let out = w.node(&js_dir().join("helper-agent.mjs"), &["read"], &env);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let graph = &json_lines(&out)[0];
+    let alice = graph["entities"].as_array().unwrap().iter().find(|e| e["name"] == "Alice").unwrap().clone();
+    let globex = alice["observations"].as_array().unwrap().iter().find(|o| o["content"] == "works at Globex").cloned();
+    let globex = globex.unwrap_or_else(|| panic!("{alice}"));
+    assert_eq!((&globex["replaces"], &globex["by"]), (&Value::from("works at Initech"), &Value::from("cli-b.db")));
+    assert_eq!(globex["validFrom"], 1_717_200_000_000_i64, "2024-06-01T00:00:00Z");
+    assert_eq!(graph["conflicts"], serde_json::json!([]), "one line of succession, no conflict");
+}
