@@ -14,7 +14,7 @@ use automerge::{Automerge, ChangeHash, ReadDoc, ScalarValue, Value};
 use crate::error::{Error, Result};
 use crate::ids::LogPosition;
 use crate::model::{Entity, Graph, Observation, Relation, RelationFact, TypeConflict, Validity};
-use crate::schema::{self, EntityRecord, FactRecord, GraphDocs, Layout, split_observation_key, split_relation_key};
+use crate::schema::{self, FactRecord, GraphDocs, Layout, split_observation_key, split_relation_key};
 use crate::store::Txn;
 
 /// Every entity and fact present at log position `seq`, whatever its validity (the caller
@@ -76,7 +76,7 @@ fn read_shard(
     relations: &mut BTreeMap<Relation, RelationFact>,
 ) {
     for name in doc.keys_at(&layout.entities, heads) {
-        let records = entity_records_at(doc, layout, &name, heads);
+        let records = schema::entity_records_at(doc, layout, &name, Some(heads));
         let Some(winner) = records.first() else { continue };
         let mut conflicts: Vec<TypeConflict> = Vec::new();
         for r in records.iter().skip(1) {
@@ -124,25 +124,6 @@ fn read_shard(
             },
         );
     }
-}
-
-/// Every value at `entities[name]` as of `heads`, winner first (as `schema::entity_records`).
-fn entity_records_at(doc: &Automerge, layout: &Layout, name: &str, heads: &[ChangeHash]) -> Vec<EntityRecord> {
-    let Ok(Some((_, winner))) = doc.get_at(&layout.entities, name, heads) else { return Vec::new() };
-    let all = doc.get_all_at(&layout.entities, name, heads).unwrap_or_default();
-    let conflicted = all.len() > 1;
-    let mut out = Vec::new();
-    for (value, id) in all {
-        let mut record = schema::read_entity(doc, value, &id);
-        if conflicted {
-            let change = doc.hash_for_opid(&id).and_then(|h| doc.get_change_meta_by_hash(&h));
-            record.written_by = change
-                .map(|m| crate::decode::agent_of(m.message.as_deref(), &m.actor))
-                .unwrap_or_else(|| record.by.clone());
-        }
-        if id == winner { out.insert(0, record) } else { out.push(record) }
-    }
-    out
 }
 
 /// The winning record at `map[key]` as of `heads`; anything but a record string reads as a

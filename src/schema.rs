@@ -382,8 +382,22 @@ pub(crate) fn read_entity(doc: &Automerge, value: Value<'_>, id: &automerge::Obj
 /// Every value at `entities[name]`, winner first. More than one means a concurrent write that
 /// nobody has resolved yet.
 pub(crate) fn entity_records(doc: &Automerge, layout: &Layout, name: &str) -> Vec<EntityRecord> {
-    let Ok(Some((_, winner))) = doc.get(&layout.entities, name) else { return Vec::new() };
-    let all = doc.get_all(&layout.entities, name).unwrap_or_default();
+    entity_records_at(doc, layout, name, None)
+}
+
+/// [`entity_records`] as of `heads` (the document now if `None`): what an `at_version` read sees.
+pub(crate) fn entity_records_at(
+    doc: &Automerge,
+    layout: &Layout,
+    name: &str,
+    heads: Option<&[automerge::ChangeHash]>,
+) -> Vec<EntityRecord> {
+    let (winner, all) = match heads {
+        None => (doc.get(&layout.entities, name), doc.get_all(&layout.entities, name)),
+        Some(h) => (doc.get_at(&layout.entities, name, h), doc.get_all_at(&layout.entities, name, h)),
+    };
+    let Ok(Some((_, winner))) = winner else { return Vec::new() };
+    let all = all.unwrap_or_default();
     let conflicted = all.len() > 1;
     let mut out = Vec::new();
     for (value, id) in all {
