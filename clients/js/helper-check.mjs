@@ -90,7 +90,7 @@ check(last.ops.some((o) => o.action === "del") && last.ops.some((o) => o.action 
 
 // Validity: current by default, everything on request, and the count of what was left out.
 g.addObservations([{ entityName: "Bob", contents: [{ content: "was at Acme", validFrom: "2020-01-01T00:00:00Z", validTo: "2021-01-01T00:00:00Z" }] }])
-check(g.entity("Bob").observations.length === 0 && g.read().omitted === 1, "an ended fact is left out now, and counted")
+check(g.entity("Bob").observations.length === 0 && g.read().omitted === 1 && g.read().leftOut.expired === 1, "an ended fact is left out now, and counted as expired")
 check(g.entity("Bob", { asOf: Date.parse("2020-06-01T00:00:00Z") }).observations[0]?.validTo === Date.parse("2021-01-01T00:00:00Z"), "as of 2020 it holds")
 check(g.entity("Bob", { includeSuperseded: true }).observations.length === 1, "includeSuperseded shows it")
 g.deleteEntities(["Bob"])
@@ -119,6 +119,8 @@ check(all.find((o) => o.content === "works at Acme").validTo === ms("2022-01-01T
 const rel = h.read({ asOf: ms("2023-01-01T00:00:00Z") }).relations
 check(rel.length === 1 && rel[0].to === "Initech" && rel[0].replaces?.to === "Acme", `relation as of 2023: ${JSON.stringify(rel)}`)
 check(h.read().omitted === 3, `left out now: ${h.read().omitted}`)
+check(JSON.stringify(h.read().leftOut) === '{"superseded":3,"expired":0,"notYetValid":0}', `why: ${JSON.stringify(h.read().leftOut)}`)
+check(JSON.stringify(h.read({ asOf: ms("2018-01-01T00:00:00Z") }).leftOut) === '{"superseded":0,"expired":0,"notYetValid":5}', `before any: ${JSON.stringify(h.read({ asOf: ms("2018-01-01T00:00:00Z") }).leftOut)}`)
 // The raw record is what docs/schema.md shows.
 const rec = JSON.parse(String(h.shards[shardOf("Alice")].doc().relations[`Alice${SEP}works_at${SEP}Initech`]))
 check(JSON.stringify(rec.replaces) === '["Alice","works_at","Acme"]' && rec.valid_from === ms("2022-01-01T00:00:00Z"), `record: ${JSON.stringify(rec)}`)

@@ -74,6 +74,8 @@ export interface GraphRead {
   relations: Relation[]
   /** Facts left out because they do not hold at `asOf`. */
   omitted: number
+  /** The same by reason, as Cairn's MCP reads say it. */
+  leftOut: { superseded: number; expired: number; notYetValid: number }
   /** Concurrent supersedes holding at `asOf`, until someone supersedes again. */
   conflicts: SupersedeConflict[]
 }

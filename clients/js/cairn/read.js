@@ -98,12 +98,25 @@ export function readShards(docs) {
 export function current(graph, { asOf, includeSuperseded = false } = {}) {
   const t = asOf ?? Date.now()
   const conflicts = supersedeConflicts(graph, t)
-  if (includeSuperseded) return { ...graph, omitted: 0, conflicts }
-  let omitted = 0
-  const keep = (f) => holdsAt(f, t) || (omitted++, false)
-  const entities = graph.entities.map((e) => ({ ...e, observations: e.observations.filter(keep) }))
-  const relations = graph.relations.filter(keep)
-  return { entities, relations, omitted, conflicts }
+  const leftOut = { superseded: 0, expired: 0, notYetValid: 0 }
+  if (includeSuperseded) return { ...graph, omitted: 0, leftOut, conflicts }
+  // Why a fact that does not hold at t was left out, as Cairn's reads say it (`leftOut`).
+  const keep = (replaced) => (f) => {
+    if (holdsAt(f, t)) return true
+    if (f.validFrom !== undefined && t < f.validFrom) leftOut.notYetValid++
+    else if (replaced(f)) leftOut.superseded++
+    else leftOut.expired++
+    return false
+  }
+  const entities = graph.entities.map((e) => {
+    const replaced = new Set(e.observations.map((o) => o.replaces).filter((r) => r !== undefined))
+    return { ...e, observations: e.observations.filter(keep((o) => replaced.has(o.content))) }
+  })
+  const triple = (r) => JSON.stringify([r.from, r.relationType, r.to])
+  const replacedRelations = new Set(graph.relations.filter((r) => r.replaces).map((r) => triple(r.replaces)))
+  const relations = graph.relations.filter(keep((r) => replacedRelations.has(triple(r))))
+  const omitted = leftOut.superseded + leftOut.expired + leftOut.notYetValid
+  return { entities, relations, omitted, leftOut, conflicts }
 }
 
 /**
