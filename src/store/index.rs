@@ -120,31 +120,17 @@ pub(super) fn refresh(
             .query_row(params![graph, entity, text], |r| r.get(0))
             .optional()?;
         match (fact(MapKind::Observations, &layout.observations, key), existing) {
-            (Some(r), Some(_)) => {
-                let replaces = r.replaces.as_ref().and_then(Link::text);
-                db.prepare_cached(
+            (Some(r), existing) => {
+                // The same nine values either way; a new row also gets its search entry.
+                let sql = if existing.is_some() {
                     "UPDATE observations SET by = ?4, at = ?5, valid_from = ?6, valid_to = ?7, ord = ?8, replaces = ?9
-                     WHERE graph = ?1 AND entity = ?2 AND text = ?3",
-                )?
-                .execute(params![
-                    graph,
-                    entity,
-                    text,
-                    r.by,
-                    r.at,
-                    r.valid_from,
-                    r.valid_to,
-                    r.n,
-                    replaces
-                ])?;
-            }
-            (Some(r), None) => {
-                let replaces = r.replaces.as_ref().and_then(Link::text);
-                db.prepare_cached(
+                     WHERE graph = ?1 AND entity = ?2 AND text = ?3"
+                } else {
                     "INSERT INTO observations (graph, entity, text, by, at, valid_from, valid_to, ord, replaces)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                };
+                let replaces = r.replaces.as_ref().and_then(Link::text);
+                db.prepare_cached(sql)?.execute(params![
                     graph,
                     entity,
                     text,
@@ -155,7 +141,9 @@ pub(super) fn refresh(
                     r.n,
                     replaces
                 ])?;
-                search.add(graph, entity, text.to_owned(), Some(text));
+                if existing.is_none() {
+                    search.add(graph, entity, text.to_owned(), Some(text));
+                }
             }
             (None, Some(fts)) => {
                 db.prepare_cached("DELETE FROM observations WHERE graph = ?1 AND entity = ?2 AND text = ?3")?

@@ -28,7 +28,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,25 +55,6 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 // ---- Mallory ----------------------------------------------------------------------------------
-
-/// Runs `node <script> <args>` to completion and returns its stdout; the script exiting non-zero
-/// fails the story (it could not even make its attack).
-async fn node(script: &str, args: Vec<String>) -> String {
-    let path = js_dir().join(script);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(path)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run `node`: install Node.js (the integrity tests need it) and put it on PATH")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{script} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout
-}
 
 /// What one run of `attack.mjs` reported.
 #[derive(Debug)]

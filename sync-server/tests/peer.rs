@@ -9,7 +9,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,20 +31,8 @@ fn team_replica(path: &Path, agent: &str) -> Arc<Replica> {
 
 /// Runs `node attack.mjs ws://ADDR TOKEN team ATTACK`; its one-line report.
 async fn attack(addr: SocketAddr, token: &str, which: &str) -> Value {
-    let path = js_dir().join("attack.mjs");
-    let args = [format!("ws://{addr}"), token.to_owned(), GRAPH.to_owned(), which.to_owned()];
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(path)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("cannot run `node`: install Node.js and `npm install --prefix clients/js`")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "attack.mjs failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let args = vec![format!("ws://{addr}"), token.to_owned(), GRAPH.to_owned(), which.to_owned()];
+    let stdout = node("attack.mjs", args).await;
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }
 

@@ -114,18 +114,15 @@ export class Graph {
     const now = Date.now()
     const edits = new Map()
     let n = 0
+    const editShard = (s, f) => {
+      if (!edits.has(s)) edits.set(s, [])
+      edits.get(s).push(f)
+    }
     const w = {
       now,
       fact: (extra) => factRecord({ by: this.agent, at: now, n: ++n, ...extra }),
-      edit: (entity, f) => {
-        const s = shardOf(entity)
-        if (!edits.has(s)) edits.set(s, [])
-        edits.get(s).push(f)
-      },
-      editShard: (s, f) => {
-        if (!edits.has(s)) edits.set(s, [])
-        edits.get(s).push(f)
-      },
+      edit: (entity, f) => editShard(shardOf(entity), f),
+      editShard,
     }
     const result = build(w)
     for (const [s, fs] of edits) {

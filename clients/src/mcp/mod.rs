@@ -285,12 +285,11 @@ impl MemoryServer {
                     })
                     .collect();
                 let receipt = Self::write(replica, ops, a.expect).await?;
-                let (mut done, mut missing) = (Vec::new(), Vec::new());
-                for (o, outcome) in a.observations.iter().zip(&receipt.outcomes) {
-                    let item = json!({ "entityName": o.entity_name, "replaces": o.replaces, "content": o.content });
-                    if *outcome == Outcome::Applied { done.push(item) } else { missing.push(item) }
-                }
-                Ok(reply::superseded("results", done, missing, "observation"))
+                let items = a
+                    .observations
+                    .iter()
+                    .map(|o| json!({ "entityName": o.entity_name, "replaces": o.replaces, "content": o.content }));
+                Ok(reply::superseded("results", items, &receipt.outcomes, "observation"))
             }
             "supersede_relations" => {
                 let a: SupersedeRelations = arguments(tool, args)?;
@@ -304,13 +303,12 @@ impl MemoryServer {
                     })
                     .collect();
                 let receipt = Self::write(replica, ops, a.expect).await?;
-                let (mut done, mut missing) = (Vec::new(), Vec::new());
-                for (r, outcome) in a.relations.iter().zip(&receipt.outcomes) {
+                let items = a.relations.iter().map(|r| {
                     let mut item = serde_json::to_value(&r.relation).unwrap_or_default();
                     item["replaces"] = serde_json::to_value(&r.replaces).unwrap_or_default();
-                    if *outcome == Outcome::Applied { done.push(item) } else { missing.push(item) }
-                }
-                Ok(reply::superseded("relations", done, missing, "relation"))
+                    item
+                });
+                Ok(reply::superseded("relations", items, &receipt.outcomes, "relation"))
             }
             "memory_status" => {
                 let status = Self::off_runtime(replica, |r| r.status()).await?;

@@ -261,7 +261,16 @@ pub(super) fn conflict_notice(all: &[cairn::SupersedeConflict]) -> Option<String
 
 /// A supersede tool's answer: what it superseded under `key`, and (structured as `notFound`,
 /// and in a second text block) the items whose old fact was not there, which wrote nothing.
-pub(super) fn superseded(key: &str, done: Vec<Value>, missing: Vec<Value>, what: &str) -> CallToolResult {
+pub(super) fn superseded(
+    key: &str,
+    items: impl IntoIterator<Item = Value>,
+    outcomes: &[cairn::Outcome],
+    what: &str,
+) -> CallToolResult {
+    let (mut done, mut missing) = (Vec::new(), Vec::new());
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        if *outcome == cairn::Outcome::Applied { done.push(item) } else { missing.push(item) }
+    }
     let mut r = success(&done, Some(key), None);
     if !missing.is_empty() {
         let listed: Vec<String> = missing.iter().map(Value::to_string).collect();

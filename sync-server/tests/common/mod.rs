@@ -5,6 +5,7 @@ pub mod attack;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,4 +117,23 @@ pub fn js_dir() -> PathBuf {
         "the JavaScript packages are not installed: run `npm install --prefix clients/js` (the README's test command does)"
     );
     dir
+}
+
+/// Runs `node <script> <args>` to completion and returns its stdout; the script exiting non-zero
+/// fails the story (it could not even make its attack).
+pub async fn node(script: &str, args: Vec<String>) -> String {
+    let path = js_dir().join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run `node`: install Node.js (the JavaScript stories need it) and put it on PATH")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
 }
