@@ -64,7 +64,13 @@ fn main() {
     if let Err(e) = runtime.block_on(cairn_sync::run_relay(
         listen,
         &data,
-        cairn_sync::RelayOptions { durability: cairn::Durability::Full, insecure_no_auth: insecure, tls },
+        cairn_sync::RelayOptions {
+            durability: cairn::Durability::Full,
+            insecure_no_auth: insecure,
+            tls,
+            store: None,
+            bus: None,
+        },
     )) {
         eprintln!("error: {e}");
         std::process::exit(1)
