@@ -87,6 +87,7 @@ pub(crate) fn start(
     metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
     metrics.clustered.store(1, Ordering::Relaxed);
+    metrics.has_bus.store(u64::from(!options.bus.is_empty()), Ordering::Relaxed);
     let (wake, woken) = std::sync::mpsc::channel::<()>();
     {
         let (versions, notifier, metrics, options) =

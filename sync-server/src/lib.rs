@@ -192,7 +192,8 @@ async fn run_node(
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(RelayError::Serve)?;
-    tracing::info!(%local, "relay node listening (store: PostgreSQL)");
+    let ws = if tls.is_some() { "wss" } else { "ws" };
+    tracing::info!(%local, "relay node listening ({ws}://{local}, store: PostgreSQL)");
     match tls {
         Some(tls) => relay.serve_tls(listener, tls, shutdown_signal()).await,
         None => relay.serve(listener, shutdown_signal()).await,

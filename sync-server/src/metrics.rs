@@ -42,6 +42,8 @@ pub struct Metrics {
     pub storage_write_micros: AtomicU64,
     /// 1 when this node is one of several on a shared store and bus (`cluster.rs`).
     pub clustered: AtomicU64,
+    /// 1 when a clustered node was given a bus (without one, it reconciles only).
+    pub has_bus: AtomicU64,
     /// 1 while the bus is connected (gauge; clustered nodes only).
     pub bus_up: AtomicU64,
     /// 1 while the last reconciliation reached the store (gauge; clustered nodes only).
@@ -72,12 +74,14 @@ impl Metrics {
             return (axum::http::StatusCode::OK, "ok\n".into());
         }
         let word = |c: &AtomicU64| if c.load(Ordering::Relaxed) == 1 { "ok" } else { "unreachable" };
-        let (store, bus) = (word(&self.store_up), word(&self.bus_up));
+        let store = word(&self.store_up);
+        let bus = if self.has_bus.load(Ordering::Relaxed) == 1 { word(&self.bus_up) } else { "ok" };
         let status = if store == "ok" && bus == "ok" {
             axum::http::StatusCode::OK
         } else {
             axum::http::StatusCode::SERVICE_UNAVAILABLE
         };
+        let bus = if self.has_bus.load(Ordering::Relaxed) == 1 { bus } else { "none (reconciliation only)" };
         (status, format!("store: {store}\nbus: {bus}\n"))
     }
 

@@ -275,3 +275,102 @@ fn an_unreachable_store_is_a_clear_error() {
 fn postgres_client(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
 }
+
+/// A `cairn-relay --store --bus` process, SIGKILLed on drop.
+struct NodeProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl NodeProcess {
+    fn start(pg: &Postgres, nats: &Nats) -> NodeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--insecure-no-auth", "--store", &pg.url()])
+            .args(["--bus", &nats.url()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = std::time::Instant::now() + CONVERGE;
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the node did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NodeProcess { child, addr }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_a_node_killed_mid_stream_fail_over_and_nothing_acknowledged_is_lost() {
+    let (pg, nats) = (Postgres::start(), Nats::start());
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (NodeProcess::start(&pg, &nats), NodeProcess::start(&pg, &nats));
+    // Six replicas on the first node, failing over to the second; one reader on the second only.
+    let replicas: Vec<_> = (0..6).map(|i| replica(dir.path(), &format!("w{i}"))).collect();
+    let clients: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let mut o = options(first.addr);
+            o.fallbacks = vec![format!("ws://{}", second.addr)];
+            cairn_sync::SyncClient::spawn(r.clone(), o)
+        })
+        .collect();
+    let reader = replica(dir.path(), "reader");
+    let reader_client = connect(&reader, second.addr);
+    let writing: Vec<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    write(&r, vec![entity(&format!("w{i}-{n}"), "thing", &["x"])]).await;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            })
+        })
+        .collect();
+    // Mid-stream: the first node dies without a word (SIGKILL).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    for w in writing {
+        w.await.unwrap();
+    }
+    let mut all = replicas.clone();
+    all.push(reader.clone());
+    converge(&all, CONVERGE).await;
+    assert_eq!(graph_of(&reader).len(), 6 * 20, "every write reached the reader through the second node");
+    // What the first node acknowledged before it died is in the store: a replica that never
+    // met either node's memory reads it all from a node started afresh.
+    drop(second);
+    let third = NodeProcess::start(&pg, &nats);
+    let late = replica(dir.path(), "late");
+    let late_client = connect(&late, third.addr);
+    let mut everyone = all.clone();
+    everyone.push(late.clone());
+    converge(&everyone, CONVERGE).await;
+    for c in clients {
+        c.stop().await;
+    }
+    reader_client.stop().await;
+    late_client.stop().await;
+}
+
+#[test]
+fn a_list_of_relay_urls_is_the_first_with_the_rest_to_fail_over_to() {
+    let o = cairn_sync::ClientOptions::for_relays("ws://a:1, ws://b:2,,ws://c:3 ");
+    assert_eq!((o.url.as_str(), o.fallbacks), ("ws://a:1", vec!["ws://b:2".to_owned(), "ws://c:3".to_owned()]));
+    let one = cairn_sync::ClientOptions::for_relays("ws://a:1");
+    assert!(one.fallbacks.is_empty());
+}
