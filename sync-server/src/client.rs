@@ -399,7 +399,10 @@ async fn run(
                     // said what it holds (each node has its own storage id).
                     current = (current + 1) % urls.len();
                     options.url = urls[current].clone();
-                    driver = None;
+                    // Attached now, not at the next connection: between the two the replica is
+                    // offline, never "no relay".
+                    drop(driver.take());
+                    driver = Some(attach(&replica, &options.url));
                     tracing::info!(url = %redacted_url(&options.url), "failing over to another relay node");
                 }
             }

@@ -351,6 +351,17 @@ async fn replicas_of_a_node_killed_mid_stream_fail_over_and_nothing_acknowledged
     all.push(reader.clone());
     converge(&all, CONVERGE).await;
     assert_eq!(graph_of(&reader).len(), 6 * 20, "every write reached the reader through the second node");
+    // Freshness names the node each writer now talks to, and only that one.
+    let second_url = format!("ws://{}", second.addr);
+    for (i, r) in replicas.iter().enumerate() {
+        eventually(&format!("writer {i} synced with the second node"), CONVERGE, || {
+            let peers = r.peers();
+            peers.len() == 1
+                && peers[0].peer == second_url
+                && matches!(peers[0].freshness, cairn::Freshness::Synced { .. })
+        })
+        .await;
+    }
     // What the first node acknowledged before it died is in the store: a replica that never
     // met either node's memory reads it all from a node started afresh.
     drop(second);
