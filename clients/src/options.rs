@@ -22,7 +22,7 @@ pub(crate) struct ReplicaOpts {
     /// The graph (a memory space shared by a team of agents)
     #[arg(long, env = "CAIRN_GRAPH", global = true, value_name = "NAME", default_value = "default")]
     pub(crate) graph: String,
-    /// A relay to sync with (ws://host:port)
+    /// A relay to sync with (ws://host:port); nodes of one relay as URL1,URL2, failed over in turn
     #[arg(long, env = "CAIRN_RELAY", global = true, value_name = "URL")]
     pub(crate) relay: Option<String>,
     /// The relay access token
@@ -110,7 +110,8 @@ impl ReplicaOpts {
     }
 
     pub(crate) fn client_options(&self, url: &str) -> ClientOptions {
-        let mut options = ClientOptions::new(url).token(self.token.clone());
+        // `--relay URL1,URL2`: nodes of one relay, failed over in turn (docs/scaling.md).
+        let mut options = ClientOptions::for_relays(url).token(self.token.clone());
         options.ca_file = self.ca_file.clone();
         options
     }

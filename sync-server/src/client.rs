@@ -28,6 +28,9 @@ use crate::backoff::Backoff;
 pub struct ClientOptions {
     /// The relay's websocket URL (`ws://127.0.0.1:7878`).
     pub url: String,
+    /// Other nodes of the same relay to fail over to, in turn, when a connection is lost or
+    /// refused (docs/scaling.md); each attempt waits the same jittered backoff.
+    pub fallbacks: Vec<String>,
     /// A bearer token, if the relay requires one.
     pub token: Option<String>,
     /// First reconnect delay; it doubles up to `max_backoff`, with jitter.
@@ -53,6 +56,7 @@ impl ClientOptions {
     pub fn new(url: impl Into<String>) -> Self {
         ClientOptions {
             url: url.into(),
+            fallbacks: Vec::new(),
             token: None,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
@@ -61,6 +65,15 @@ impl ClientOptions {
             max_message_bytes: 64 << 20,
             ca_file: None,
         }
+    }
+
+    /// Options for a comma-separated list of relay URLs (`--relay URL1,URL2`, `CAIRN_RELAY`):
+    /// the first, failing over to the others.
+    pub fn for_relays(urls: &str) -> Self {
+        let mut all = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned);
+        let mut options = ClientOptions::new(all.next().unwrap_or_default());
+        options.fallbacks = all.collect();
+        options
     }
 
     /// Sets the bearer token.
@@ -326,6 +339,9 @@ async fn run(
         waker.notify_one();
     });
     let mut backoff = Backoff::new(options.min_backoff, options.max_backoff, options.healthy_after);
+    let urls: Vec<String> = std::iter::once(options.url.clone()).chain(options.fallbacks.iter().cloned()).collect();
+    let mut current = 0;
+    let mut options = options;
     loop {
         if *stop.borrow() {
             break;
@@ -377,6 +393,18 @@ async fn run(
                 }
                 *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
                 attempt_ended.notify_waiters();
+                if urls.len() > 1 {
+                    // Fail over. The next node is another relay as far as freshness goes: a new
+                    // link named by its URL, offline until it connects and behind until it has
+                    // said what it holds (each node has its own storage id).
+                    current = (current + 1) % urls.len();
+                    options.url = urls[current].clone();
+                    // Attached now, not at the next connection: between the two the replica is
+                    // offline, never "no relay".
+                    drop(driver.take());
+                    driver = Some(attach(&replica, &options.url));
+                    tracing::info!(url = %redacted_url(&options.url), "failing over to another relay node");
+                }
             }
         }
         tokio::select! {

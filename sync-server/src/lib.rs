@@ -36,6 +36,7 @@
 
 mod backoff;
 mod client;
+mod cluster;
 mod connection;
 pub mod hub;
 mod metrics;
@@ -49,11 +50,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use client::{ClientOptions, ConnectError, Pending, SyncClient, Traffic, redacted_url};
+pub use cluster::ClusterOptions;
 pub use hub::{Access, DocScope, Hub, HubConfig};
 pub use metrics::Metrics;
 pub use peer::{ListenError, Listening, PeerAuth, listen, peer_tokens_file};
 pub use server::{Auth, Relay, RelayConfig, StartError};
-pub use storage::{DataDirInUse, RelayStore, SqliteTokens, StorageError, TokenRecord, TokenStore};
+pub use storage::{
+    Committed, DataDirInUse, PgSchemaError, PgStore, PgTokens, RelayStore, SqliteTokens, StorageError, TokenRecord,
+    TokenStore, Versions,
+};
 pub use tokens::{Role, TokenError, TokenInfo, Tokens};
 
 /// The relay's identity for a data directory: its storage id is kept in the directory, so that
@@ -115,6 +120,9 @@ pub enum RelayError {
     /// The TLS certificate or key would not load.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The PostgreSQL store would not open (unreachable, refused, or a newer schema).
+    #[error("cannot open the relay's PostgreSQL store: {0}")]
+    Postgres(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// How `run_relay` runs.
@@ -126,18 +134,27 @@ pub struct RelayOptions {
     pub insecure_no_auth: bool,
     /// Serve `wss://` with this PEM certificate chain and PEM private key.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Keep documents, tokens and actor bindings in this PostgreSQL database (a `postgres://`
+    /// URL) instead of the data directory, as one of several nodes (docs/scaling.md).
+    pub store: Option<String>,
+    /// With `store`: hear of other nodes' writes over this NATS server (`nats://host:port`).
+    /// Without it, a node learns of them by reconciliation only ([`ClusterOptions`]).
+    pub bus: Option<String>,
 }
 
 /// Runs a relay on `listen`, storing in `data`, until SIGTERM or Ctrl-C; then stops accepting,
 /// closes connections with "going away" and returns. Everything acknowledged is already on disk.
 pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: RelayOptions) -> Result<(), RelayError> {
-    let RelayOptions { durability, insecure_no_auth, tls } = options;
+    let RelayOptions { durability, insecure_no_auth, tls, store, bus } = options;
     let tls = tls.map(|(cert, key)| tls::server_config(&cert, &key)).transpose()?;
     if insecure_no_auth && !listen.ip().is_loopback() {
         tracing::warn!(
             %listen,
             "--insecure-no-auth on an address other machines can reach: anyone on the network can read and write every graph"
         );
+    }
+    if let Some(url) = store {
+        return run_node(listen, url, bus, insecure_no_auth, tls).await;
     }
     // Opening storage is SQLite work (a first start migrates): off the runtime's workers.
     let dir = data.to_owned();
@@ -157,6 +174,57 @@ pub async fn run_relay(listen: std::net::SocketAddr, data: &Path, options: Relay
         None => relay.serve(listener, shutdown_signal()).await,
     }
     .map_err(RelayError::Serve)
+}
+
+/// Runs one node of a relay whose documents and tokens are in PostgreSQL at `url`.
+async fn run_node(
+    listen: std::net::SocketAddr,
+    url: String,
+    bus: Option<String>,
+    insecure_no_auth: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(), RelayError> {
+    let mut cluster = ClusterOptions::new(url, bus.unwrap_or_default());
+    if cluster.bus.is_empty() {
+        cluster.bus_off();
+    }
+    let relay = start_node(cluster, insecure_no_auth).await?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| RelayError::Bind { addr: listen, source })?;
+    let local = listener.local_addr().map_err(RelayError::Serve)?;
+    let ws = if tls.is_some() { "wss" } else { "ws" };
+    tracing::info!(%local, "relay node listening ({ws}://{local}, store: PostgreSQL)");
+    match tls {
+        Some(tls) => relay.serve_tls(listener, tls, shutdown_signal()).await,
+        None => relay.serve(listener, shutdown_signal()).await,
+    }
+    .map_err(RelayError::Serve)
+}
+
+/// Starts one relay node on the PostgreSQL store and NATS bus `cluster` names (on the current
+/// tokio runtime): its hub, its bus task and its reconciliation thread. Serve it with
+/// [`Relay::serve`]; everything stops when it does.
+pub async fn start_node(cluster: ClusterOptions, insecure_no_auth: bool) -> Result<Relay, RelayError> {
+    let opening = cluster.store.clone();
+    let (store, tokens) = tokio::task::spawn_blocking(move || -> Result<_, RelayError> {
+        let store = PgStore::open(&opening).map_err(|e| RelayError::Postgres(Box::new(e)))?;
+        let tokens = PgTokens::open(&opening).map_err(|e| RelayError::Postgres(Box::new(e)))?;
+        Ok((store, tokens))
+    })
+    .await
+    .map_err(|e| RelayError::Serve(std::io::Error::other(e)))??;
+    let auth = if insecure_no_auth { Auth::InsecureNoAuth } else { Auth::Tokens(Tokens::new(Arc::new(tokens))) };
+    // Each node its own storage id: a client that fails over must not take one node's heads
+    // for another's, which may not have caught up yet.
+    let id = format!("cairn-node-{}", cairn::automerge::ActorId::random().to_hex_string());
+    let config = RelayConfig::new(HubConfig::new(id.clone(), id), auth);
+    let metrics = config.metrics.clone();
+    let (committed, announcements) = tokio::sync::mpsc::unbounded_channel();
+    let versions = store.versions();
+    let store = store.with_metrics(metrics.clone()).announcing(committed);
+    let relay = Relay::start(store, config)?;
+    cluster::start(cluster, versions, announcements, relay.downgrade_notifier(), metrics).map_err(RelayError::Serve)?;
+    Ok(relay)
 }
 
 /// The relay's documents, who may connect, and its identity, from its data directory.

@@ -40,11 +40,49 @@ pub struct Metrics {
     pub storage_writes: AtomicU64,
     /// Total storage write latency, in microseconds.
     pub storage_write_micros: AtomicU64,
+    /// 1 when this node is one of several on a shared store and bus (`cluster.rs`).
+    pub clustered: AtomicU64,
+    /// 1 when a clustered node was given a bus (without one, it reconciles only).
+    pub has_bus: AtomicU64,
+    /// 1 while the bus is connected (gauge; clustered nodes only).
+    pub bus_up: AtomicU64,
+    /// 1 while the last reconciliation reached the store (gauge; clustered nodes only).
+    pub store_up: AtomicU64,
+    /// Announcements published on the bus.
+    pub bus_published: AtomicU64,
+    /// Announcements that could not be published.
+    pub bus_publish_failed: AtomicU64,
+    /// Announcements received from the bus (this node's own included).
+    pub bus_received: AtomicU64,
+    /// Reconciliations run, and their total latency in microseconds.
+    pub reconciles: AtomicU64,
+    /// Total reconciliation latency, in microseconds.
+    pub reconcile_micros: AtomicU64,
+    /// Documents reconciliation found behind the store (announcements this node missed).
+    pub reconciled_docs: AtomicU64,
 }
 
 impl Metrics {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// What `/healthz` answers: `ok`, or for a clustered node whether it reaches its store and
+    /// its bus (503 when it reaches either not).
+    pub fn health(&self) -> (axum::http::StatusCode, String) {
+        if self.clustered.load(Ordering::Relaxed) == 0 {
+            return (axum::http::StatusCode::OK, "ok\n".into());
+        }
+        let word = |c: &AtomicU64| if c.load(Ordering::Relaxed) == 1 { "ok" } else { "unreachable" };
+        let store = word(&self.store_up);
+        let bus = if self.has_bus.load(Ordering::Relaxed) == 1 { word(&self.bus_up) } else { "ok" };
+        let status = if store == "ok" && bus == "ok" {
+            axum::http::StatusCode::OK
+        } else {
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        let bus = if self.has_bus.load(Ordering::Relaxed) == 1 { bus } else { "none (reconciliation only)" };
+        (status, format!("store: {store}\nbus: {bus}\n"))
     }
 
     /// The Prometheus text exposition.
@@ -114,6 +152,55 @@ impl Metrics {
             "Total latency of storage write transactions (divide by writes for the mean).",
             get(&self.storage_write_micros) as f64 / 1e6,
         );
+        if get(&self.clustered) == 1 {
+            for (name, kind, help, value) in [
+                ("cairn_relay_bus_up", "gauge", "1 while the bus is connected.", get(&self.bus_up)),
+                (
+                    "cairn_relay_store_up",
+                    "gauge",
+                    "1 while the last reconciliation reached the store.",
+                    get(&self.store_up),
+                ),
+                (
+                    "cairn_relay_bus_published_total",
+                    "counter",
+                    "Announcements published on the bus.",
+                    get(&self.bus_published),
+                ),
+                (
+                    "cairn_relay_bus_publish_failed_total",
+                    "counter",
+                    "Announcements that could not be published.",
+                    get(&self.bus_publish_failed),
+                ),
+                (
+                    "cairn_relay_bus_received_total",
+                    "counter",
+                    "Announcements received from the bus.",
+                    get(&self.bus_received),
+                ),
+                (
+                    "cairn_relay_reconciles_total",
+                    "counter",
+                    "Reconciliations of loaded documents with the store.",
+                    get(&self.reconciles),
+                ),
+                (
+                    "cairn_relay_reconciled_documents_total",
+                    "counter",
+                    "Documents reconciliation found behind the store.",
+                    get(&self.reconciled_docs),
+                ),
+            ] {
+                put(name, kind, help, value as f64);
+            }
+            put(
+                "cairn_relay_reconcile_seconds_total",
+                "counter",
+                "Total latency of reconciliation queries (divide by reconciliations for the mean).",
+                get(&self.reconcile_micros) as f64 / 1e6,
+            );
+        }
         out
     }
 }

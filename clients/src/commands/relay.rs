@@ -41,6 +41,27 @@ pub(crate) struct RelayArgs {
     /// The PEM private key for --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Keep graphs, tokens and actor bindings in this PostgreSQL database instead of --data, as
+    /// one of several relay nodes (docs/scaling.md)
+    #[arg(long, global = true, value_name = "postgres://...", conflicts_with = "data", value_parser = store_url)]
+    store: Option<String>,
+    /// With --store: hear of other nodes' writes over this NATS server
+    #[arg(long, value_name = "nats://HOST:PORT", requires = "store", value_parser = bus_url)]
+    bus: Option<String>,
+}
+
+/// `--store`: a PostgreSQL URL (the only shared store there is).
+fn store_url(s: &str) -> Result<String, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_owned())
+    } else {
+        Err("expected a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE (without --store, the relay keeps its data in --data)".into())
+    }
+}
+
+/// `--bus`: a NATS URL.
+fn bus_url(s: &str) -> Result<String, String> {
+    if s.starts_with("nats://") { Ok(s.to_owned()) } else { Err("expected a NATS URL, nats://HOST:PORT".into()) }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -90,6 +111,14 @@ pub(crate) enum TokenCommand {
 pub(crate) async fn run(args: RelayArgs) -> Result<()> {
     let data = args.data.clone().unwrap_or_else(|| crate::options::data_dir().join("relay"));
     match args.command {
+        Some(RelayCommand::Token(t)) if args.store.is_some() => {
+            let url = args.store.unwrap_or_default();
+            tokio::task::spawn_blocking(move || {
+                let store = cairn_sync::PgTokens::open(&url).context("cannot open the relay's PostgreSQL store")?;
+                run_tokens(Tokens::new(std::sync::Arc::new(store)), "--token or CAIRN_TOKEN", t)
+            })
+            .await?
+        }
         Some(RelayCommand::Token(t)) => {
             tokio::task::spawn_blocking(move || {
                 std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
@@ -105,7 +134,13 @@ pub(crate) async fn run(args: RelayArgs) -> Result<()> {
                 args.durability.into()
             };
             let tls = args.tls_cert.zip(args.tls_key);
-            let options = cairn_sync::RelayOptions { durability, insecure_no_auth: args.insecure_no_auth, tls };
+            let options = cairn_sync::RelayOptions {
+                durability,
+                insecure_no_auth: args.insecure_no_auth,
+                tls,
+                store: args.store,
+                bus: args.bus,
+            };
             cairn_sync::run_relay(args.listen, &data, options).await?;
             Ok(())
         }
@@ -115,7 +150,10 @@ pub(crate) async fn run(args: RelayArgs) -> Result<()> {
 /// Runs a token command on the tokens in `file` (a relay's data file, or a replica's peer
 /// tokens); `pass_as` says how a client presents the token it creates.
 pub(crate) fn tokens(file: &std::path::Path, pass_as: &str, command: TokenCommand) -> Result<()> {
-    let tokens = Tokens::open(file)?;
+    run_tokens(Tokens::open(file)?, pass_as, command)
+}
+
+fn run_tokens(tokens: Tokens, pass_as: &str, command: TokenCommand) -> Result<()> {
     let now = cairn::now_millis();
     match command {
         TokenCommand::Create { graphs, role, expires, label, agents, json } => {

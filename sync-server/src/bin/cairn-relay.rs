@@ -1,6 +1,7 @@
 //! `cairn-relay`: the relay on its own (the `cairn relay` command runs the same code).
 //!
 //!     cairn-relay --listen 127.0.0.1:7878 --data ./relay-data [--tls-cert PEM --tls-key PEM] [--insecure-no-auth]
+//!     cairn-relay --listen 127.0.0.1:7878 --store postgres://... [--bus nats://...]
 //!
 //! Tokens are managed with `cairn relay token ...` on the same data directory.
 
@@ -14,7 +15,9 @@ fn usage() -> ! {
   --data DIR          where the relay stores graphs and tokens (default ./relay-data)
   --tls-cert PEM      serve wss:// with this certificate chain (with --tls-key)
   --tls-key PEM       the private key for --tls-cert
-  --insecure-no-auth  no tokens: anyone who can connect reads and writes everything (development only)"
+  --insecure-no-auth  no tokens: anyone who can connect reads and writes everything (development only)
+  --store URL         one node of a relay on this PostgreSQL database (docs/scaling.md)
+  --bus URL           with --store: hear of other nodes' writes over this NATS server"
     );
     std::process::exit(2)
 }
@@ -38,6 +41,7 @@ fn main() {
     let mut data = PathBuf::from("relay-data");
     let mut insecure = false;
     let (mut cert, mut key) = (None, None);
+    let (mut store, mut bus) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -46,6 +50,8 @@ fn main() {
             "--insecure-no-auth" => insecure = true,
             "--tls-cert" => cert = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
             "--tls-key" => key = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
+            "--store" => store = Some(args.next().unwrap_or_else(|| usage())),
+            "--bus" => bus = Some(args.next().unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
@@ -54,6 +60,9 @@ fn main() {
         (None, None) => None,
         _ => usage(),
     };
+    if bus.is_some() && store.is_none() {
+        usage()
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -64,7 +73,7 @@ fn main() {
     if let Err(e) = runtime.block_on(cairn_sync::run_relay(
         listen,
         &data,
-        cairn_sync::RelayOptions { durability: cairn::Durability::Full, insecure_no_auth: insecure, tls },
+        cairn_sync::RelayOptions { durability: cairn::Durability::Full, insecure_no_auth: insecure, tls, store, bus },
     )) {
         eprintln!("error: {e}");
         std::process::exit(1)

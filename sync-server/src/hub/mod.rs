@@ -101,6 +101,12 @@ pub enum Event {
     /// Documents changed outside the protocol (a serving replica's own writes): offer the new
     /// changes to every connection.
     DocsChanged,
+    /// These documents changed in storage by another relay node's hand (the bus said so, or
+    /// reconciliation found it): offer what is new to the connections that have them open.
+    ChangedElsewhere {
+        /// The documents.
+        docs: Vec<DocId>,
+    },
     /// A connection's access changed (a token was revoked: `None` closes it).
     AccessChanged {
         /// The connection.
@@ -312,6 +318,11 @@ impl Hub {
             Event::DocsChanged => {
                 for doc in self.open.keys() {
                     self.dirty.insert(*doc, None);
+                }
+            }
+            Event::ChangedElsewhere { docs } => {
+                for doc in docs.into_iter().filter(|d| self.open.contains_key(d)) {
+                    self.dirty.insert(doc, None);
                 }
             }
             Event::Received { conn, message } => self.receive(now, conn, message, docs, &mut out)?,

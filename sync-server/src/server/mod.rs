@@ -159,6 +159,24 @@ impl Notifier {
             let _ = commands.try_send(Command::Event(Event::DocsChanged));
         }
     }
+
+    /// Whether the hub still runs.
+    pub(crate) fn alive(&self) -> bool {
+        self.0.upgrade().is_some()
+    }
+
+    /// Tells the hub that other nodes changed `docs`, waiting for room in its inbox (a dropped
+    /// notice would leave connections unoffered); false once the hub has stopped.
+    pub(crate) async fn changed_elsewhere(&self, docs: Vec<cairn::DocId>) -> bool {
+        let Some(commands) = self.0.upgrade() else { return false };
+        commands.send(Command::Event(Event::ChangedElsewhere { docs })).await.is_ok()
+    }
+
+    /// [`Notifier::changed_elsewhere`], from a thread outside the runtime.
+    pub(crate) fn changed_elsewhere_blocking(&self, docs: Vec<cairn::DocId>) -> bool {
+        let Some(commands) = self.0.upgrade() else { return false };
+        commands.blocking_send(Command::Event(Event::ChangedElsewhere { docs })).is_ok()
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -275,7 +293,7 @@ impl Relay {
         }
         Router::new()
             .route("/", get(upgrade))
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/healthz", get(|State(relay): State<Relay>| async move { relay.metrics.health() }))
             .route("/metrics", get(|State(relay): State<Relay>| async move { relay.metrics.render() }))
             .with_state(self.clone())
     }

@@ -1,19 +1,23 @@
 //! The relay's storage, behind the traits the relay calls: [`SyncDocs`](cairn::sync::SyncDocs)
 //! for documents (the hub) and [`TokenStore`] for access tokens (the handshake and the revocation
-//! watcher). SQLite ([`RelayStore`], `sqlite.rs`) is the implementation; another engine
-//! implements the same two traits.
+//! watcher), and [`ActorBook`](crate::hub::ActorBook) for actor bindings. SQLite ([`RelayStore`],
+//! `sqlite.rs`) keeps one relay's; PostgreSQL ([`PgStore`], [`PgTokens`], `postgres/`) keeps
+//! what several relay nodes share.
 //!
 //! **Architecture invariant: a change is durable before `SyncDocs::receive` returns**, so the hub
 //! never forwards or acknowledges what a crash could lose.
 
 mod lock;
 mod migrate;
+mod postgres;
 mod sqlite;
 
 use cairn::Millis;
 
 pub use lock::DataDirInUse;
 pub(crate) use lock::LockError;
+pub(crate) use postgres::Link as PgLink;
+pub use postgres::{Committed, PgStore, PgTokens, SchemaError as PgSchemaError, Versions};
 pub use sqlite::{RelayStore, SqliteTokens};
 
 /// A token as its store keeps it: the secret only as a hash.

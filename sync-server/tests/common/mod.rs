@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different subset
 
 pub mod attack;
+pub mod servers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
