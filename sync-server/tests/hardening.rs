@@ -635,7 +635,17 @@ async fn a_client_refused_right_after_each_handshake_backs_off() {
     let client = SyncClient::spawn(replica(dir.path(), "refused"), o);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let connects = client.traffic().connects.load(std::sync::atomic::Ordering::Relaxed);
-    let why = client.last_error();
+    // A successful handshake clears the last error, so at any one instant the client may sit
+    // between a handshake and the relay's refusal of it (CI caught it there once): wait, bounded,
+    // for the attempt in progress to end.
+    let mut why = client.last_error();
+    for _ in 0..50 {
+        if why.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        why = client.last_error();
+    }
     client.stop().await;
     // The relay's reason, or a reset: the relay closes with the client's other sync messages
     // still unread, and the kernel then answers with a TCP reset, which can reach the client
