@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the Python package from this checkout into a virtual environment (the dev profile, in
+# the workspace's target directory, so it reuses what `cargo test` compiled) and runs its pytest
+# suite. Needs the `cairn` binary of the same build for the MCP and relay tests: built here too.
+# Usage: clients/python/test.sh [pytest arguments]. PYTHON picks the interpreter (python3).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="${CAIRN_PY_VENV:-$root/.venv}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    "${PYTHON:-python3}" -m venv "$venv"
+fi
+# maturin builds the wheel; the rest is what the tests use.
+"$venv/bin/pip" install -q maturin pytest fastapi uvicorn httpx langgraph
+cargo build -p cairn-cli --locked
+VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --locked -m "$here/Cargo.toml"
+export CAIRN_BIN="${CAIRN_BIN:-$CARGO_TARGET_DIR/debug/cairn}"
+cd "$here"
+exec "$venv/bin/python" -m pytest -q tests "$@"
