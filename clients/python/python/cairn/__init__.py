@@ -161,7 +161,7 @@ async def _off_loop(f: Any, *args: Any, **kwargs: Any) -> Any:
     return await loop.run_in_executor(None, functools.partial(f, *args, **kwargs))
 
 
-def _raise_with_changes(e: CairnError) -> None:
+def _attach_changes(e: CairnError) -> None:
     raw = getattr(e, "changes_json", None)
     e.changes = json.loads(raw) if raw else []  # type: ignore[attr-defined]
 
@@ -191,7 +191,7 @@ class Replica:
         try:
             return json.loads(self._inner.call(tool, _json(args)))
         except ConflictError as e:
-            _raise_with_changes(e)
+            _attach_changes(e)
             raise
 
     def _write(self, tool: str, **args: Any) -> Dict[str, Any]:
