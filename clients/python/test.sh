@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Python package from this checkout into a virtual environment (the dev profile, in
 # the workspace's target directory, so it reuses what `cargo test` compiled) and runs its pytest
-# suite. Needs the `cairn` binary of the same build for the MCP and relay tests: built here too.
+# suite. The MCP and relay tests need the `cairn` binary: $CAIRN_BIN, else the one `cargo test
+# --workspace` builds, built here the same way (a no-op right after the README's cargo test; the
+# same features, so nothing is compiled twice).
 # Usage: clients/python/test.sh [pytest arguments]. PYTHON picks the interpreter (python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,7 +16,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # maturin builds the wheel; the rest is what the tests use.
 "$venv/bin/pip" install -q maturin pytest fastapi uvicorn httpx langgraph
-cargo build -p cairn-cli --locked
+if [ -z "${CAIRN_BIN:-}" ]; then
+    cargo test --workspace --locked --no-run
+fi
 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --locked -m "$here/Cargo.toml"
 export CAIRN_BIN="${CAIRN_BIN:-$CARGO_TARGET_DIR/debug/cairn}"
 cd "$here"
