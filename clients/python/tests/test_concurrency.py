@@ -112,3 +112,23 @@ def test_two_processes_write_one_file(tmp_path: Path) -> None:
     later = run_python("import sys, cairn; print(len(cairn.Replica(sys.argv[1], agent='late').read_graph().entities))", path)
     assert later.returncode == 0, later.stderr
     assert later.stdout.strip() == "120"
+
+
+def test_wait_for_change_wakes_on_a_write_from_another_thread_and_loop(tmp_path: Path) -> None:
+    memory = cairn.Replica(tmp_path / "m.db", agent="waiter")
+    since = memory.status()["version"]
+
+    def write_soon() -> None:
+        asyncio.run(memory.acreate_entities([{"name": "Wake", "entityType": "t", "observations": []}]))
+
+    writer = threading.Timer(0.2, write_soon)
+    writer.start()
+
+    async def wait() -> cairn.Changes:
+        # Bounded: on timeout the answer is empty and the assertion below says so.
+        return await memory.await_for_change(since, 60)
+
+    changes = asyncio.run(wait())
+    writer.join(timeout=60)
+    assert [c["entity"] for c in changes] == ["Wake"]
+    assert memory.changes_since(since).changes == changes.changes
