@@ -11,13 +11,13 @@ mod mcp;
 mod options;
 mod output;
 mod peer;
-mod shape;
-mod when;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+// World times as the MCP tools and the Python package read them.
+use cairn_tools::when;
 
 use options::ReplicaOpts;
 

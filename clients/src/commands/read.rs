@@ -10,7 +10,7 @@ use cairn::{Graph, Read, ReadOptions, Replica, Version};
 use crate::GraphFormat;
 use crate::options::{ReplicaOpts, Session};
 use crate::output;
-use crate::shape::RefGraph;
+use cairn_tools::shape::RefGraph;
 
 /// Runs a read on a blocking thread after syncing, and closes the session.
 async fn read<T: Send + 'static>(

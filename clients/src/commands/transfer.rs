@@ -21,7 +21,7 @@ use cairn::{Op, Outcome, Replica};
 
 use crate::options::{ReplicaOpts, Session};
 use crate::output;
-use crate::shape::{self, JsonlLine, RefGraph};
+use cairn_tools::shape::{self, JsonlLine, RefGraph};
 
 /// How to import.
 #[derive(Debug, Clone, Copy)]

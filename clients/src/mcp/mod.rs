@@ -4,11 +4,9 @@
 //!
 //! Stdout is the protocol channel: nothing in this module prints; logs go to stderr.
 
-mod args;
 mod import;
 mod reply;
 mod resources;
-mod tools;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,18 +22,18 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use cairn::{DEFAULT_SEARCH_LIMIT, Graph, Op, OpenOptions, Outcome, Read, Receipt, Replica, Version};
+use cairn::{OpenOptions, Replica};
 use cairn_sync::SyncClient;
+use cairn_tools::reply::{conflict_notice, conflicts, notice, success};
+use cairn_tools::schema as tools;
 
 use crate::locate::{self, ImportReference};
 use crate::options::{ReplicaOpts, default_agent};
 use crate::output;
 use crate::peer::{PeerArgs, Peering};
-use crate::shape::RefRelation;
 
-use args::*;
 use import::{beside, import_reference_file};
-use reply::{ToolError, done, notice, success};
+use reply::ToolError;
 
 const INSTRUCTIONS: &str = "Cairn is shared memory: other agents may read and write the same knowledge graph. \
 Read results end with a [cairn] line when your view is behind the relay or when other agents changed things since \
@@ -123,40 +121,12 @@ impl MemoryServer {
             .await
     }
 
-    /// Runs replica work on tokio's blocking pool, never on this runtime's worker: a call is
-    /// usually well under a millisecond, but it may wait up to 30 s for another process's write
-    /// lock (a long import), and the sync client shares this runtime (ARCHITECTURE.md).
-    async fn off_runtime<T: Send + 'static>(
-        replica: &Arc<Replica>,
-        f: impl FnOnce(&Replica) -> cairn::Result<T> + Send + 'static,
-    ) -> Result<T, ToolError> {
-        Ok(cairn_sync::off_runtime(replica, move |r| f(r)).await?)
-    }
-
-    async fn write(replica: &Arc<Replica>, ops: Vec<Op>, expect: Option<String>) -> Result<Receipt, ToolError> {
-        let expect: Option<Version> = expect
-            .map(|e| e.parse().map_err(|e: cairn::ParseIdError| ToolError(format!("invalid expect: {e}"))))
-            .transpose()?;
-        let touched = touched_entities(&ops);
-        Self::off_runtime(replica, move |r| match expect {
-            Some(v) => r.write_if(&ops, v, &touched),
-            None => r.write(&ops),
-        })
-        .await
-    }
-
-    async fn graph_read(
-        replica: &Arc<Replica>,
-        f: impl FnOnce(&Replica) -> cairn::Result<Read<Graph>> + Send + 'static,
-    ) -> Result<CallToolResult, ToolError> {
-        let read = Self::off_runtime(replica, f).await?;
-        let peers = replica.peers();
-        let mut r =
-            success(&reply::graph(&read.data), None, notice(&read.freshness, &peers, &read.unseen, read.read_only));
-        if let Some(line) = reply::conflict_notice(&read.data.conflicts) {
-            r.content.push(ContentBlock::text(line));
-        }
-        Ok(r)
+    /// Runs a tool on tokio's blocking pool, never on this runtime's worker: a call is usually
+    /// well under a millisecond, but it may wait up to 30 s for another process's write lock (a
+    /// long import), and the sync client shares this runtime (ARCHITECTURE.md).
+    async fn off_runtime(replica: &Arc<Replica>, tool: String, args: JsonObject) -> Result<CallToolResult, ToolError> {
+        let reply = cairn_sync::off_runtime(replica, move |r| Ok(cairn_tools::call(r, &tool, args))).await??;
+        Ok(reply::result(reply))
     }
 
     async fn call(
@@ -168,150 +138,8 @@ impl MemoryServer {
         let live = self.live(ctx).await?;
         let replica = &live.replica;
         match tool {
-            "create_entities" => {
-                let a: CreateEntities = arguments(tool, args)?;
-                let ops = a
-                    .entities
-                    .iter()
-                    .map(|e| Op::CreateEntity {
-                        name: e.name.clone(),
-                        entity_type: e.entity_type.clone(),
-                        observations: e.observations.clone(),
-                    })
-                    .collect();
-                let receipt = Self::write(replica, ops, a.expect).await?;
-                let (mut created, mut skipped) = (Vec::new(), Vec::new());
-                for (entity, outcome) in a.entities.into_iter().zip(&receipt.outcomes) {
-                    match outcome {
-                        Outcome::Applied => created.push(entity.stored()),
-                        _ => skipped.push(entity.name),
-                    }
-                }
-                Ok(reply::created_entities(&created, skipped))
-            }
-            "create_relations" => {
-                let a: CreateRelations = arguments(tool, args)?;
-                let ops = a
-                    .relations
-                    .iter()
-                    .map(|r| Op::CreateRelation { relation: r.relation.to_cairn(), validity: r.validity.validity() })
-                    .collect();
-                let receipt = Self::write(replica, ops, a.expect).await?;
-                let created: Vec<&RefRelation> = a
-                    .relations
-                    .iter()
-                    .zip(&receipt.outcomes)
-                    .filter(|(_, o)| **o == Outcome::Applied)
-                    .map(|(r, _)| &r.relation)
-                    .collect();
-                Ok(success(&created, Some("relations"), None))
-            }
-            "add_observations" => {
-                let a: AddObservations = arguments(tool, args)?;
-                let mut ops = Vec::new();
-                for item in &a.observations {
-                    for content in &item.contents {
-                        ops.push(Op::AddObservation {
-                            entity: item.entity_name.clone(),
-                            text: content.text().to_owned(),
-                            validity: content.validity(),
-                        });
-                    }
-                }
-                let receipt = Self::write(replica, ops, a.expect).await?;
-                let mut outcomes = receipt.outcomes.iter();
-                let results: Vec<Added> = a
-                    .observations
-                    .into_iter()
-                    .map(|item| Added {
-                        added_observations: item
-                            .contents
-                            .into_iter()
-                            .filter(|_| outcomes.next() == Some(&Outcome::Applied))
-                            .map(|c| c.text().to_owned())
-                            .collect(),
-                        entity_name: item.entity_name,
-                    })
-                    .collect();
-                Ok(success(&results, Some("results"), None))
-            }
-            "delete_entities" => {
-                let a: DeleteEntities = arguments(tool, args)?;
-                let ops = a.entity_names.into_iter().map(|name| Op::DeleteEntity { name }).collect();
-                Self::write(replica, ops, a.expect).await?;
-                Ok(done("Entities deleted successfully"))
-            }
-            "delete_observations" => {
-                let a: DeleteObservations = arguments(tool, args)?;
-                let mut ops = Vec::new();
-                for d in a.deletions {
-                    for text in d.observations {
-                        ops.push(Op::DeleteObservation { entity: d.entity_name.clone(), text });
-                    }
-                }
-                Self::write(replica, ops, a.expect).await?;
-                Ok(done("Observations deleted successfully"))
-            }
-            "delete_relations" => {
-                let a: Relations = arguments(tool, args)?;
-                let ops = a.relations.iter().map(|r| Op::DeleteRelation { relation: r.to_cairn() }).collect();
-                Self::write(replica, ops, a.expect).await?;
-                Ok(done("Relations deleted successfully"))
-            }
-            "read_graph" => {
-                let options = arguments::<ReadArgs>(tool, args)?.options()?;
-                Self::graph_read(replica, move |r| r.read_graph_with(&options)).await
-            }
-            "search_nodes" => {
-                let a: Query = arguments(tool, args)?;
-                let options = a.read.options()?;
-                Self::graph_read(replica, move |r| r.search_with(&a.query, DEFAULT_SEARCH_LIMIT, &options)).await
-            }
-            "open_nodes" => {
-                let a: Names = arguments(tool, args)?;
-                let options = a.read.options()?;
-                Self::graph_read(replica, move |r| r.open_nodes_with(&a.names, &options)).await
-            }
-            "supersede_observations" => {
-                let a: SupersedeObservations = arguments(tool, args)?;
-                let ops = a
-                    .observations
-                    .iter()
-                    .map(|o| Op::SupersedeObservation {
-                        entity: o.entity_name.clone(),
-                        old: o.replaces.clone(),
-                        new: o.content.clone(),
-                        at: o.valid_from,
-                    })
-                    .collect();
-                let receipt = Self::write(replica, ops, a.expect).await?;
-                let items = a
-                    .observations
-                    .iter()
-                    .map(|o| json!({ "entityName": o.entity_name, "replaces": o.replaces, "content": o.content }));
-                Ok(reply::superseded("results", items, &receipt.outcomes, "observation"))
-            }
-            "supersede_relations" => {
-                let a: SupersedeRelations = arguments(tool, args)?;
-                let ops = a
-                    .relations
-                    .iter()
-                    .map(|r| Op::SupersedeRelation {
-                        old: r.replaces.to_cairn(),
-                        new: r.relation.to_cairn(),
-                        at: r.valid_from,
-                    })
-                    .collect();
-                let receipt = Self::write(replica, ops, a.expect).await?;
-                let items = a.relations.iter().map(|r| {
-                    let mut item = serde_json::to_value(&r.relation).unwrap_or_default();
-                    item["replaces"] = serde_json::to_value(&r.replaces).unwrap_or_default();
-                    item
-                });
-                Ok(reply::superseded("relations", items, &receipt.outcomes, "relation"))
-            }
             "memory_status" => {
-                let status = Self::off_runtime(replica, |r| r.status()).await?;
+                let status = cairn_sync::off_runtime(replica, |r| r.status()).await?;
                 let pending = match &live.sync {
                     Some(s) => s.pending().await.ok(),
                     None => None,
@@ -333,57 +161,17 @@ impl MemoryServer {
                         p.dialed().into_iter().map(|(peer, error)| json!({ "peer": peer, "error": error })).collect::<Vec<_>>()
                     }),
                     "peers": status.peers,
-                    "conflicts": reply::conflicts(&status.conflicts),
+                    "conflicts": conflicts(&status.conflicts),
                 });
                 let mut r =
                     success(&value, None, notice(&status.freshness, &status.peers, &status.unseen, status.read_only));
-                if let Some(line) = reply::conflict_notice(&status.conflicts) {
-                    r.content.push(ContentBlock::text(line));
-                }
-                Ok(r)
+                r.texts.extend(conflict_notice(&status.conflicts));
+                Ok(reply::result(r))
             }
-            "memory_changes_since" => {
-                let a: Since = arguments(tool, args)?;
-                let since: Version = a.since.parse().map_err(|e: cairn::ParseIdError| ToolError(e.to_string()))?;
-                let limit = a.limit.unwrap_or(200);
-                let read = Self::off_runtime(replica, move |r| r.changes_since(since, limit)).await?;
-                let value = json!({ "changes": read.data, "version": read.version });
-                Ok(success(&value, None, notice(&read.freshness, &replica.peers(), &read.unseen, read.read_only)))
-            }
-            "memory_history" => {
-                let a: Name = arguments(tool, args)?;
-                let read = Self::off_runtime(replica, move |r| r.history(&a.name)).await?;
-                let value = json!({ "changes": read.data, "version": read.version });
-                Ok(success(&value, None, notice(&read.freshness, &replica.peers(), &read.unseen, read.read_only)))
-            }
-            other => Err(ToolError(format!("MCP error -32602: Tool {other} not found"))),
+            // Every other tool is the same call the Python package makes.
+            _ => Self::off_runtime(replica, tool.to_owned(), args).await,
         }
     }
-}
-
-/// The entities a batch names: what a conditional write depends on.
-fn touched_entities(ops: &[Op]) -> Vec<String> {
-    let mut names = Vec::new();
-    for op in ops {
-        match op {
-            Op::CreateEntity { name, .. } | Op::SetEntityType { name, .. } | Op::DeleteEntity { name } => {
-                names.push(name.clone())
-            }
-            Op::AddObservation { entity, .. }
-            | Op::DeleteObservation { entity, .. }
-            | Op::SupersedeObservation { entity, .. } => names.push(entity.clone()),
-            Op::CreateRelation { relation, .. } | Op::DeleteRelation { relation } => {
-                names.push(relation.from.clone());
-                names.push(relation.to.clone());
-            }
-            Op::SupersedeRelation { old, new, .. } => {
-                names.extend([old.from.clone(), old.to.clone(), new.from.clone(), new.to.clone()]);
-            }
-        }
-    }
-    names.sort();
-    names.dedup();
-    names
 }
 
 impl ServerHandler for MemoryServer {

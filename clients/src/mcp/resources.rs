@@ -82,7 +82,8 @@ impl MemoryServer {
             return Err(not_found(uri));
         }
         let live = self.live(ctx).await.map_err(internal)?;
-        let result = Self::graph_read(&live.replica, |r| r.read_graph()).await.map_err(internal)?;
+        let result =
+            Self::off_runtime(&live.replica, "read_graph".into(), Default::default()).await.map_err(internal)?;
         let text = result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default();
         Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")]))
     }

@@ -5,16 +5,16 @@ use serde::{Deserialize, Serialize};
 
 /// An entity as the reference server writes it: `{"name","entityType","observations"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RefEntity {
-    pub(crate) name: String,
+pub struct RefEntity {
+    pub name: String,
     #[serde(rename = "entityType")]
-    pub(crate) entity_type: String,
-    pub(crate) observations: Vec<String>,
+    pub entity_type: String,
+    pub observations: Vec<String>,
 }
 
 impl RefEntity {
     /// The entity as a replica stores it: an observation given twice is stored once.
-    pub(crate) fn stored(mut self) -> Self {
+    pub fn stored(mut self) -> Self {
         let mut seen = std::collections::HashSet::new();
         self.observations.retain(|o| seen.insert(o.clone()));
         self
@@ -23,18 +23,18 @@ impl RefEntity {
 
 /// A relation as the reference server writes it: `{"from","to","relationType"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RefRelation {
-    pub(crate) from: String,
-    pub(crate) to: String,
+pub struct RefRelation {
+    pub from: String,
+    pub to: String,
     #[serde(rename = "relationType")]
-    pub(crate) relation_type: String,
+    pub relation_type: String,
 }
 
 /// A graph as the reference server's `read_graph` returns it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RefGraph {
-    pub(crate) entities: Vec<RefEntity>,
-    pub(crate) relations: Vec<RefRelation>,
+pub struct RefGraph {
+    pub entities: Vec<RefEntity>,
+    pub relations: Vec<RefRelation>,
 }
 
 impl From<&cairn::Graph> for RefGraph {
@@ -63,7 +63,7 @@ impl From<&cairn::Graph> for RefGraph {
 }
 
 impl RefRelation {
-    pub(crate) fn to_cairn(&self) -> cairn::Relation {
+    pub fn to_cairn(&self) -> cairn::Relation {
         cairn::Relation { from: self.from.clone(), relation_type: self.relation_type.clone(), to: self.to.clone() }
     }
 }
@@ -71,13 +71,13 @@ impl RefRelation {
 /// One line of a reference `memory.jsonl` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub(crate) enum JsonlLine {
+pub enum JsonlLine {
     Entity(RefEntity),
     Relation(RefRelation),
 }
 
 /// Parses one line of a `memory.jsonl` file; a clear reason when it is not one.
-pub(crate) fn parse_line(line: &str) -> Result<JsonlLine, String> {
+pub fn parse_line(line: &str) -> Result<JsonlLine, String> {
     let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
     match value.get("type").and_then(|t| t.as_str()) {
         Some("entity" | "relation") => {}
@@ -88,7 +88,7 @@ pub(crate) fn parse_line(line: &str) -> Result<JsonlLine, String> {
 }
 
 /// The ops a `memory.jsonl` line stands for.
-pub(crate) fn line_ops(line: &JsonlLine) -> Vec<cairn::Op> {
+pub fn line_ops(line: &JsonlLine) -> Vec<cairn::Op> {
     match line {
         JsonlLine::Entity(e) => {
             let mut ops = vec![cairn::Op::CreateEntity {
@@ -112,7 +112,7 @@ pub(crate) fn line_ops(line: &JsonlLine) -> Vec<cairn::Op> {
 }
 
 /// The whole graph as `memory.jsonl` lines: entities first, then relations.
-pub(crate) fn to_jsonl(g: &RefGraph) -> String {
+pub fn to_jsonl(g: &RefGraph) -> String {
     let mut out = String::new();
     for e in &g.entities {
         out.push_str(&serde_json::to_string(&JsonlLine::Entity(e.clone())).unwrap_or_default());

@@ -11,10 +11,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
     "{0:?} is not a time: give ISO 8601 (2024-03-01, 2024-03-01T09:30:00Z, 2024-03-01T09:30:00+02:00) or \
      milliseconds since the Unix epoch"
 )]
-pub(crate) struct BadTime(pub(crate) String);
+pub struct BadTime(pub String);
 
 /// Parses a world time (see the module docs). A date or date-time without an offset is UTC.
-pub(crate) fn parse(s: &str) -> Result<Millis, BadTime> {
+pub fn parse(s: &str) -> Result<Millis, BadTime> {
     let t = s.trim();
     let bad = || BadTime(s.to_owned());
     let digits = t.strip_prefix('-').unwrap_or(t);
@@ -37,7 +37,7 @@ pub(crate) fn parse(s: &str) -> Result<Millis, BadTime> {
 
 /// A world time as RFC 3339 in UTC (`2024-03-01T09:30:00Z`; milliseconds shown when there are
 /// any). Times outside chrono's range are printed as milliseconds.
-pub(crate) fn iso(ms: Millis) -> String {
+pub fn iso(ms: Millis) -> String {
     match DateTime::<Utc>::from_timestamp_millis(ms) {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         None => ms.to_string(),

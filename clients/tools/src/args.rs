@@ -1,27 +1,31 @@
 //! The arguments of each tool, as the reference server's schemas name them, plus Cairn's `expect`,
 //! checked against the tool's input schema and refused in the reference server's words.
 
-use rmcp::model::JsonObject;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use cairn::{Millis, ReadOptions, Validity};
 
-use super::reply::ToolError;
-use super::tools;
+use crate::error::ToolError;
+use crate::schema;
 use crate::shape::{RefEntity, RefRelation};
 use crate::when;
+
+/// A tool's arguments as JSON: an object.
+pub use rmcp::model::JsonObject;
 
 /// The arguments of `tool`, or the reference server's refusal: its SDK validates them with zod 4
 /// and lists every problem with its path, `Invalid input: expected array, received object at
 /// entities`, one per line.
-pub(super) fn arguments<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, ToolError> {
+pub(crate) fn arguments<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, ToolError> {
     let args = Value::Object(args);
     let refuse = |detail: String| {
-        ToolError(format!("MCP error -32602: Input validation error: Invalid arguments for tool {tool}: {detail}"))
+        ToolError::invalid(format!(
+            "MCP error -32602: Input validation error: Invalid arguments for tool {tool}: {detail}"
+        ))
     };
-    if let Some(schema) = tools::input_schema(tool) {
+    if let Some(schema) = schema::input_schema(tool) {
         let mut problems = Vec::new();
         check(&schema, Some(&args), &mut String::new(), &mut problems);
         if !problems.is_empty() {
@@ -125,17 +129,17 @@ fn optional_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 }
 
 #[derive(Deserialize)]
-pub(super) struct CreateEntities {
-    pub(super) entities: Vec<RefEntity>,
+pub(crate) struct CreateEntities {
+    pub(crate) entities: Vec<RefEntity>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Relations {
-    pub(super) relations: Vec<RefRelation>,
+pub(crate) struct Relations {
+    pub(crate) relations: Vec<RefRelation>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 /// A world time (Cairn): ISO 8601 text or milliseconds since the epoch; absent, null and ""
@@ -156,40 +160,40 @@ fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::E
 /// When a fact holds in the world (Cairn's `validFrom` / `validTo`).
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct ValidityArgs {
+pub(crate) struct ValidityArgs {
     #[serde(default, deserialize_with = "optional_time")]
-    pub(super) valid_from: Option<Millis>,
+    pub(crate) valid_from: Option<Millis>,
     #[serde(default, deserialize_with = "optional_time")]
-    pub(super) valid_to: Option<Millis>,
+    pub(crate) valid_to: Option<Millis>,
 }
 
 impl ValidityArgs {
-    pub(super) fn validity(self) -> Validity {
+    pub(crate) fn validity(self) -> Validity {
         Validity { valid_from: self.valid_from, valid_to: self.valid_to }
     }
 }
 
 /// A `create_relations` item: the reference's relation, and optionally when it holds.
 #[derive(Deserialize)]
-pub(super) struct RelationItem {
+pub(crate) struct RelationItem {
     #[serde(flatten)]
-    pub(super) relation: RefRelation,
+    pub(crate) relation: RefRelation,
     #[serde(flatten)]
-    pub(super) validity: ValidityArgs,
+    pub(crate) validity: ValidityArgs,
 }
 
 #[derive(Deserialize)]
-pub(super) struct CreateRelations {
-    pub(super) relations: Vec<RelationItem>,
+pub(crate) struct CreateRelations {
+    pub(crate) relations: Vec<RelationItem>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 /// One of `add_observations`' contents: the reference's string, or (Cairn) an object with
 /// when it holds.
 #[derive(Deserialize)]
 #[serde(untagged)]
-pub(super) enum Content {
+pub(crate) enum Content {
     Text(String),
     Timed {
         content: String,
@@ -199,13 +203,13 @@ pub(super) enum Content {
 }
 
 impl Content {
-    pub(super) fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         match self {
             Content::Text(t) | Content::Timed { content: t, .. } => t,
         }
     }
 
-    pub(super) fn validity(&self) -> Validity {
+    pub(crate) fn validity(&self) -> Validity {
         match self {
             Content::Text(_) => Validity::default(),
             Content::Timed { validity, .. } => validity.validity(),
@@ -215,127 +219,127 @@ impl Content {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct AddItem {
-    pub(super) entity_name: String,
-    pub(super) contents: Vec<Content>,
+pub(crate) struct AddItem {
+    pub(crate) entity_name: String,
+    pub(crate) contents: Vec<Content>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct SupersedeItem {
-    pub(super) entity_name: String,
-    pub(super) replaces: String,
-    pub(super) content: String,
+pub(crate) struct SupersedeItem {
+    pub(crate) entity_name: String,
+    pub(crate) replaces: String,
+    pub(crate) content: String,
     #[serde(default, deserialize_with = "optional_time")]
-    pub(super) valid_from: Option<Millis>,
+    pub(crate) valid_from: Option<Millis>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct SupersedeObservations {
-    pub(super) observations: Vec<SupersedeItem>,
+pub(crate) struct SupersedeObservations {
+    pub(crate) observations: Vec<SupersedeItem>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct SupersedeRelationItem {
+pub(crate) struct SupersedeRelationItem {
     #[serde(flatten)]
-    pub(super) relation: RefRelation,
-    pub(super) replaces: RefRelation,
+    pub(crate) relation: RefRelation,
+    pub(crate) replaces: RefRelation,
     #[serde(default, deserialize_with = "optional_time")]
-    pub(super) valid_from: Option<Millis>,
+    pub(crate) valid_from: Option<Millis>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct SupersedeRelations {
-    pub(super) relations: Vec<SupersedeRelationItem>,
+pub(crate) struct SupersedeRelations {
+    pub(crate) relations: Vec<SupersedeRelationItem>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 /// The read options (Cairn) of `read_graph`, `search_nodes` and `open_nodes`.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct ReadArgs {
+pub(crate) struct ReadArgs {
     #[serde(default, deserialize_with = "optional_time")]
-    pub(super) as_of: Option<Millis>,
+    pub(crate) as_of: Option<Millis>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) at_version: Option<String>,
+    pub(crate) at_version: Option<String>,
     #[serde(default)]
-    pub(super) include_superseded: Option<bool>,
+    pub(crate) include_superseded: Option<bool>,
 }
 
 impl ReadArgs {
-    pub(super) fn options(&self) -> Result<ReadOptions, ToolError> {
+    pub(crate) fn options(&self) -> Result<ReadOptions, ToolError> {
         let at_version = self
             .at_version
             .as_deref()
-            .map(|v| v.parse().map_err(|e: cairn::ParseIdError| ToolError(format!("invalid atVersion: {e}"))))
+            .map(|v| v.parse().map_err(|e: cairn::ParseIdError| ToolError::invalid(format!("invalid atVersion: {e}"))))
             .transpose()?;
         Ok(ReadOptions { as_of: self.as_of, at_version, include_superseded: self.include_superseded.unwrap_or(false) })
     }
 }
 
 #[derive(Deserialize)]
-pub(super) struct AddObservations {
-    pub(super) observations: Vec<AddItem>,
+pub(crate) struct AddObservations {
+    pub(crate) observations: Vec<AddItem>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct DeleteEntities {
-    pub(super) entity_names: Vec<String>,
+pub(crate) struct DeleteEntities {
+    pub(crate) entity_names: Vec<String>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct DeleteItem {
-    pub(super) entity_name: String,
-    pub(super) observations: Vec<String>,
+pub(crate) struct DeleteItem {
+    pub(crate) entity_name: String,
+    pub(crate) observations: Vec<String>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct DeleteObservations {
-    pub(super) deletions: Vec<DeleteItem>,
+pub(crate) struct DeleteObservations {
+    pub(crate) deletions: Vec<DeleteItem>,
     #[serde(default, deserialize_with = "optional_version")]
-    pub(super) expect: Option<String>,
+    pub(crate) expect: Option<String>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Query {
-    pub(super) query: String,
+pub(crate) struct Query {
+    pub(crate) query: String,
     #[serde(flatten)]
-    pub(super) read: ReadArgs,
+    pub(crate) read: ReadArgs,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Names {
-    pub(super) names: Vec<String>,
+pub(crate) struct Names {
+    pub(crate) names: Vec<String>,
     #[serde(flatten)]
-    pub(super) read: ReadArgs,
+    pub(crate) read: ReadArgs,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Since {
-    pub(super) since: String,
-    pub(super) limit: Option<usize>,
+pub(crate) struct Since {
+    pub(crate) since: String,
+    pub(crate) limit: Option<usize>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct Name {
-    pub(super) name: String,
+pub(crate) struct Name {
+    pub(crate) name: String,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct Added {
-    pub(super) entity_name: String,
-    pub(super) added_observations: Vec<String>,
+pub(crate) struct Added {
+    pub(crate) entity_name: String,
+    pub(crate) added_observations: Vec<String>,
 }
 
 #[cfg(test)]
@@ -346,7 +350,7 @@ mod tests {
     fn refusal(tool: &str, args: Value) -> String {
         let Value::Object(args) = args else { unreachable!("test arguments are objects") };
         match arguments::<Value>(tool, args) {
-            Err(ToolError(text)) => text,
+            Err(e) => e.message,
             Ok(_) => panic!("{tool} accepted its arguments"),
         }
     }
@@ -384,7 +388,7 @@ mod tests {
     fn an_empty_or_null_expect_is_no_condition() {
         for expect in [json!(""), json!(null), json!("  ")] {
             let Value::Object(args) = json!({"entities": [], "expect": expect}) else { unreachable!() };
-            let a: CreateEntities = arguments("create_entities", args).unwrap_or_else(|e| panic!("{}", e.0));
+            let a: CreateEntities = arguments("create_entities", args).unwrap_or_else(|e| panic!("{}", e.message));
             assert_eq!(a.expect, None);
         }
         let Value::Object(args) = json!({"entities": []}) else { unreachable!() };

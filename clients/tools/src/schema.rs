@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 const REFERENCE: &str = include_str!("reference_tools.json");
 
 /// The write tools, which take `expect`.
-pub(crate) const WRITE_TOOLS: [&str; 8] = [
+pub const WRITE_TOOLS: [&str; 8] = [
     "create_entities",
     "create_relations",
     "add_observations",
@@ -24,7 +24,7 @@ pub(crate) const WRITE_TOOLS: [&str; 8] = [
 ];
 
 /// The reference's read tools, which take Cairn's read options.
-pub(crate) const READ_TOOLS: [&str; 3] = ["read_graph", "search_nodes", "open_nodes"];
+pub const READ_TOOLS: [&str; 3] = ["read_graph", "search_nodes", "open_nodes"];
 
 const TIME_DESCRIPTION: &str = "ISO 8601 (2024-03-01, 2024-03-01T09:30:00Z) or milliseconds since the Unix epoch";
 
@@ -97,13 +97,13 @@ const EXPECT_DESCRIPTION: &str = "Optional (Cairn): a version from an earlier re
 after that version touched the entities it names; otherwise it fails with the list of those changes and writes nothing.";
 
 /// The input schema of a tool, if there is such a tool.
-pub(crate) fn input_schema(tool: &str) -> Option<Value> {
+pub fn input_schema(tool: &str) -> Option<Value> {
     static ALL: std::sync::LazyLock<Vec<Tool>> = std::sync::LazyLock::new(all);
     ALL.iter().find(|t| t.name == tool).map(|t| Value::Object((*t.input_schema).clone()))
 }
 
 /// Every tool, reference tools first in the reference's order.
-pub(crate) fn all() -> Vec<Tool> {
+pub fn all() -> Vec<Tool> {
     let reference: Vec<Value> = serde_json::from_str(REFERENCE).unwrap_or_default();
     let mut tools = Vec::new();
     for t in reference {
