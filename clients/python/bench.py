@@ -1,21 +1,32 @@
-"""Calls per second of the Python API: blocking and async, writes and searches, 1/2/4 threads.
+"""Benchmarks of the Python package, in three modes (a Markdown table or JSON on stdout).
 
-Run: `python clients/python/bench.py [--calls N] [--durability full|normal]` with the package
-installed (`clients/python/test.sh` installs a dev build; `pip install ./clients/python` a
-release one, which is what to measure). Each thread makes N calls on one shared Replica in a new
-temporary file; async rows run each thread's calls on its own event loop, 16 in flight at once.
-Prints a Markdown table.
+- `python clients/python/bench.py [throughput] [--calls N] [--durability full|normal]`: calls
+  per second, blocking and async, writes and searches, on 1/2/4 threads. Each thread makes N
+  calls on one shared Replica in a new temporary file; async rows run each thread's calls on its
+  own event loop, 16 in flight at once.
+- `python clients/python/bench.py percall --db FILE`: the latency of each call, one at a time,
+  blocking and async, on a file already seeded; prints the samples as JSON. The Rust bench
+  `cargo bench -p cairn-cli --bench percall` runs it beside the Rust API and `cairn mcp`.
+- `python clients/python/bench.py fastapi [--requests N] [--concurrency C]`: requests per
+  second of `examples/fastapi_service.py` under uvicorn in its own process, over real HTTP on
+  127.0.0.1, beside the same server answering a route that does nothing.
+
+Measure a release build: `pip install ./clients/python`, or `maturin develop --release`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from typing import Callable, List
+from typing import Any, Callable, Dict, List
 
 import cairn
 
@@ -66,11 +77,7 @@ def bench(memory: cairn.Replica, kind: str, mode: str, threads: int, calls: int,
     return threads * calls / elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300, help="calls per thread per row (300)")
-    parser.add_argument("--durability", default="normal", choices=["full", "normal"])
-    args = parser.parse_args()
+def throughput(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         memory = cairn.Replica(os.path.join(tmp, "bench.db"), agent="bench", durability=args.durability)
         # A graph to search: entities whose observations hold one of 97 words.
@@ -89,6 +96,163 @@ def main() -> None:
     print("| call | API | 1 thread | 2 threads | 4 threads |")
     print("|---|---|---:|---:|---:|")
     print("\n".join(rows))
+
+
+def percall(args: argparse.Namespace) -> None:
+    """The same calls, in the same order, as the Rust bench makes on its other sides."""
+    memory = cairn.Replica(args.db, agent="bench")
+    n, words = args.entities, args.words
+
+    def call(op: str, j: int, prefix: str) -> Any:
+        if op == "create":
+            return [{"name": f"{prefix}new-{j}", "entityType": "bench", "observations": ["fresh"]}]
+        if op == "observe":
+            return [{"entityName": f"seed-{(j * 7919) % n}", "contents": [f"{prefix}note {j}"]}]
+        if op == "search":
+            return f"word{j % words}"
+        return [f"seed-{(j * 104729) % n}"]
+
+    blocking = {"create": memory.create_entities, "observe": memory.add_observations,
+                "search": memory.search_nodes, "open": memory.open_nodes}
+    awaited = {"create": memory.acreate_entities, "observe": memory.aadd_observations,
+               "search": memory.asearch_nodes, "open": memory.aopen_nodes}
+    out: Dict[str, Dict[str, List[float]]] = {"sync": {}, "async": {}}
+    for op, f in blocking.items():
+        samples = out["sync"].setdefault(op, [])
+        for j in range(args.calls):
+            a = call(op, j, "")
+            t = time.perf_counter()
+            f(a)
+            samples.append((time.perf_counter() - t) * 1e6)
+
+    async def on_a_loop() -> None:
+        for op, f in awaited.items():
+            samples = out["async"].setdefault(op, [])
+            for j in range(args.calls):
+                # Other names and texts than the blocking calls': a repeat would be a no-op.
+                a = call(op, j, "a")
+                t = time.perf_counter()
+                await f(a)
+                samples.append((time.perf_counter() - t) * 1e6)
+
+    asyncio.run(on_a_loop())
+    json.dump(out, sys.stdout)
+
+
+def serve(args: argparse.Namespace) -> None:
+    """The server process of `fastapi`: uvicorn on the listening socket it inherited."""
+    import uvicorn
+    from fastapi_service import make_app
+
+    app = make_app(cairn.Replica(args.db, agent="service"))
+
+    @app.get("/noop")
+    async def noop() -> Dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.post("/echo")
+    async def echo(body: Dict[str, Any]) -> Dict[str, Any]:
+        return body  # the framework's cost of a write's request and answer, without Cairn
+
+    # A socket object, not uvicorn's `fd=`: uvicorn takes an fd for a Unix socket, and asyncio then
+    # leaves Nagle on, so every response waited ~40 ms for a delayed ACK.
+    listener = socket.socket(fileno=args.fd)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])
+
+
+def fastapi(args: argparse.Namespace) -> None:
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "service.db")
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        port = listener.getsockname()[1]
+        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "examples"))
+        server = subprocess.Popen(
+            [sys.executable, __file__, "serve", "--db", db, "--fd", str(listener.fileno())],
+            pass_fds=[listener.fileno()], env=env)
+        listener.close()
+        try:
+            rows = asyncio.run(hammer(port, args.requests, args.concurrency, httpx))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        memory = cairn.Replica(db, agent="counter")
+        written = sum(1 for e in memory.read_graph().entities if e["name"].startswith("req-"))
+    print(f"{args.requests} requests per row, {args.concurrency} in flight, uvicorn in its own process, "
+          f"client on one event loop, {os.cpu_count()} CPUs, cairn {cairn.__version__}")
+    print("| route | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        print(row)
+    print(f"writes present afterwards: {written} of {args.requests * 7 // 10}")
+
+
+async def hammer(port: int, requests: int, concurrency: int, httpx: Any) -> List[str]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timeout = httpx.Timeout(60.0, pool=None)
+    rows: List[str] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=timeout) as client:
+        deadline = time.monotonic() + 30
+        while True:  # the server is up once it answers
+            try:
+                await client.get("/noop")
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        for route in ("GET /noop", "POST /echo", "cairn: 70% writes, 30% searches"):
+            gate = asyncio.Semaphore(concurrency)
+            latencies: List[float] = []
+            errors = 0
+
+            async def one(i: int) -> None:
+                nonlocal errors
+                async with gate:
+                    t = time.perf_counter()
+                    body = {"name": f"req-{i}", "entityType": "request", "observations": [f"n{i}"]}
+                    if route == "GET /noop":
+                        r = await client.get("/noop")
+                    elif route == "POST /echo":
+                        r = await client.post("/echo", json=body)
+                    elif i % 10 < 7:
+                        r = await client.post("/entities", json=body)
+                    else:
+                        # One earlier write's observation: a search with a small answer.
+                        r = await client.get("/search", params={"q": f"n{i // 10 * 10}"})
+                    latencies.append((time.perf_counter() - t) * 1e3)
+                    errors += r.status_code != 200
+
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(requests)))
+            elapsed = time.perf_counter() - start
+            latencies.sort()
+            q = lambda f: latencies[round((len(latencies) - 1) * f)]  # noqa: E731
+            rows.append(f"| {route} | {requests / elapsed:,.0f} | {q(0.5):.1f} | {q(0.99):.1f} | {errors} |")
+    return rows
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "percall", "fastapi", "serve"])
+    parser.add_argument("--calls", type=int, default=300, help="calls per thread per row, or of each kind (300)")
+    parser.add_argument("--durability", default="normal", choices=["full", "normal"], help="throughput's")
+    parser.add_argument("--db", help="percall: the seeded file; serve: the service's file")
+    parser.add_argument("--entities", type=int, default=5000, help="percall: entities seed-0.. in --db")
+    parser.add_argument("--words", type=int, default=97, help="percall: words word0.. the seed holds")
+    parser.add_argument("--requests", type=int, default=4000, help="fastapi: requests per row (4000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="fastapi: requests in flight (64)")
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode in ("percall", "serve") and not args.db:
+        parser.error(f"{args.mode} needs --db")
+    {"throughput": throughput, "percall": percall, "fastapi": fastapi, "serve": serve}[args.mode](args)
 
 
 if __name__ == "__main__":

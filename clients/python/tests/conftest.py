@@ -19,6 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+# The examples the tests serve (fastapi_service.py) import as top-level modules.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 
 def cairn_bin() -> str:

@@ -12,35 +12,17 @@ import asyncio
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import List, Tuple
 
 import httpx
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
+from fastapi_service import make_app  # examples/, on the path by conftest.py
 
 import cairn
 
 WRITES = 700
 READS = 300
-
-
-def make_app(memory: cairn.Replica) -> FastAPI:
-    app = FastAPI()
-
-    @app.post("/entities")
-    async def create(body: Dict[str, Any]) -> Dict[str, Any]:
-        try:
-            out = await memory.acreate_entities([body])
-        except cairn.CairnError as e:
-            raise HTTPException(status_code=400, detail=str(e)) from None
-        return out
-
-    @app.get("/search")
-    async def search(q: str) -> Dict[str, Any]:
-        read = await memory.asearch_nodes(q)
-        return {"entities": read.entities, "version": read.version, "freshness": read.freshness}
-
-    return app
 
 
 def serve(app: FastAPI) -> Tuple[uvicorn.Server, threading.Thread, int]:
