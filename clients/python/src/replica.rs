@@ -117,10 +117,11 @@ impl PyReplica {
         answer.map_err(|e| errors::to_py(py, e))
     }
 
-    /// Starts syncing with the relay at `url` on a thread and runtime of Cairn's own.
-    #[pyo3(signature = (url, token = None))]
-    fn sync(&self, py: Python<'_>, url: String, token: Option<String>) -> PyResult<PySync> {
-        PySync::start(py, self.replica.clone(), url, token)
+    /// Starts syncing with the relay at `urls` (one URL, or several comma-separated to fail
+    /// over between) on a thread and runtime of Cairn's own.
+    #[pyo3(signature = (urls, token = None))]
+    fn sync(&self, py: Python<'_>, urls: String, token: Option<String>) -> PyResult<PySync> {
+        PySync::start(py, self.replica.clone(), urls, token)
     }
 
     /// The agent this replica writes as.

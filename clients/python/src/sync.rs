@@ -18,7 +18,8 @@ const MAX_WAIT_SECONDS: f64 = 3_600.0;
 
 #[pyclass(frozen, name = "Sync", module = "cairn._cairn")]
 pub(crate) struct PySync {
-    url: String,
+    /// The relay URLs as given, comma-separated.
+    urls: String,
     runtime: tokio::runtime::Runtime,
     /// `None` once stopped. A mutex because waiting for a connection needs the client mutably;
     /// it is held only by calls on this handle, never by the client's own task.
@@ -35,19 +36,30 @@ fn seconds(timeout: f64) -> Result<Duration, ToolError> {
 }
 
 impl PySync {
-    pub(crate) fn start(py: Python<'_>, replica: Arc<Replica>, url: String, token: Option<String>) -> PyResult<Self> {
+    /// `urls`: one relay URL, or several separated by commas: the first, failing over to the
+    /// others on disconnect (as `--relay URL1,URL2`).
+    pub(crate) fn start(py: Python<'_>, replica: Arc<Replica>, urls: String, token: Option<String>) -> PyResult<Self> {
+        if urls.split(',').all(|u| u.trim().is_empty()) {
+            return Err(errors::to_py(py, ToolError::invalid("no relay URL given")));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cairn-sync")
             .enable_all()
             .build()
             .map_err(|e| errors::to_py(py, ToolError::invalid(format!("cannot start the sync runtime: {e}"))))?;
-        let options = ClientOptions::new(url.clone()).token(token);
+        let options = ClientOptions::for_relays(&urls).token(token);
         let client = {
             let _entered = runtime.enter();
             SyncClient::spawn(replica, options)
         };
-        Ok(PySync { url, runtime, client: Mutex::new(Some(client)) })
+        Ok(PySync { urls, runtime, client: Mutex::new(Some(client)) })
+    }
+
+    /// The URLs with any `?token=` hidden, as status reports them.
+    fn redacted_urls(&self) -> String {
+        let urls: Vec<String> = self.urls.split(',').map(|u| cairn_sync::redacted_url(u.trim()).to_owned()).collect();
+        urls.join(",")
     }
 
     /// Runs `f` on the client (if not stopped) with the GIL released.
@@ -89,7 +101,7 @@ impl PySync {
             |rt, c| {
                 let pending = rt.block_on(c.pending()).ok();
                 json!({
-                    "url": cairn_sync::redacted_url(&self.url),
+                    "url": self.redacted_urls(),
                     "running": true,
                     "connected": c.is_connected(),
                     "last_error": c.last_error().map(|e| e.to_string()),
@@ -98,7 +110,7 @@ impl PySync {
                     "read_only": c.is_read_only(),
                 })
             },
-            json!({ "url": cairn_sync::redacted_url(&self.url), "running": false, "connected": false }),
+            json!({ "url": self.redacted_urls(), "running": false, "connected": false }),
         );
         Ok(value.to_string())
     }

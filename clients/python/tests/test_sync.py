@@ -57,3 +57,31 @@ def test_a_wrong_token_is_reported_not_raised(tmp_path: Path, relay: Relay) -> N
     finally:
         s.stop()
         s.stop()
+
+
+def test_sync_fails_over_to_the_next_relay(tmp_path: Path, relay: Relay) -> None:
+    """A list of relays: the first is down (nothing listens), so the client goes on to the
+    second, and syncs there."""
+    from conftest import free_port
+
+    writer = cairn.Replica(tmp_path / "w.db", agent="writer")
+    reader = cairn.Replica(tmp_path / "r.db", agent="reader")
+    down = f"ws://127.0.0.1:{free_port()}"
+    with writer.sync([down, relay.url], token=relay.token) as w, reader.sync(relay.url, token=relay.token) as r:
+        assert w.wait_connected(60), w.status()
+        writer.create_entities([{"name": "Failed over", "entityType": "t", "observations": ["via the second"]}])
+        assert w.wait_settled(60)
+        wait_until(lambda: reader.status()["entities"] == 1)
+        assert reader.open_nodes(["Failed over"]).entities[0]["observations"] == ["via the second"]
+        assert w.status()["url"].split(",")[0] == down
+
+
+def test_sync_without_a_url_is_refused(tmp_path: Path) -> None:
+    memory = cairn.Replica(tmp_path / "m.db", agent="m")
+    for empty in ("", [], " , "):
+        try:
+            memory.sync(empty)
+        except cairn.InvalidInput as e:
+            assert "no relay URL" in str(e)
+        else:
+            raise AssertionError(f"sync({empty!r}) was accepted")

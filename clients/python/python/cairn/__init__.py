@@ -280,10 +280,13 @@ class Replica:
         pass; the changes after ``since`` (none on timeout)."""
         return Changes(json.loads(self._inner.wait_for_change(since, float(timeout))))
 
-    def sync(self, url: str, token: Optional[str] = None) -> Sync:
+    def sync(self, url: Union[str, Sequence[str]], token: Optional[str] = None) -> Sync:
         """Syncs with the relay at ``url`` in the background, on a thread Cairn owns, until
-        ``stop()``. Reads report the relay in ``freshness``."""
-        return Sync(self._inner.sync(url, token))
+        ``stop()``. Reads report the relay in ``freshness``. Several relays (a list, or URLs
+        separated by commas as in ``CAIRN_RELAY``): the first, failing over to the next on
+        disconnect, with backoff."""
+        urls = url if isinstance(url, str) else ",".join(url)
+        return Sync(self._inner.sync(urls, token))
 
     # -- async twins -------------------------------------------------------------------------------
 
