@@ -26,7 +26,11 @@ READS = 300
 
 
 def serve(app: FastAPI) -> Tuple[uvicorn.Server, threading.Thread, int]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", backlog=4096)
+    # Keep-alive for the whole run: uvicorn closes a connection idle for 5 s by default, and a
+    # client that sends its next request on it as it closes gets a ReadError. One run in CI
+    # failed so (a ReadError while reading a response's headers) on a loaded machine, where
+    # httpx's pool, itself CPU-bound, can leave a connection idle that long.
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", backlog=4096, timeout_keep_alive=600)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
