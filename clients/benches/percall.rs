@@ -46,18 +46,25 @@ fn seed(path: &Path) -> Replica {
     replica
 }
 
-/// The arguments of call `j` of operation `op`, in the reference server's shapes; every side
-/// makes the same calls in the same order.
-fn args(op: &str, j: usize) -> Value {
+/// What call `j` of operation `op` names: the entity it creates, adds to or opens, or the query;
+/// every side makes the same calls in the same order.
+fn target(op: &str, j: usize) -> String {
     match op {
-        "create" => {
-            json!({"entities": [{"name": format!("new-{j}"), "entityType": "bench", "observations": ["fresh"]}]})
-        }
-        "observe" => {
-            json!({"observations": [{"entityName": format!("seed-{}", (j * 7919) % ENTITIES), "contents": [format!("note {j}")]}]})
-        }
-        "search" => json!({"query": format!("word{}", j % WORDS)}),
-        _ => json!({"names": [format!("seed-{}", (j * 104_729) % ENTITIES)]}),
+        "create" => format!("new-{j}"),
+        "observe" => format!("seed-{}", (j * 7919) % ENTITIES),
+        "search" => format!("word{}", j % WORDS),
+        _ => format!("seed-{}", (j * 104_729) % ENTITIES),
+    }
+}
+
+/// The arguments of call `j` of operation `op`, in the reference server's shapes.
+fn args(op: &str, j: usize) -> Value {
+    let target = target(op, j);
+    match op {
+        "create" => json!({"entities": [{"name": target, "entityType": "bench", "observations": ["fresh"]}]}),
+        "observe" => json!({"observations": [{"entityName": target, "contents": [format!("note {j}")]}]}),
+        "search" => json!({"query": target}),
+        _ => json!({"names": [target]}),
     }
 }
 
@@ -81,15 +88,12 @@ fn rust_api(dir: &Path) -> Samples {
     let mut s = Samples::new();
     for op in OPS {
         for j in 0..CALLS {
+            let target = target(op, j);
             timed(&mut s, op, || match op {
-                "create" => drop(replica.write(&[Op::create_entity(format!("new-{j}"), "bench", &["fresh"])]).unwrap()),
-                "observe" => drop(
-                    replica
-                        .write(&[Op::add_observation(format!("seed-{}", (j * 7919) % ENTITIES), format!("note {j}"))])
-                        .unwrap(),
-                ),
-                "search" => drop(replica.search(&format!("word{}", j % WORDS)).unwrap()),
-                _ => drop(replica.open_nodes(&[format!("seed-{}", (j * 104_729) % ENTITIES)]).unwrap()),
+                "create" => drop(replica.write(&[Op::create_entity(target, "bench", &["fresh"])]).unwrap()),
+                "observe" => drop(replica.write(&[Op::add_observation(target, format!("note {j}"))]).unwrap()),
+                "search" => drop(replica.search(&target).unwrap()),
+                _ => drop(replica.open_nodes(&[target]).unwrap()),
             });
         }
     }

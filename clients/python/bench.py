@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List
 import cairn
 
 SEARCH_ENTITIES = 2_000
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_threads(threads: int, work: Callable[[int], None]) -> float:
@@ -247,9 +248,6 @@ async def hammer(port: int, requests: int, concurrency: int) -> List[str]:
         q = lambda f: latencies[round((len(latencies) - 1) * f)]  # noqa: E731
         rows.append(f"| {route} | {requests / elapsed:,.0f} | {q(0.5):.1f} | {q(0.99):.1f} | {errors} |")
     return rows
-
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ const MAX_WAIT_SECONDS: f64 = 3_600.0;
 
 #[pyclass(frozen, name = "Sync", module = "cairn._cairn")]
 pub(crate) struct PySync {
-    /// The relay URLs as given, comma-separated.
-    urls: String,
+    /// The relay URLs, comma-separated, with any `?token=` hidden: what `status` reports.
+    shown: String,
     runtime: tokio::runtime::Runtime,
     /// `None` once stopped. A mutex because waiting for a connection needs the client mutably;
     /// it is held only by calls on this handle, never by the client's own task.
@@ -39,27 +39,24 @@ impl PySync {
     /// `urls`: one relay URL, or several separated by commas: the first, failing over to the
     /// others on disconnect (as `--relay URL1,URL2`).
     pub(crate) fn start(py: Python<'_>, replica: Arc<Replica>, urls: String, token: Option<String>) -> PyResult<Self> {
-        if urls.split(',').all(|u| u.trim().is_empty()) {
+        let options = ClientOptions::for_relays(&urls).token(token);
+        if options.url.is_empty() {
             return Err(errors::to_py(py, ToolError::invalid("no relay URL given")));
         }
+        let shown: Vec<&str> =
+            std::iter::once(&options.url).chain(&options.fallbacks).map(|u| cairn_sync::redacted_url(u)).collect();
+        let shown = shown.join(",");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("cairn-sync")
             .enable_all()
             .build()
             .map_err(|e| errors::to_py(py, ToolError::invalid(format!("cannot start the sync runtime: {e}"))))?;
-        let options = ClientOptions::for_relays(&urls).token(token);
         let client = {
             let _entered = runtime.enter();
             SyncClient::spawn(replica, options)
         };
-        Ok(PySync { urls, runtime, client: Mutex::new(Some(client)) })
-    }
-
-    /// The URLs with any `?token=` hidden, as status reports them.
-    fn redacted_urls(&self) -> String {
-        let urls: Vec<String> = self.urls.split(',').map(|u| cairn_sync::redacted_url(u.trim()).to_owned()).collect();
-        urls.join(",")
+        Ok(PySync { shown, runtime, client: Mutex::new(Some(client)) })
     }
 
     /// Runs `f` on the client (if not stopped) with the GIL released.
@@ -101,7 +98,7 @@ impl PySync {
             |rt, c| {
                 let pending = rt.block_on(c.pending()).ok();
                 json!({
-                    "url": self.redacted_urls(),
+                    "url": self.shown,
                     "running": true,
                     "connected": c.is_connected(),
                     "last_error": c.last_error().map(|e| e.to_string()),
@@ -110,7 +107,7 @@ impl PySync {
                     "read_only": c.is_read_only(),
                 })
             },
-            json!({ "url": self.redacted_urls(), "running": false, "connected": false }),
+            json!({ "url": self.shown, "running": false, "connected": false }),
         );
         Ok(value.to_string())
     }
