@@ -3,6 +3,9 @@
 //!     cargo bench --bench core                 # everything (1k, 10k, 100k entities)
 //!     cargo bench --bench core -- --quick      # 1k and 10k only
 //!     cargo bench --bench core -- fill g.db 100000   # only build the seeded graph (to profile)
+//!     cargo bench --bench core -- writes g.db 100000 # single durable writes on that graph, beside
+//!                                                    # the floor (it adds to g.db: use a copy;
+//!                                                    # `normal` after N: without the fsync)
 //!
 //! Figures: durable single-write latency (new entity; observation on a random existing entity)
 //! at three graph sizes, batch import throughput, cold open time and resident memory, search
@@ -64,6 +67,60 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The floor under a durable write on this disk: one small row committed alone to a SQLite
+/// file in WAL mode with `synchronous=FULL` (what Cairn sets), p50 and p99 of 2,000.
+fn floor(dir: &Path) -> (Duration, Duration) {
+    let path = dir.join("floor.db");
+    let _ = std::fs::remove_file(&path);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
+    db.pragma_update(None, "synchronous", "FULL").unwrap();
+    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+    let out = latencies(
+        |i| {
+            db.execute_batch("BEGIN").unwrap();
+            db.execute("INSERT INTO t (v) VALUES (?1)", [format!("a small row {i}")]).unwrap();
+            db.execute_batch("COMMIT").unwrap();
+        },
+        2_000,
+    );
+    drop(db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    out
+}
+
+fn floor_line(dir: &Path) -> String {
+    let (p50, p99) = floor(dir);
+    format!("floor: one small row, WAL, synchronous=FULL, p50 {} p99 {}", ms(p50), ms(p99))
+}
+
+/// Single durable writes (1,000 new entities, then 1,000 observations on random existing
+/// entities), each its own transaction, as a table row.
+fn write_latencies(replica: &Replica, n: u64, rng: &mut Rng, tag: &str) -> String {
+    let (new_p50, new_p99) = latencies(
+        |i| {
+            replica.write(&[Op::create_entity(format!("new-{tag}{i}"), "person", &["fresh"])]).unwrap();
+        },
+        1_000,
+    );
+    let (obs_p50, obs_p99) = latencies(
+        |i| {
+            let e = format!("entity-{}", rng.below(n));
+            replica.write(&[Op::add_observation(e, format!("added {tag}{i}"))]).unwrap();
+        },
+        1_000,
+    );
+    format!(
+        "new entity p50 {} p99 {} | observation on existing p50 {} p99 {}",
+        ms(new_p50),
+        ms(new_p99),
+        ms(obs_p50),
+        ms(obs_p99)
+    )
 }
 
 /// Fills a replica with `n` entities (2 observations each, a relation every other one) in
@@ -206,37 +263,49 @@ fn main() {
         println!("{n:>7} entities | {}", search_latencies(&replica, n));
         return;
     }
+    // `writes PATH N`: single durable writes on a graph `fill` built, beside the floor.
+    if args.get(1).map(String::as_str) == Some("writes") {
+        let (path, n) = (Path::new(&args[2]), args[3].parse().unwrap());
+        println!("{}", floor_line(path.parent().unwrap_or(Path::new("."))));
+        let t = Instant::now();
+        // `normal` as a fifth argument: the same writes with `synchronous=NORMAL` (no fsync per
+        // commit), which leaves the write's own cost.
+        let durability =
+            if args.get(4).map(String::as_str) == Some("normal") { Durability::Normal } else { Durability::Full };
+        let replica = open(path, "bench", durability);
+        let opened = t.elapsed();
+        // New texts on every run, so a second run on the same file writes rather than no-ops.
+        let tag = format!("w{}-", std::process::id());
+        let mut rng = Rng(3);
+        println!("{n:>7} entities | open {} | {}", ms(opened), write_latencies(&replica, n, &mut rng, &tag));
+        // An agent's pace rather than a loop's: a pause after each write, long enough for
+        // background work (a checkpoint) to run between writes.
+        let mut samples = Vec::with_capacity(300);
+        for i in 0..300 {
+            std::thread::sleep(Duration::from_millis(30));
+            let e = format!("entity-{}", rng.below(n));
+            let t = Instant::now();
+            replica.write(&[Op::add_observation(e, format!("paced {tag}{i}"))]).unwrap();
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        println!("{n:>7} entities | 300 observations 30 ms apart: p50 {} p99 {}", ms(p50), ms(p99));
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let sizes: &[u64] = if quick { &[1_000, 10_000] } else { &[1_000, 10_000, 100_000] };
     let dir = tempfile::tempdir().unwrap();
-    println!("durability FULL (synchronous=FULL, WAL) unless noted; each write is its own SQLite transaction\n");
+    println!("durability FULL (synchronous=FULL, WAL) unless noted; each write is its own SQLite transaction");
+    println!("{}\n", floor_line(dir.path()));
     for &n in sizes {
         let path = dir.path().join(format!("g{n}.db"));
         let replica = open(&path, "bench", Durability::Full);
         let mut rng = Rng(n);
         let throughput = fill(&replica, n, &mut rng);
-        let (new_p50, new_p99) = latencies(
-            |i| {
-                replica.write(&[Op::create_entity(format!("new-{i}"), "person", &["fresh"])]).unwrap();
-            },
-            1_000,
-        );
-        let (obs_p50, obs_p99) = latencies(
-            |i| {
-                let e = format!("entity-{}", rng.below(n));
-                replica.write(&[Op::add_observation(e, format!("added {i}"))]).unwrap();
-            },
-            1_000,
-        );
+        let writes = write_latencies(&replica, n, &mut rng, "");
         let search = search_latencies(&replica, n);
-        println!(
-            "{n:>7} entities | batch import {:>7.0} facts/s | new entity p50 {} p99 {} | observation on existing p50 {} p99 {}",
-            throughput,
-            ms(new_p50),
-            ms(new_p99),
-            ms(obs_p50),
-            ms(obs_p99),
-        );
+        println!("{n:>7} entities | batch import {throughput:>7.0} facts/s | {writes}");
         println!("{n:>7} entities | {search}");
         if n == *sizes.last().unwrap() {
             drop(replica);

@@ -437,6 +437,21 @@ mod tests {
     }
 
     #[test]
+    fn both_full_text_indexes_merge_sixteen_segments_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(&dir.path().join("a.db")).unwrap();
+        for table in index::SEARCH_TABLES {
+            let automerge: i64 = log
+                .read(|tx| {
+                    let sql = format!("SELECT v FROM {table}_config WHERE k = 'automerge'");
+                    Ok(tx.db().query_row(&sql, [], |r| r.get(0))?)
+                })
+                .unwrap();
+            assert_eq!(automerge, 16, "{table}");
+        }
+    }
+
+    #[test]
     fn refuses_files_that_are_not_cairn() {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.db");
