@@ -5,7 +5,8 @@
 //!     cargo bench --bench core -- fill g.db 100000   # only build the seeded graph (to profile)
 //!     cargo bench --bench core -- writes g.db 100000 # single durable writes on that graph, beside
 //!                                                    # the floor (it adds to g.db: use a copy;
-//!                                                    # `normal` after N: without the fsync)
+//!                                                    # after N, `normal`: without the fsync;
+//!                                                    # `warm`: the graph loaded first)
 //!
 //! Figures: durable single-write latency (new entity; observation on a random existing entity)
 //! at three graph sizes, batch import throughput, cold open time and resident memory, search
@@ -268,12 +269,18 @@ fn main() {
         let (path, n) = (Path::new(&args[2]), args[3].parse().unwrap());
         println!("{}", floor_line(path.parent().unwrap_or(Path::new("."))));
         let t = Instant::now();
-        // `normal` as a fifth argument: the same writes with `synchronous=NORMAL` (no fsync per
-        // commit), which leaves the write's own cost.
-        let durability =
-            if args.get(4).map(String::as_str) == Some("normal") { Durability::Normal } else { Durability::Full };
+        // Flags after N: `normal`, the same writes with `synchronous=NORMAL` (no fsync per
+        // commit), which leaves the write's own cost; `warm`, the graph loaded into memory
+        // (`Replica::warm_up`, as `cairn mcp` does) before the writes start.
+        let flag = |f: &str| args.iter().skip(4).any(|a| a == f);
+        let durability = if flag("normal") { Durability::Normal } else { Durability::Full };
         let replica = open(path, "bench", durability);
         let opened = t.elapsed();
+        if flag("warm") {
+            let t = Instant::now();
+            let loaded = replica.warm_up().unwrap().wait(Duration::from_secs(600)).unwrap();
+            println!("{n:>7} entities | warm-up: {loaded} documents in {}", ms(t.elapsed()));
+        }
         // New texts on every run, so a second run on the same file writes rather than no-ops.
         let tag = format!("w{}-", std::process::id());
         let mut rng = Rng(3);

@@ -92,7 +92,7 @@ pub use replica::{DEFAULT_SEARCH_LIMIT, ImportReport, OpenOptions, Replica, Stat
 pub use schema::{DocKind, GraphDocs};
 pub use store::{
     Access, Area, BackupReport, CheckReport, Durability, Finding, QuarantinedChange, ReadOnlyCause, RepairReport,
-    SetAside,
+    SetAside, WarmUp,
 };
 
 /// Re-exported so sync drivers and tests use the same Automerge as the core.

@@ -540,7 +540,7 @@ fn a_database_from_before_the_word_index_gains_it_on_open() {
     assert_eq!(names(&a.search("tea").unwrap().data), ["Teapot"]);
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5, "migrated to the current version");
 }
 
 #[test]

@@ -143,6 +143,16 @@ impl Replica {
         })
     }
 
+    /// Loads every document of this graph into memory on a thread of its own, and returns at
+    /// once. Reads and writes go on meanwhile; each document is handed over between them, so
+    /// none waits for more than that. Without it, a document loads when something first needs
+    /// it, which a long-lived process can spare its first writes: at 100k entities, a write
+    /// that loads a cold shard takes 30-50 ms. Memory grows to the whole graph's (~80 MiB at
+    /// 100k entities). `cairn mcp` warms its graph as it starts.
+    pub fn warm_up(&self) -> Result<crate::WarmUp> {
+        self.log.warm(self.docs.all().map(|(id, _)| id).collect())
+    }
+
     /// Why a read-only open cannot get `graph` ready: with `exists`, its documents are in the
     /// file and only the one-time sift (a write) is missing; otherwise the graph is not there.
     fn cannot_set_up(log: &DocLog, cause: ReadOnlyCause, graph: &GraphName, exists: bool) -> Error {

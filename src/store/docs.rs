@@ -122,6 +122,36 @@ impl DocCache {
         self.docs.extend(docs);
     }
 
+    /// Whether the document is loaded.
+    pub(super) fn holds(&self, id: &DocId) -> bool {
+        self.docs.contains_key(id)
+    }
+
+    /// Adds a document loaded elsewhere (by the warming thread, `warm.rs`) that holds every
+    /// change logged up to `seq`, unless one is loaded already. Returns whether it was added.
+    pub(super) fn adopt(&mut self, db: &Connection, id: DocId, mut doc: Automerge, seq: i64) -> Result<bool> {
+        if self.docs.contains_key(&id) {
+            return Ok(false);
+        }
+        if self.docs.is_empty() {
+            // Nothing else cached: the cache is as current as this document, and the next
+            // transaction's catch-up brings it the rest.
+            self.seen_seq = seq;
+        } else if seq < self.seen_seq {
+            // Behind the other cached documents: bring it to where they are.
+            match log::changes_between(db, &id, seq, self.seen_seq)? {
+                Some(changes) => doc.apply_changes(changes)?,
+                // Folded into a snapshot meanwhile: let a later load read the snapshot.
+                None => return Ok(false),
+            }
+        }
+        // Ahead of them (another process logged more since they caught up): the next catch-up
+        // offers it changes it holds, which Automerge skips.
+        doc.set_actor(self.actor.clone());
+        self.docs.insert(id, Cached::new(doc));
+        Ok(true)
+    }
+
     /// Adds a document this process just created (and logged).
     pub(super) fn insert(&mut self, id: DocId, mut doc: Automerge) {
         doc.set_actor(self.actor.clone());

@@ -82,6 +82,20 @@ pub(super) fn snapshot(db: &Connection, doc: &DocId, am: &Automerge) -> Result<(
     Ok(())
 }
 
+/// The changes of `doc` logged after `after` and up to `upto`, in log order; `None` if one of
+/// them has been folded into a snapshot.
+pub(super) fn changes_between(db: &Connection, doc: &DocId, after: i64, upto: i64) -> Result<Option<Vec<Change>>> {
+    let mut stmt =
+        db.prepare_cached("SELECT bytes FROM changes WHERE doc = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq")?;
+    let mut rows = stmt.query(params![&doc.0[..], after, upto])?;
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next()? {
+        let Some(bytes) = row.get::<_, Option<Vec<u8>>>(0)? else { return Ok(None) };
+        changes.push(Change::from_bytes(bytes).map_err(|e| corrupt(doc, e))?);
+    }
+    Ok(Some(changes))
+}
+
 /// A logged change of some document, as read back by [`changes_after`].
 #[derive(Debug)]
 pub(super) struct LoggedChange {

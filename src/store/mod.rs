@@ -26,9 +26,10 @@ mod quarantine;
 mod repair;
 pub(crate) mod search;
 mod set_aside;
+mod warm;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use automerge::{ActorId, Automerge, Change, ChangeHash};
@@ -49,6 +50,7 @@ use docs::DocCache;
 pub use quarantine::QuarantinedChange;
 pub(crate) use repair::repair;
 pub use repair::{RepairReport, SetAside};
+pub use warm::WarmUp;
 
 /// How hard a commit works to survive power loss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,7 +81,8 @@ pub(crate) struct DocLog {
     replica: ReplicaId,
     /// Why the file is open read-only, if it is: then every write is refused before SQL.
     read_only: Option<ReadOnlyCause>,
-    inner: Mutex<Inner>,
+    /// Shared with the warming thread (`warm.rs`), which holds it weakly.
+    inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Debug)]
@@ -115,7 +118,7 @@ impl DocLog {
             path: path.to_owned(),
             replica,
             read_only,
-            inner: Mutex::new(Inner { conn, cache: DocCache::new(actor) }),
+            inner: Arc::new(Mutex::new(Inner { conn, cache: DocCache::new(actor) })),
         })
     }
 
@@ -166,17 +169,12 @@ impl DocLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        match self.inner.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => {
-                // A panic inside a transaction: SQLite rolled it back, but cached documents may
-                // hold what it had applied. Forget them; the file is the truth.
-                let mut guard = poisoned.into_inner();
-                guard.cache.clear();
-                self.inner.clear_poison();
-                guard
-            }
-        }
+        lock_inner(&self.inner)
+    }
+
+    /// Starts loading documents `ids` into memory on a thread of their own (see `warm.rs`).
+    pub(crate) fn warm(&self, ids: Vec<DocId>) -> Result<WarmUp> {
+        warm::start(&self.path, Arc::downgrade(&self.inner), ids).map_err(|e| fault::in_file(e, &self.path))
     }
 
     /// Runs `f` in a read transaction: one consistent snapshot of the file.
@@ -221,6 +219,21 @@ impl DocLog {
             cache.clear();
         }
         result.map_err(|e| fault::in_file(e, &self.path))
+    }
+}
+
+/// Locks a replica's connection and cache.
+fn lock_inner(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    match inner.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            // A panic inside a transaction: SQLite rolled it back, but cached documents may
+            // hold what it had applied. Forget them; the file is the truth.
+            let mut guard = poisoned.into_inner();
+            guard.cache.clear();
+            inner.clear_poison();
+            guard
+        }
     }
 }
 

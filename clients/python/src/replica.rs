@@ -117,6 +117,19 @@ impl PyReplica {
         answer.map_err(|e| errors::to_py(py, e))
     }
 
+    /// Starts loading the graph into memory on a thread of Cairn's own (`Replica::warm_up`).
+    /// With `wait`, blocks (without the GIL) up to that many seconds for it to end and answers
+    /// how many documents it loaded; `None` without `wait`, or if it is still loading.
+    #[pyo3(signature = (wait = None))]
+    fn warm_up(&self, py: Python<'_>, wait: Option<f64>) -> PyResult<Option<usize>> {
+        if let Some(wait) = wait.filter(|w| !(0.0..=MAX_WAIT_SECONDS).contains(w)) {
+            let e = invalid(format!("wait must be between 0 and {MAX_WAIT_SECONDS} seconds, not {wait}"));
+            return Err(errors::to_py(py, e));
+        }
+        let warming = self.replica.warm_up().map_err(|e| errors::core(py, e))?;
+        Ok(wait.and_then(|wait| py.detach(|| warming.wait(Duration::from_secs_f64(wait)))))
+    }
+
     /// Starts syncing with the relay at `urls` (one URL, or several comma-separated to fail
     /// over between) on a thread and runtime of Cairn's own.
     #[pyo3(signature = (urls, token = None))]

@@ -103,6 +103,11 @@ impl MemoryServer {
                     .await
                     .map_err(|e| ToolError(e.to_string()))??;
                 let replica = Arc::new(replica);
+                // Later calls should not wait for a shard to load (30-50 ms at 100k entities):
+                // the graph loads on a thread of its own. Failing to start it costs only that.
+                if let Err(e) = replica.warm_up() {
+                    tracing::warn!(error = %e, "could not start loading the graph in the background");
+                }
                 let sync = self
                     .opts
                     .relay
