@@ -257,6 +257,32 @@ fn main() {
         println!("{:.0} facts/s", fill(&replica, n, &mut Rng(n)));
         return;
     }
+    // `slowest PATH N`: the ten slowest two-word queries of the search figures, to profile.
+    if args.get(1).map(String::as_str) == Some("slowest") {
+        let n: u64 = args[3].parse().unwrap();
+        let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
+        let mut qrng = Rng(7);
+        // The same draws as `search_latencies` makes before its two-word queries.
+        for _ in 0..300 {
+            qrng.below(n);
+        }
+        for _ in 0..300 {
+            skewed_word(&mut qrng);
+        }
+        let mut timed: Vec<(Duration, String, usize)> = (0..300)
+            .map(|_| {
+                let q = format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng));
+                let t = Instant::now();
+                let found = replica.search_limit(&q, 20).unwrap().data.entities.len();
+                (t.elapsed(), q, found)
+            })
+            .collect();
+        timed.sort();
+        for (d, q, found) in timed.iter().rev().take(10) {
+            println!("{} {q:?} ({found} found)", ms(*d));
+        }
+        return;
+    }
     // `search PATH N`: only the search figures, on a graph `fill` built.
     if args.get(1).map(String::as_str) == Some("search") {
         let n = args[3].parse().unwrap();

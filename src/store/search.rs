@@ -262,12 +262,27 @@ fn fold(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Entities holding every one of the (rare) FTS5 patterns, best summed BM25 first.
+///
+/// Scoring a row costs several times finding it (BM25 reads the row's sizes and the phrase's
+/// hits: ~5 µs a row at 100k entities, against ~2 µs to read its entity). With several
+/// patterns, the entities holding them all are found first, unscored, and only their rows are
+/// scored: most multi-word queries share few entities or none (then nothing is scored at all),
+/// and the p99 of a two-word search at 100k entities was these scores (BENCHMARKS.md).
 fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[String]) -> Result<Vec<String>> {
+    let holding = match patterns.len() {
+        0 | 1 => None,
+        _ => match entities_holding_all(db, graph, table, patterns)? {
+            Some(holding) => Some(serde_json::to_string(&holding).unwrap_or_default()),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let among = if holding.is_some() { " AND entity IN (SELECT value FROM json_each(?2))" } else { "" };
+    let first = if holding.is_some() { 3 } else { 2 };
     let mut parts = Vec::new();
     for i in 0..patterns.len() {
         parts.push(format!(
-            "SELECT entity, {i} AS term, rank AS score FROM {table} WHERE {table} MATCH ?{} AND graph = ?1",
-            i + 2
+            "SELECT entity, {i} AS term, rank AS score FROM {table} WHERE {table} MATCH ?{} AND graph = ?1{among}",
+            i + first
         ));
     }
     let sql = format!(
@@ -277,9 +292,34 @@ fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[Stri
         patterns.len()
     );
     let mut stmt = db.prepare_cached(&sql)?;
-    let args = std::iter::once(graph).chain(patterns.iter().map(String::as_str));
+    let args = std::iter::once(graph).chain(holding.as_deref()).chain(patterns.iter().map(String::as_str));
     let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The entities whose rows hold every pattern (each in some row), unscored; `None` if none do.
+fn entities_holding_all(
+    db: &Connection,
+    graph: &str,
+    table: &str,
+    patterns: &[String],
+) -> Result<Option<BTreeSet<String>>> {
+    let mut stmt = db.prepare_cached(&format!("SELECT entity FROM {table} WHERE {table} MATCH ?1 AND graph = ?2"))?;
+    let mut holding: Option<BTreeSet<String>> = None;
+    for pattern in patterns {
+        let mut found = BTreeSet::new();
+        for entity in stmt.query_map(params![pattern, graph], |r| r.get::<_, String>(0))? {
+            let entity = entity?;
+            if holding.as_ref().is_none_or(|h| h.contains(&entity)) {
+                found.insert(entity);
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        holding = Some(found);
+    }
+    Ok(holding)
 }
 
 /// Whether every (lowercased) term is in the entity's name, type or an observation, matched the
