@@ -53,14 +53,8 @@ pub(super) fn load(db: &Connection, doc: &DocId) -> Result<Option<Loaded>> {
         Some((upto, bytes)) => (*upto, Automerge::load(bytes).map_err(|e| corrupt(doc, e))?),
         None => (0, Automerge::new()),
     };
-    let mut stmt = db.prepare_cached("SELECT bytes FROM changes WHERE doc = ?1 AND seq > ?2 ORDER BY seq")?;
-    let mut changes = Vec::new();
-    let mut rows = stmt.query(params![&doc.0[..], upto])?;
-    while let Some(row) = rows.next()? {
-        let bytes: Option<Vec<u8>> = row.get(0)?;
-        let bytes = bytes.ok_or_else(|| corrupt(doc, "a change after the snapshot has no bytes"))?;
-        changes.push(Change::from_bytes(bytes).map_err(|e| corrupt(doc, e))?);
-    }
+    let changes = changes_between(db, doc, upto, i64::MAX)?
+        .ok_or_else(|| corrupt(doc, "a change after the snapshot has no bytes"))?;
     if snapshot.is_none() && changes.is_empty() {
         return Ok(None);
     }

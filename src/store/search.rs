@@ -269,6 +269,7 @@ fn fold(text: &str) -> std::borrow::Cow<'_, str> {
 /// scored: most multi-word queries share few entities or none (then nothing is scored at all),
 /// and the p99 of a two-word search at 100k entities was these scores (BENCHMARKS.md).
 fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[String]) -> Result<Vec<String>> {
+    // With several patterns, ?2 is the JSON list of the entities holding them all.
     let holding = match patterns.len() {
         0 | 1 => None,
         _ => match entities_holding_all(db, graph, table, patterns)? {
@@ -276,8 +277,10 @@ fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[Stri
             None => return Ok(Vec::new()),
         },
     };
-    let among = if holding.is_some() { " AND entity IN (SELECT value FROM json_each(?2))" } else { "" };
-    let first = if holding.is_some() { 3 } else { 2 };
+    let (among, first) = match holding {
+        Some(_) => (" AND entity IN (SELECT value FROM json_each(?2))", 3),
+        None => ("", 2),
+    };
     let mut parts = Vec::new();
     for i in 0..patterns.len() {
         parts.push(format!(
