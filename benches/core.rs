@@ -6,7 +6,8 @@
 //!     cargo bench --bench core -- writes g.db 100000 # single durable writes on that graph, beside
 //!                                                    # the floor (it adds to g.db: use a copy;
 //!                                                    # after N, `normal`: without the fsync;
-//!                                                    # `warm`: the graph loaded first)
+//!                                                    # `warm`: the graph loaded first;
+//!                                                    # `bursts`: then 20 bursts of 100)
 //!
 //! Figures: durable single-write latency (new entity; observation on a random existing entity)
 //! at three graph sizes, batch import throughput, cold open time and resident memory, search
@@ -324,6 +325,28 @@ fn main() {
         samples.sort();
         let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
         println!("{n:>7} entities | 300 observations 30 ms apart: p50 {} p99 {}", ms(p50), ms(p99));
+        if flag("bursts") {
+            // An agent's rhythm: 20 bursts of 100 writes back to back, 400 ms apart; every
+            // write's latency, the tail's far end included.
+            let mut samples = Vec::with_capacity(2_000);
+            for b in 0..20 {
+                std::thread::sleep(Duration::from_millis(400));
+                for i in 0..100 {
+                    let e = format!("entity-{}", rng.below(n));
+                    let t = Instant::now();
+                    replica.write(&[Op::add_observation(e, format!("burst {tag}{b}-{i}"))]).unwrap();
+                    samples.push(t.elapsed());
+                }
+            }
+            samples.sort();
+            println!(
+                "{n:>7} entities | 20 bursts of 100 observations: p50 {} p99 {} p99.9 {} max {}",
+                ms(percentile(&samples, 0.5)),
+                ms(percentile(&samples, 0.99)),
+                ms(percentile(&samples, 0.999)),
+                ms(percentile(&samples, 1.0))
+            );
+        }
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -118,25 +118,30 @@ async fn measure(c: &Client, tag: &str, existing: usize) -> Figures {
     }
 }
 
-async fn bench(server: Server, dir: &Path) -> (Figures, Figures) {
+/// Grows the store from `from` to `to` entities in batches of 100 (not timed).
+async fn grow(c: &Client, from: usize, to: usize) {
+    for b in (from..to).step_by(100) {
+        let entities: Vec<Value> = (b..b + 100)
+            .map(|i| json!({"name": format!("bulk-{i}"), "entityType": "thing", "observations": ["loaded"]}))
+            .collect();
+        call(c, "create_entities", json!({ "entities": entities })).await;
+    }
+}
+
+/// The figures on an empty graph, at 5k entities and at 50k, in that order.
+async fn bench(server: Server, dir: &Path) -> [Figures; 3] {
     let store = match server {
         Server::Cairn | Server::CairnNormal => dir.join("cairn.db"),
         Server::Reference => dir.join("memory.jsonl"),
     };
     let c = spawn(server, &store, "bench").await;
     let empty = measure(&c, "empty", 0).await;
-    // Grow to 5k entities in batches (not timed).
-    for b in 0..50 {
-        let entities: Vec<Value> = (0..100)
-            .map(
-                |i| json!({"name": format!("bulk-{}", b * 100 + i), "entityType": "thing", "observations": ["loaded"]}),
-            )
-            .collect();
-        call(&c, "create_entities", json!({ "entities": entities })).await;
-    }
-    let full = measure(&c, "full", 5_000).await;
+    grow(&c, 0, 5_000).await;
+    let five = measure(&c, "5k", 5_000).await;
+    grow(&c, 5_000, 50_000).await;
+    let fifty = measure(&c, "50k", 50_000).await;
     c.cancel().await.unwrap();
-    (empty, full)
+    [empty, five, fifty]
 }
 
 /// 4 server processes on one store, 120 writes each, concurrently; returns how many entities
@@ -187,8 +192,8 @@ async fn main() {
     for server in [Server::Cairn, Server::CairnNormal, Server::Reference] {
         let sub = dir.path().join(server.name().replace(' ', "_").replace(['(', ')'], ""));
         std::fs::create_dir_all(&sub).unwrap();
-        let (empty, full) = bench(server, &sub).await;
-        for (label, f) in [("empty", &empty), ("5k entities", &full)] {
+        let figures = bench(server, &sub).await;
+        for (label, f) in ["empty", "5k entities", "50k entities"].iter().zip(&figures) {
             println!(
                 "{:<16} {:<12} {:>10.3} ms {:>10.3} ms {:>10.3} ms {:>10.3} ms",
                 server.name(),
@@ -199,21 +204,24 @@ async fn main() {
                 ms(f.observe_p99)
             );
         }
-        medians.push((empty, full));
+        medians.push(figures);
     }
-    let (re, rf) = &medians[2];
+    let reference = &medians[2];
     println!();
-    for (server, (ce, cf)) in [Server::Cairn, Server::CairnNormal].iter().zip(&medians) {
+    for (server, cairn) in [Server::Cairn, Server::CairnNormal].iter().zip(&medians) {
+        let ratio = |i: usize| {
+            (
+                ms(reference[i].create_p50) / ms(cairn[i].create_p50),
+                ms(reference[i].observe_p50) / ms(cairn[i].observe_p50),
+            )
+        };
+        let ((c5, o5), (c50, o50)) = (ratio(1), ratio(2));
         println!(
-            "{}: reference / cairn at 5k: create {:.1}x, observe {:.1}x; on an empty graph: create {:.1}x, observe {:.1}x; \
-cairn at 5k / cairn empty: create {:.2}x, observe {:.2}x",
+            "{}: reference / cairn: at 5k create {c5:.1}x, observe {o5:.1}x; at 50k create {c50:.1}x, observe {o50:.1}x; \
+cairn at 50k / cairn empty: create {:.2}x, observe {:.2}x",
             server.name(),
-            ms(rf.create_p50) / ms(cf.create_p50),
-            ms(rf.observe_p50) / ms(cf.observe_p50),
-            ms(re.create_p50) / ms(ce.create_p50),
-            ms(re.observe_p50) / ms(ce.observe_p50),
-            ms(cf.create_p50) / ms(ce.create_p50),
-            ms(cf.observe_p50) / ms(ce.observe_p50),
+            ms(cairn[2].create_p50) / ms(cairn[0].create_p50),
+            ms(cairn[2].observe_p50) / ms(cairn[0].observe_p50),
         );
     }
     println!("\n4 server processes on one store, 120 create_entities each (480 entities written):");
