@@ -4,6 +4,7 @@
 //!     npm install --prefix clients/js --no-audit --no-fund   # once
 //!     cargo bench -p cairn-sync --bench stock_clients
 //!
+//! `CAIRN_BENCH_RELAY` names another relay binary to measure (an older build, say).
 //! `CAIRN_BENCH_CLIENTS` (default 4) Node clients (`clients/js/bench-clients.mjs`: stock
 //! `@automerge/automerge-repo` with the websocket adapter) each make `CAIRN_BENCH_RATE` (20)
 //! ordinary Cairn writes a second for `CAIRN_BENCH_SECONDS` (10) seconds to one shared shard
@@ -12,7 +13,9 @@
 //! A Rust replica creates the graph on each server first and then leaves, so the clients `find`
 //! its documents. Per server: websocket messages each way (and how many sync messages carried no
 //! changes), messages per write, delivery latency (a write until every other client applied
-//! it), the server process's CPU time over the measured window, and any client disconnects.
+//! it), the CPU time of the server process and of the clients' Node process over the measured
+//! window, that CPU per delivered change (a write applied by one other client: issue 17 compares
+//! the servers by it), and any client disconnects.
 //! The clients' writes are paced by Node's timers: when a storm keeps the clients' process busy
 //! the write phase stretches (the "written in" column), so compare messages per write, not
 //! message rates.
@@ -36,6 +39,13 @@ const ENTITY: &str = "Bench";
 
 fn setting(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The relay binary: this build's, or `CAIRN_BENCH_RELAY` (another build's, to measure old and
+/// new code with the same bench in one run of the machine).
+fn relay_bin() -> PathBuf {
+    std::env::var_os("CAIRN_BENCH_RELAY")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn-relay")), PathBuf::from)
 }
 
 fn js_dir() -> PathBuf {
@@ -84,7 +94,9 @@ async fn seed(replica: &Arc<Replica>, addr: SocketAddr) {
 struct Run {
     server: &'static str,
     result: serde_json::Value,
+    /// CPU seconds over the counted window: the server process, and the clients' Node process.
     cpu: f64,
+    clients_cpu: f64,
     /// The relay's own count of messages in and out over the window (from `/metrics`), to check
     /// the clients' count against.
     relay_counted: Option<(u64, u64)>,
@@ -116,8 +128,8 @@ fn clients(js: &Path, addr: SocketAddr, server: &Server, name: &'static str, rel
         .stderr(Stdio::inherit())
         .spawn()
         .expect("cannot run `node`: install Node.js and put it on PATH");
-    let pid = server.0.id();
-    let (mut cpu_start, mut cpu) = (None, 0.0);
+    let (pid, node_pid) = (server.0.id(), node.id());
+    let (mut cpu_start, mut cpu, mut clients_cpu) = (None, 0.0, 0.0);
     let (mut counted_start, mut relay_counted) = (None, None);
     let mut result = None;
     for line in std::io::BufReader::new(node.stdout.take().unwrap()).lines() {
@@ -125,11 +137,13 @@ fn clients(js: &Path, addr: SocketAddr, server: &Server, name: &'static str, rel
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         match value["event"].as_str() {
             Some("counting") => {
-                cpu_start = Some(common::cpu_seconds(pid));
+                cpu_start = Some((common::cpu_seconds(pid), common::cpu_seconds(node_pid)));
                 counted_start = relay.then(|| relay_counters(addr)).flatten();
             }
             Some("done") => {
-                cpu = common::cpu_seconds(pid) - cpu_start.expect("counting started");
+                let (server0, clients0) = cpu_start.expect("counting started");
+                cpu = common::cpu_seconds(pid) - server0;
+                clients_cpu = common::cpu_seconds(node_pid) - clients0;
                 if let (Some((i0, o0)), Some((i1, o1))) = (counted_start, relay_counters(addr)) {
                     relay_counted = Some((i1 - i0, o1 - o0));
                 }
@@ -139,7 +153,13 @@ fn clients(js: &Path, addr: SocketAddr, server: &Server, name: &'static str, rel
     }
     let status = node.wait().unwrap();
     assert!(status.success(), "bench-clients.mjs failed against the {name}");
-    Run { server: name, result: result.expect("bench-clients.mjs printed its results"), cpu, relay_counted }
+    Run {
+        server: name,
+        result: result.expect("bench-clients.mjs printed its results"),
+        cpu,
+        clients_cpu,
+        relay_counted,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +174,7 @@ async fn main() {
     // 1. The Cairn relay, as its release binary.
     let addr = free_addr();
     let mut relay = Server(
-        Command::new(env!("CARGO_BIN_EXE_cairn-relay"))
+        Command::new(relay_bin())
             .args([
                 "--listen",
                 &addr.to_string(),
@@ -196,10 +216,11 @@ async fn main() {
 fn report(runs: &[Run]) {
     let r = &runs[0].result;
     println!(
-        "{} stock automerge-repo 2.5.6 clients x {} writes/s x {} s to one shard document; loopback; 2 cores; load average at the end {}\n",
+        "{} stock automerge-repo 2.5.6 clients x {} writes/s x {} s to one shard document; loopback; 2 cores; relay {}; load average at the end {}\n",
         r["clients"],
         r["rate"],
         r["seconds"],
+        relay_bin().display(),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .split_whitespace()
@@ -208,9 +229,9 @@ fn report(runs: &[Run]) {
             .join(" ")
     );
     println!(
-        "| server | writes delivered (written in) | msgs server→clients (no changes) | msgs clients→server (no changes) | msgs per write (server, total) | p50 / p99 / max delivery | server CPU | disconnects |"
+        "| server | writes delivered (written in) | msgs server→clients (no changes) | msgs clients→server (no changes) | msgs per write (server, total) | p50 / p99 / max delivery | CPU server, clients | CPU per delivered change | disconnects |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for run in runs {
         let r = &run.result;
         let int = |k: &str| r[k].as_u64().unwrap_or(0);
@@ -225,8 +246,10 @@ fn report(runs: &[Run]) {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        // A write is delivered once to each other client: that many changes applied.
+        let applied = (int("delivered") * int("clients").saturating_sub(1)).max(1) as f64;
         println!(
-            "| {} | {}/{} ({:.1} s) | {} ({:.0}%) | {} ({:.0}%) | {:.1}, {:.1} | {} / {} / {} ms | {:.2} s | {}{} |",
+            "| {} | {}/{} ({:.1} s) | {} ({:.0}%) | {} ({:.0}%) | {:.1}, {:.1} | {} / {} / {} ms | {:.2} s, {:.2} s | {:.3} ms | {}{} |",
             run.server,
             int("delivered"),
             int("writes"),
@@ -241,6 +264,8 @@ fn report(runs: &[Run]) {
             ms("p99_ms"),
             ms("max_ms"),
             run.cpu,
+            run.clients_cpu,
+            1000.0 * (run.cpu + run.clients_cpu) / applied,
             disconnects,
             if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join("; ")) },
         );

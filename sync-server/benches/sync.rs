@@ -144,6 +144,7 @@ async fn main() {
             .await;
     }
     let cpu_before = common::cpu_seconds(relay_process.id());
+    let own_cpu_before = common::cpu_seconds(std::process::id());
     let t = Instant::now();
     let mut writers = Vec::new();
     for (i, r) in replicas.iter().enumerate() {
@@ -167,16 +168,19 @@ async fn main() {
     let converged = t.elapsed();
     let frames: u64 = clients.iter().map(|c| c.traffic().frames_in.load(Ordering::Relaxed)).sum();
     let relay_cpu = common::cpu_seconds(relay_process.id()) - cpu_before;
+    let replicas_cpu = common::cpu_seconds(std::process::id()) - own_cpu_before;
     println!(
-        "100 replicas x {WRITES} writes: all written in {}, all {} replicas converged in {} ({:.0} writes/s end to end; relay sent {} frames, {:.0}/s; relay process CPU {:.1} s = {:.0}% of one core over that time)",
+        "100 replicas x {WRITES} writes: all written in {}, all {} replicas converged in {} ({:.0} writes/s end to end, {:.0} delivered changes/s: a write applied by one other replica; relay sent {} frames, {:.0}/s; relay process CPU {:.1} s = {:.0}% of one core over that time; the replicas' process {:.1} s)",
         ms(written),
         N,
         ms(converged),
         (N * WRITES) as f64 / converged.as_secs_f64(),
+        (N * WRITES * (N - 1)) as f64 / converged.as_secs_f64(),
         frames,
         frames as f64 / converged.as_secs_f64(),
         relay_cpu,
-        100.0 * relay_cpu / converged.as_secs_f64()
+        100.0 * relay_cpu / converged.as_secs_f64(),
+        replicas_cpu
     );
     for c in clients {
         c.stop().await;

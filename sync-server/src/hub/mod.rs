@@ -605,7 +605,7 @@ impl Hub {
         if owed.heads && c.subscribed && c.docs.contains_key(&doc) {
             let heads = docs.heads(&doc)?;
             self.send(conn, self.heads_message(now, &peer, doc, heads), out);
-            self.outbox.sent((conn, doc), now, None);
+            self.outbox.sent((conn, doc), now, None, false);
         }
         let Some(state) = self.conns.get_mut(&conn).and_then(|c| c.docs.get_mut(&doc)) else { return Ok(()) };
         let mut message = docs.generate(&doc, state)?;
@@ -626,10 +626,10 @@ impl Hub {
             }
             return Ok(());
         };
-        let heads = m.heads.clone();
+        let (heads, changes) = (m.heads.clone(), !m.changes.is_empty());
         let message = Message::Sync { sender: self.config.peer_id.clone(), target: peer, doc, data: m.encode() };
         out.push(Action::Send { conn, message });
-        self.outbox.sent((conn, doc), now, Some(heads));
+        self.outbox.sent((conn, doc), now, Some(heads), changes);
         Ok(())
     }
 }

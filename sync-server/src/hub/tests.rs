@@ -257,10 +257,11 @@ fn many_messages_in_one_batch_get_one_answer_and_a_busy_connection_waits_for_the
     bob.take(flushed);
     assert_eq!(bob.doc.get_heads(), alice.doc.get_heads());
     // Step 3: Alice writes again at once: her change is stored, and Bob's copy waits for his
-    // interval.
+    // interval (Bob has answered what he had, as a peer does).
     alice.edit("a4");
     let soon = now + 1;
     hub.handle(soon, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    hub.handle(soon, Event::Received { conn: 2, message: bob.message().unwrap() }, &mut docs).unwrap();
     assert!(hub.flush(soon, &mut docs).unwrap().is_empty(), "both connections had a message 1 ms ago");
     assert_eq!(hub.next_flush(), Some(now + DEFAULT_SYNC_INTERVAL));
     // Step 4: when the interval has passed, the flush sends it.
@@ -269,6 +270,29 @@ fn many_messages_in_one_batch_get_one_answer_and_a_busy_connection_waits_for_the
     bob.take(due);
     assert_eq!(bob.doc.get_heads(), alice.doc.get_heads());
     assert_eq!(hub.next_flush(), None);
+}
+
+#[test]
+fn a_reader_that_has_not_answered_its_changes_hears_nothing_more_until_it_does() {
+    let AliceAndBob { mut hub, mut docs, mut alice, mut bob, .. } = alice_and_bob();
+    // Step 1: Alice writes; Bob is sent it and says nothing (a busy peer).
+    let now = 10_000;
+    alice.edit("a1");
+    hub.handle(now, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    let flushed = hub.flush(now, &mut docs).unwrap();
+    assert_eq!(sent_to(&flushed, 2), ["sync"]);
+    alice.take(bob.take(flushed));
+    // Step 2: Alice writes again; the interval passes; Bob still has not answered: held.
+    alice.edit("a2");
+    hub.handle(now + 1, Event::Received { conn: 1, message: alice.message().unwrap() }, &mut docs).unwrap();
+    let later = now + 2 * DEFAULT_SYNC_INTERVAL;
+    assert!(sent_to(&hub.flush(later, &mut docs).unwrap(), 2).is_empty(), "Bob has not answered a1");
+    // Step 3: Bob answers: a2 goes to him at once, the interval having passed.
+    hub.handle(later, Event::Received { conn: 2, message: bob.message().unwrap() }, &mut docs).unwrap();
+    let flushed = hub.flush(later, &mut docs).unwrap();
+    assert_eq!(sent_to(&flushed, 2), ["sync"]);
+    bob.take(flushed);
+    assert_eq!(bob.doc.get_heads(), alice.doc.get_heads());
 }
 
 #[test]
