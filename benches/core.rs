@@ -284,11 +284,51 @@ fn main() {
         }
         return;
     }
+    // `results PATH N`: the two-word queries of the search figures and what each finds, in
+    // order: to show that a change to search finds the same (compare two builds' outputs).
+    if args.get(1).map(String::as_str) == Some("results") {
+        let n: u64 = args[3].parse().unwrap();
+        let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
+        let mut qrng = Rng(7);
+        for _ in 0..300 {
+            qrng.below(n);
+        }
+        for _ in 0..300 {
+            skewed_word(&mut qrng);
+        }
+        for _ in 0..300 {
+            let q = format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng));
+            let found = replica.search_limit(&q, 20).unwrap().data;
+            let names: Vec<&str> = found.entities.iter().map(|e| e.name.as_str()).collect();
+            println!("{q:?} {names:?}");
+        }
+        return;
+    }
     // `search PATH N`: only the search figures, on a graph `fill` built.
     if args.get(1).map(String::as_str) == Some("search") {
         let n = args[3].parse().unwrap();
         let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
         println!("{n:>7} entities | {}", search_latencies(&replica, n));
+        return;
+    }
+    // `wal PATH N WRITES`: WRITES single observation writes on a warm graph `fill` built, then
+    // a copy of the write-ahead log taken while the replica is open (`PATH.wal`), for
+    // `benches/wal_pages.py PATH --wal PATH.wal` to say which b-trees each commit wrote.
+    if args.get(1).map(String::as_str) == Some("wal") {
+        let (path, n, writes): (&Path, u64, u64) =
+            (Path::new(&args[2]), args[3].parse().unwrap(), args[4].parse().unwrap());
+        let replica = open(path, "bench", Durability::Full);
+        replica.warm_up().unwrap().wait(Duration::from_secs(600)).unwrap();
+        let mut rng = Rng(11);
+        for i in 0..writes {
+            let e = format!("entity-{}", rng.below(n));
+            replica.write(&[Op::add_observation(e, format!("wal pages {}-{i}", std::process::id()))]).unwrap();
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut copy = path.as_os_str().to_owned();
+        copy.push(".wal");
+        std::fs::copy(&wal, &copy).unwrap();
         return;
     }
     // `writes PATH N`: single durable writes on a graph `fill` built, beside the floor.

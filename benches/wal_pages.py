@@ -7,6 +7,11 @@ figures) through the Python package on a copy of GRAPH.db (a graph `core fill` b
 the write-ahead log while the replica is still open, reads each frame's page number and commit
 mark from the WAL format, and names each page's b-tree with SQLite's `dbstat` on the copy.
 Needs the `cairn` package (`clients/python/test.sh`, or `maturin develop --release`).
+
+    python3 benches/wal_pages.py COPY.db --wal COPY.db.wal [--writes 20]
+
+reads a log copied already instead (`cargo bench --bench core -- wal COPY.db N WRITES` makes
+one on a warm replica, without the Python package); COPY.db must be closed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import struct
 import tempfile
 from typing import List
 
-import cairn
 
 
 def commits(wal: bytes) -> List[List[int]]:
@@ -45,7 +49,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("graph")
     parser.add_argument("--writes", type=int, default=20)
+    parser.add_argument("--wal", help="a copy of GRAPH's write-ahead log, taken while open")
     args = parser.parse_args()
+    if args.wal:
+        with open(args.wal, "rb") as f:
+            wal = f.read()
+        report(wal, args.graph, args.writes)
+        return
+    import cairn  # only this way needs the package
+
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "copy.db")
         shutil.copy(args.graph, db)
@@ -57,8 +69,13 @@ def main() -> None:
         with open(db + "-wal", "rb") as f:
             wal = f.read()
         del memory
-        owner = {page: name for name, page in sqlite3.connect(db).execute("SELECT name, pageno FROM dbstat")}
-    done = commits(wal)[-args.writes:]
+        report(wal, db, args.writes)
+
+
+def report(wal: bytes, db: str, writes: int) -> None:
+    """Prints the pages of the last `writes` commits in `wal`, named by their b-trees in `db`."""
+    owner = {page: name for name, page in sqlite3.connect(db).execute("SELECT name, pageno FROM dbstat")}
+    done = commits(wal)[-writes:]
     print("pages per commit:", [len(c) for c in done])
     by_tree = collections.Counter(owner.get(page, "(new or free)") for c in done for page in c)
     print("mean pages per commit, by b-tree:")

@@ -146,10 +146,11 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
     }
     let table = stage.table();
     // How common a term is, counted over every graph in the file: reading each row's graph would
-    // cost more than the count itself, and an estimate is all the choice below needs.
-    let mut probe =
-        db.prepare_cached(&format!("SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?1 LIMIT ?2)"))?;
-    let mut rare = Vec::new();
+    // cost more than the count itself, and an estimate is all the choice below needs. A rare
+    // term's rows are kept, so that the look-up (a trigram phrase: milliseconds at 100k
+    // entities) is not made again to find their entities.
+    let mut probe = db.prepare_cached(&format!("SELECT rowid FROM {table} WHERE {table} MATCH ?1 LIMIT ?2"))?;
+    let mut rare: Vec<(String, Vec<i64>)> = Vec::new();
     let mut common = None;
     let mut filters = Vec::new();
     for t in terms {
@@ -159,17 +160,19 @@ fn search_stage(db: &Connection, graph: &str, stage: Stage, terms: &[&str], limi
             filters.push(t.to_lowercase());
         }
         for lookup in lookups {
-            let mut count = |p: &str| probe.query_row(params![p, COMMON], |r| r.get::<_, i64>(0));
+            let mut rows = |p: &str| -> Result<Vec<i64>> {
+                Ok(probe.query_map(params![p, COMMON], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+            };
             // A word common by itself is common as a prefix too, and counting it streams where
             // counting the prefix first merges every word it starts.
-            let n = match count(&lookup.quoted)? {
-                n if n < COMMON && lookup.prefix => count(&lookup.pattern())?,
-                n => n,
+            let found = match rows(&lookup.quoted)? {
+                found if (found.len() as i64) < COMMON && lookup.prefix => rows(&lookup.pattern())?,
+                found => found,
             };
-            match n {
+            match found.len() as i64 {
                 // A term this stage finds nowhere (in any graph): no entity has them all.
                 0 => return Ok(Vec::new()),
-                n if n < COMMON => rare.push(lookup.pattern()),
+                n if n < COMMON => rare.push((lookup.pattern(), found)),
                 _ => {
                     common.get_or_insert(lookup);
                     if whole {
@@ -261,31 +264,38 @@ fn fold(text: &str) -> std::borrow::Cow<'_, str> {
     if text.chars().any(|c| c.is_uppercase()) { text.to_lowercase().into() } else { text.into() }
 }
 
-/// Entities holding every one of the (rare) FTS5 patterns, best summed BM25 first.
+/// Entities holding every one of the (rare) FTS5 patterns, given with their rows, best summed
+/// BM25 first.
 ///
 /// Scoring a row costs several times finding it (BM25 reads the row's sizes and the phrase's
 /// hits: ~5 µs a row at 100k entities, against ~2 µs to read its entity). With several
 /// patterns, the entities holding them all are found first, unscored, and only their rows are
 /// scored: most multi-word queries share few entities or none (then nothing is scored at all),
 /// and the p99 of a two-word search at 100k entities was these scores (BENCHMARKS.md).
-fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[String]) -> Result<Vec<String>> {
-    // With several patterns, ?2 is the JSON list of the entities holding them all.
+fn ranked_candidates(
+    db: &Connection,
+    graph: &str,
+    table: &str,
+    patterns: &[(String, Vec<i64>)],
+) -> Result<Vec<String>> {
+    // With several patterns, each is scored on its rows of the entities holding them all
+    // (`?2`, `?4`, ...: JSON lists of row ids).
     let holding = match patterns.len() {
         0 | 1 => None,
-        _ => match entities_holding_all(db, graph, table, patterns)? {
-            Some(holding) => Some(serde_json::to_string(&holding).unwrap_or_default()),
+        _ => match rows_of_entities_holding_all(db, graph, table, patterns)? {
+            Some(rows) => Some(rows.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect::<Vec<_>>()),
             None => return Ok(Vec::new()),
         },
     };
-    let (among, first) = match holding {
-        Some(_) => (" AND entity IN (SELECT value FROM json_each(?2))", 3),
-        None => ("", 2),
-    };
     let mut parts = Vec::new();
     for i in 0..patterns.len() {
+        let among = match holding {
+            Some(_) => format!(" AND rowid IN (SELECT value FROM json_each(?{}))", 2 * i + 3),
+            None => String::new(),
+        };
         parts.push(format!(
             "SELECT entity, {i} AS term, rank AS score FROM {table} WHERE {table} MATCH ?{} AND graph = ?1{among}",
-            i + first
+            2 * i + 2
         ));
     }
     let sql = format!(
@@ -295,26 +305,45 @@ fn ranked_candidates(db: &Connection, graph: &str, table: &str, patterns: &[Stri
         patterns.len()
     );
     let mut stmt = db.prepare_cached(&sql)?;
-    let args = std::iter::once(graph).chain(holding.as_deref()).chain(patterns.iter().map(String::as_str));
+    let mut args: Vec<&str> = vec![graph];
+    for (i, (pattern, _)) in patterns.iter().enumerate() {
+        args.push(pattern);
+        if let Some(rows) = &holding {
+            args.push(&rows[i]);
+        }
+    }
     let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The entities whose rows hold every pattern (each in some row), unscored; `None` if none do.
-fn entities_holding_all(
+/// For each pattern, its rows (given) that belong to entities of `graph` holding every pattern,
+/// each in some row; `None` if no entity does. Reads each row's entity, never the look-ups again.
+fn rows_of_entities_holding_all(
     db: &Connection,
     graph: &str,
     table: &str,
-    patterns: &[String],
-) -> Result<Option<BTreeSet<String>>> {
-    let mut stmt = db.prepare_cached(&format!("SELECT entity FROM {table} WHERE {table} MATCH ?1 AND graph = ?2"))?;
+    patterns: &[(String, Vec<i64>)],
+) -> Result<Option<Vec<Vec<i64>>>> {
+    // Read from the index's content table (FTS5's `_content`: `id` the row id, `c0` the graph,
+    // `c1` the entity) rather than through the index, whose look-up by row id costs ~2.5 µs a
+    // row against ~0.4 µs (500 rows at 100k entities: 1.3 ms against 0.2 ms).
+    let mut stmt = db.prepare_cached(&format!(
+        "SELECT id, c1 FROM {table}_content WHERE id IN (SELECT value FROM json_each(?1)) AND c0 = ?2"
+    ))?;
+    // The pattern with the fewest rows first: the candidates only shrink.
+    let mut order: Vec<usize> = (0..patterns.len()).collect();
+    order.sort_by_key(|&i| patterns[i].1.len());
     let mut holding: Option<BTreeSet<String>> = None;
-    for pattern in patterns {
+    let mut rows: Vec<Vec<(i64, String)>> = vec![Vec::new(); patterns.len()];
+    for i in order {
+        // Serialising integers cannot fail.
+        let ids = serde_json::to_string(&patterns[i].1).unwrap_or_default();
         let mut found = BTreeSet::new();
-        for entity in stmt.query_map(params![pattern, graph], |r| r.get::<_, String>(0))? {
-            let entity = entity?;
+        for row in stmt.query_map(params![ids, graph], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (rowid, entity) = row?;
             if holding.as_ref().is_none_or(|h| h.contains(&entity)) {
-                found.insert(entity);
+                found.insert(entity.clone());
+                rows[i].push((rowid, entity));
             }
         }
         if found.is_empty() {
@@ -322,7 +351,13 @@ fn entities_holding_all(
         }
         holding = Some(found);
     }
-    Ok(holding)
+    // Every entity kept holds each pattern; a row kept early may belong to one dropped later.
+    let holding = holding.unwrap_or_default();
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| r.into_iter().filter(|(_, e)| holding.contains(e)).map(|(rowid, _)| rowid).collect())
+            .collect(),
+    ))
 }
 
 /// Whether every (lowercased) term is in the entity's name, type or an observation, matched the
