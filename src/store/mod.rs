@@ -14,7 +14,6 @@
 mod access;
 mod audit;
 mod backup;
-mod checkpoint;
 mod docs;
 pub(crate) mod events;
 pub(crate) mod fault;
@@ -84,9 +83,6 @@ pub(crate) struct DocLog {
     read_only: Option<ReadOnlyCause>,
     /// Shared with the warming thread (`warm.rs`), which holds it weakly.
     inner: Arc<Mutex<Inner>>,
-    /// Checkpoints the log in pauses (`checkpoint.rs`); none when read-only. Dropped last, so
-    /// its connection closes after the replica's.
-    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 #[derive(Debug)]
@@ -118,23 +114,11 @@ impl DocLog {
         };
         search::register_functions(&conn)?;
         let replica = meta::replica_id(&conn)?;
-        let checkpointer = match read_only {
-            None => match checkpoint::Checkpointer::start(path) {
-                Ok(checkpointer) => Some(checkpointer),
-                Err(e) => {
-                    // The commit that crosses the limit checkpoints instead: slower, nothing lost.
-                    tracing::warn!(path = %path.display(), error = %e, "cannot checkpoint in pauses");
-                    None
-                }
-            },
-            Some(_) => None,
-        };
         Ok(DocLog {
             path: path.to_owned(),
             replica,
             read_only,
             inner: Arc::new(Mutex::new(Inner { conn, cache: DocCache::new(actor) })),
-            checkpointer,
         })
     }
 
@@ -229,9 +213,6 @@ impl DocLog {
             };
             search.apply(&tx)?;
             tx.commit()?;
-            if let Some(checkpointer) = &self.checkpointer {
-                checkpointer.committed();
-            }
             Ok(out)
         })();
         if result.is_err() {
@@ -466,35 +447,6 @@ mod tests {
         assert_eq!(again.replica_id(), id, "reopening keeps the replica id");
         let version: i64 = again.read(|tx| Ok(tx.db().query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
         assert_eq!(version, migrate::MIGRATIONS.len() as i64);
-    }
-
-    #[test]
-    fn the_log_is_checkpointed_in_a_pause_not_by_a_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let log = open(&path).unwrap();
-        let write = |i: u64| log.write(|tx| tx.set_checkpoint("test", Some(&i.to_string()))).unwrap();
-        // The write-ahead log's header counts the times it restarted from its start, which the
-        // first write after a complete checkpoint does.
-        let restarts = || {
-            let wal = std::fs::read(dir.path().join("a.db-wal")).unwrap();
-            u32::from_be_bytes([wal[12], wal[13], wal[14], wal[15]])
-        };
-        for i in 0..checkpoint::MIN_COMMITS {
-            write(i);
-        }
-        let before = restarts();
-        // Far fewer pages than `wal_autocheckpoint`: no write checkpoints; only a pause can.
-        let mut restarted = false;
-        for i in 0..200 {
-            std::thread::sleep(Duration::from_millis(50));
-            write(100 + i);
-            if restarts() != before {
-                restarted = true;
-                break;
-            }
-        }
-        assert!(restarted, "the log was never checkpointed in 200 pauses of 50 ms");
     }
 
     #[test]
