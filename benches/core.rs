@@ -246,6 +246,19 @@ fn search_latencies(replica: &Replica, n: u64) -> String {
     )
 }
 
+/// The 300 two-word queries of [`search_latencies`], drawn as it draws them (after its 300 name
+/// and 300 one-word queries), for the modes that look at them one by one.
+fn two_word_queries(n: u64) -> Vec<String> {
+    let mut qrng = Rng(7);
+    for _ in 0..300 {
+        qrng.below(n);
+    }
+    for _ in 0..300 {
+        skewed_word(&mut qrng);
+    }
+    (0..300).map(|_| format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng))).collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("cold-open") {
@@ -262,17 +275,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("slowest") {
         let n: u64 = args[3].parse().unwrap();
         let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
-        let mut qrng = Rng(7);
-        // The same draws as `search_latencies` makes before its two-word queries.
-        for _ in 0..300 {
-            qrng.below(n);
-        }
-        for _ in 0..300 {
-            skewed_word(&mut qrng);
-        }
-        let mut timed: Vec<(Duration, String, usize)> = (0..300)
-            .map(|_| {
-                let q = format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng));
+        let mut timed: Vec<(Duration, String, usize)> = two_word_queries(n)
+            .into_iter()
+            .map(|q| {
                 let t = Instant::now();
                 let found = replica.search_limit(&q, 20).unwrap().data.entities.len();
                 (t.elapsed(), q, found)
@@ -289,15 +294,7 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("results") {
         let n: u64 = args[3].parse().unwrap();
         let replica = open(Path::new(&args[2]), "bench", Durability::Normal);
-        let mut qrng = Rng(7);
-        for _ in 0..300 {
-            qrng.below(n);
-        }
-        for _ in 0..300 {
-            skewed_word(&mut qrng);
-        }
-        for _ in 0..300 {
-            let q = format!("{} {}", skewed_word(&mut qrng), skewed_word(&mut qrng));
+        for q in two_word_queries(n) {
             let found = replica.search_limit(&q, 20).unwrap().data;
             let names: Vec<&str> = found.entities.iter().map(|e| e.name.as_str()).collect();
             println!("{q:?} {names:?}");

@@ -26,7 +26,6 @@ import tempfile
 from typing import List
 
 
-
 def commits(wal: bytes) -> List[List[int]]:
     """The page numbers of each committed transaction in a WAL file, oldest first."""
     _, _, page_size, _, salt1, salt2, _, _ = struct.unpack(">8I", wal[:32])
